@@ -1,0 +1,307 @@
+"""The ``speech-tl`` command: a thin wrapper around the package's functions.
+
+Heavy imports (torch, soundfile) happen inside the commands, so ``--help`` is quick.
+Errors a user can act on are printed as one ``error:`` line (exit status 2), no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+def user_errors(fn):
+    """Turn the package's expected errors into clean one-line messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .audio import AudioError
+        from .manifest import ManifestError
+        from .prepare.tts import ToolMissing
+
+        try:
+            return fn(*args, **kwargs)
+        except (ManifestError, AudioError, ToolMissing, FileNotFoundError, ValueError) as e:
+            raise UserError(str(e)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="speech-tl")
+def main() -> None:
+    """speech-tl: adapt English-pretrained speech models to new tasks.
+
+    Stages: prepare manifests -> train (adapt) -> evaluate -> report.
+    """
+
+
+# --------------------------------------------------------------------------- prepare
+
+@main.group()
+def prepare() -> None:
+    """Write JSONL manifests for a corpus (or synthesise an offline one)."""
+
+
+out_dir_opt = click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                           help="Folder for the manifests.")
+workers_opt = click.option("--workers", type=int, default=None, help="Processes (default: CPU cores, at most 8).")
+force_opt = click.option("--force", is_flag=True, help="Redo even if finished outputs exist.")
+corpus_arg = click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def _report(result) -> None:
+    click.echo(result.summary())
+
+
+@prepare.command("commonvoice")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="de", show_default=True, help="Language code of this Common Voice folder.")
+@click.option("--use-validated", is_flag=True, help="Train on validated.tsv minus dev/test clips and speakers.")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_commonvoice_cmd(corpus_dir, out_dir, lang, use_validated, workers, force):
+    """Common Voice: CORPUS_DIR holds train.tsv, dev.tsv, test.tsv and clips/."""
+    from .prepare import prepare_commonvoice
+
+    _report(prepare_commonvoice(corpus_dir, out_dir, lang, use_validated, workers, force))
+
+
+@prepare.command("librispeech")
+@corpus_arg
+@out_dir_opt
+@workers_opt
+@force_opt
+@user_errors
+def prepare_librispeech_cmd(corpus_dir, out_dir, workers, force):
+    """LibriSpeech: one subset folder, or a folder of subsets."""
+    from .prepare import prepare_librispeech
+
+    _report(prepare_librispeech(corpus_dir, out_dir, workers, force))
+
+
+@prepare.command("voxceleb")
+@corpus_arg
+@out_dir_opt
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="VoxCeleb1 iden_split.txt (default: CORPUS_DIR/iden_split.txt if present).")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_voxceleb_cmd(corpus_dir, out_dir, split_file, workers, force):
+    """VoxCeleb: wav/idNNNNN/<video>/<utt>.wav."""
+    from .prepare import prepare_voxceleb
+
+    _report(prepare_voxceleb(corpus_dir, out_dir, split_file, workers, force))
+
+
+@prepare.command("mailabs")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="de", show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_mailabs_cmd(corpus_dir, out_dir, lang, workers, force):
+    """M-AILABS: by_book/<female|male|mix>/<speaker>/<book>/metadata.csv + wavs/."""
+    from .prepare import prepare_mailabs
+
+    _report(prepare_mailabs(corpus_dir, out_dir, lang, workers, force))
+
+
+@prepare.command("folder")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True, help="Language code written into the manifest.")
+@click.option("--name", default="folder", show_default=True, help="Corpus name used in the manifest file names.")
+@click.option("--speaker-level", type=int, default=1, show_default=True,
+              help="Folder level naming the speaker (1 = the file's parent folder, 0 = one speaker per file).")
+@click.option("--speaker-regex", default=None, help="Take the speaker from the file name: first group of this regex.")
+@click.option("--no-text", is_flag=True, help="Transcripts are optional (speaker corpora).")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_folder_cmd(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, no_text, workers, force):
+    """A folder of audio files with same-name .txt transcripts."""
+    from .prepare import prepare_folder
+
+    _report(prepare_folder(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, not no_text, workers,
+                           force))
+
+
+@prepare.command("kaldi")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True)
+@click.option("--name", default="kaldi", show_default=True, help="Corpus name used in the manifest file names.")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force):
+    """A Kaldi data dir: wav.scp, text, utt2spk (+ segments)."""
+    from .prepare import prepare_kaldi
+
+    _report(prepare_kaldi(corpus_dir, out_dir, lang, name, workers, force))
+
+
+@prepare.command("synth-asr")
+@out_dir_opt
+@click.option("--lang", default="de", show_default=True)
+@click.option("--num-utterances", type=int, default=3000, show_default=True)
+@click.option("--sentences", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="One sentence per line (default: German sentences of Debian's trans-de-en).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, workers, force):
+    """Offline German ASR corpus spoken by espeak-ng, MBROLA and pico voices."""
+    from .prepare import prepare_synth_asr
+
+    _report(prepare_synth_asr(out_dir, lang, num_utterances, sentences, seed, workers, force))
+
+
+@prepare.command("synth-speakers")
+@out_dir_opt
+@click.option("--utterances-per-speaker", type=int, default=24, show_default=True)
+@click.option("--num-test-speakers", type=int, default=20, show_default=True)
+@click.option("--num-dev-speakers", type=int, default=10, show_default=True)
+@click.option("--max-speakers", type=int, default=None, help="Use at most this many voices (quick runs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_synth_speakers_cmd(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, max_speakers,
+                               seed, workers, force):
+    """Offline speaker-ID corpus from MBROLA, pico and espeak-ng voices, with augmentation."""
+    from .prepare import prepare_synth_speakers
+
+    _report(prepare_synth_speakers(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, seed,
+                                   workers, force, max_speakers))
+
+
+# --------------------------------------------------------------------------- manifest
+
+@main.group()
+def manifest() -> None:
+    """Inspect, check, filter and split manifests."""
+
+
+manifest_arg = click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
+
+
+@manifest.command("stats")
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--max-speakers", type=int, default=20, show_default=True, help="Speakers listed in the text output.")
+@user_errors
+def manifest_stats_cmd(manifests, as_json, max_speakers):
+    """Hours, utterances, speakers, per-speaker counts and the character inventory."""
+    from .manifest import format_stats, manifest_stats, read_manifest
+
+    all_stats = {str(m): manifest_stats(read_manifest(m)) for m in manifests}
+    if as_json:
+        click.echo(json.dumps(all_stats, ensure_ascii=False, indent=1))
+    else:
+        click.echo("\n\n".join(format_stats(k, v, max_speakers) for k, v in all_stats.items()))
+
+
+@manifest.command("validate")
+@manifest_arg
+@click.option("--check-audio", is_flag=True, help="Also decode every file and check it (silence, clipping, ...).")
+@user_errors
+def manifest_validate_cmd(manifest_path, check_audio):
+    """Check every line; with --check-audio also every audio file. Exit 1 if anything is wrong."""
+    from .audio import AudioError, load_checked
+    from .manifest import check_audio_files, read_manifest
+
+    utts = read_manifest(manifest_path)
+    problems = [f"{u.id}: {msg}" for u, msg in check_audio_files(utts)]
+    if check_audio and not problems:
+        for u in utts:
+            try:
+                load_checked(u.audio_path(), offset=u.offset or 0.0, duration=u.duration if u.offset else None)
+            except AudioError as e:
+                problems.append(f"{u.id}: {e}")
+    for p in problems:
+        click.echo(p, err=True)
+    click.echo(f"{manifest_path}: {len(utts)} utterances, {len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+@manifest.command("filter")
+@manifest_arg
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--min-duration", type=float, default=0.0, show_default=True)
+@click.option("--max-duration", type=float, default=float("inf"))
+@click.option("--vocab", default=None, help="Allowed characters (a string, or @FILE with one per line).")
+@user_errors
+def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab):
+    """Keep utterances within duration bounds and a character set; the rest go to OUT's .rejected.jsonl."""
+    from .manifest import filter_duration, filter_vocabulary, read_manifest, write_jsonl, write_manifest
+
+    utts = read_manifest(manifest_path)
+    kept, rejected = filter_duration(utts, min_duration, max_duration)
+    if vocab:
+        chars = Path(vocab[1:]).read_text(encoding="utf-8").splitlines() if vocab.startswith("@") else list(vocab)
+        kept, bad = filter_vocabulary(kept, [c if c else " " for c in chars])
+        rejected += bad
+    write_manifest(out, kept)
+    rej = out.with_name(out.stem + ".rejected.jsonl")
+    write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
+    click.echo(f"kept {len(kept)} -> {out}; rejected {len(rejected)} -> {rej}")
+
+
+@manifest.command("split")
+@manifest_arg
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--by", type=click.Choice(["speaker", "text", "speaker+text"]), default="speaker", show_default=True)
+@click.option("--fractions", default="train=0.8,dev=0.1,test=0.1", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed):
+    """Seeded split into parts disjoint by speaker and/or text: writes <stem>_<part>.jsonl."""
+    from .manifest import read_manifest, split_manifest, write_jsonl, write_manifest
+
+    try:
+        fr = {k.strip(): float(v) for k, v in (p.split("=") for p in fractions.split(","))}
+    except ValueError:
+        raise UserError(f"--fractions {fractions!r}: expected name=share pairs, e.g. train=0.8,dev=0.1,test=0.1") \
+            from None
+    parts, rejected = split_manifest(read_manifest(manifest_path), fr, by, seed)
+    stem = manifest_path.stem.removesuffix("_all")
+    for name, utts in parts.items():
+        n = write_manifest(out_dir / f"{stem}_{name}.jsonl", utts)
+        click.echo(f"{name:<8} {n:>7} utterances, {len({u.speaker for u in utts}):>5} speakers")
+    if rejected:
+        rej = out_dir / f"{stem}_split-rejected.jsonl"
+        write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
+        click.echo(f"not placed: {len(rejected)} utterances (speaker and text in different parts) -> {rej}")
+
+
+@manifest.command("to-kaldi")
+@manifest_arg
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def manifest_to_kaldi_cmd(manifest_path, data_dir):
+    """Export a manifest as a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, segments)."""
+    from .manifest import read_manifest
+    from .prepare import export_kaldi
+
+    utts = read_manifest(manifest_path)
+    export_kaldi(utts, data_dir)
+    click.echo(f"{len(utts)} utterances -> {data_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""What every corpus preparer shares: rows, rejections, parallel header reads, outputs.
+
+A preparer lists :class:`Row` s (one per utterance the corpus claims to have), and
+:func:`probe_rows` reads each audio header in parallel to get durations, turning every
+row that cannot be used into a :class:`Rejection` with a reason. :func:`write_outputs`
+writes the manifests, the rejected file and a done-marker, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..audio import AudioError, audio_info
+from ..manifest import Utterance, atomic_write_text, write_jsonl, write_manifest
+
+
+@dataclass
+class Row:
+    """One utterance as a corpus lists it, before its audio is looked at."""
+
+    id: str
+    audio: Path
+    text: str
+    speaker: str
+    language: str
+    source: str = ""  # file the row came from, for messages
+    line: int | None = None  # 1-based line in ``source``
+    offset: float | None = None
+    duration: float | None = None  # known length of a segment (Kaldi segments)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Rejection:
+    """A row that could not be used, and why (``reason`` is a short category)."""
+
+    reason: str
+    detail: str
+    source: str = ""
+    line: int | None = None
+    id: str | None = None
+    audio: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason, "detail": self.detail, "source": self.source, "line": self.line,
+                "id": self.id, "audio": self.audio}
+
+
+def reject(row: Row, reason: str, detail: str) -> Rejection:
+    return Rejection(reason=reason, detail=detail, source=row.source, line=row.line, id=row.id,
+                     audio=str(row.audio))
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _probe_one(path: str) -> tuple[float, int] | tuple[str, str]:
+    """(duration, sample_rate), or ("error", message) in a worker process."""
+    try:
+        info = audio_info(path)
+    except AudioError as e:
+        return ("error", e.reason)
+    return (info.duration, info.sample_rate)
+
+
+def parallel_map(fn: Callable, items: Sequence, workers: int | None = None, desc: str = "",
+                 chunksize: int = 256) -> list:
+    """``[fn(x) for x in items]`` across processes, with a progress bar; order kept.
+
+    ``fn`` must be a module-level function. Small inputs or ``workers=1`` run in-process.
+    """
+    workers = workers or default_workers()
+    show = sys.stderr.isatty() and len(items) > 1000
+    if workers == 1 or len(items) < 2 * chunksize:
+        return [fn(x) for x in tqdm(items, desc=desc, disable=not show, unit="file")]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        it = pool.map(fn, items, chunksize=chunksize)
+        return list(tqdm(it, total=len(items), desc=desc, disable=not show, unit="file"))
+
+
+def probe_rows(rows: Sequence[Row], workers: int | None = None, desc: str = "reading headers"
+               ) -> tuple[list[Utterance], list[Rejection]]:
+    """Durations from audio headers, in parallel. Returns kept utterances and rejections.
+
+    Rows with an explicit ``duration`` (segments) are checked to lie inside their file.
+    """
+    results = parallel_map(_probe_one, [str(r.audio) for r in rows], workers, desc)
+    kept: list[Utterance] = []
+    rejected: list[Rejection] = []
+    for row, res in zip(rows, results, strict=True):
+        if res[0] == "error":
+            reason = "missing audio file" if res[1] == "file not found" else "unreadable audio"
+            if res[1].startswith("empty"):
+                reason = "empty audio"
+            elif res[1].startswith("m4a"):
+                reason = "unsupported format (m4a)"
+            rejected.append(reject(row, reason, res[1]))
+            continue
+        file_duration, sample_rate = res
+        offset = row.offset or 0.0
+        duration = row.duration if row.duration is not None else file_duration - offset
+        if row.duration is not None and offset + duration > file_duration + 0.05:
+            rejected.append(reject(row, "segment outside audio",
+                                   f"segment {offset:.2f}-{offset + duration:.2f} s but the file is "
+                                   f"{file_duration:.2f} s long"))
+            continue
+        if duration <= 0:
+            rejected.append(reject(row, "empty audio", f"duration {duration:.3f} s"))
+            continue
+        kept.append(Utterance(id=row.id, audio=str(row.audio), duration=round(duration, 4), text=row.text,
+                              speaker=row.speaker, language=row.language, offset=row.offset,
+                              sample_rate=sample_rate, extra=dict(row.extra)))
+    return kept, rejected
+
+
+def check_text(rows: Iterable[Row], require_text: bool) -> tuple[list[Row], list[Rejection]]:
+    """Reject rows with empty text when the corpus is meant to have transcripts."""
+    kept, rejected = [], []
+    for r in rows:
+        if require_text and not r.text.strip():
+            rejected.append(reject(r, "empty transcript", "the row has no text"))
+        else:
+            kept.append(r)
+    return kept, rejected
+
+
+def dedupe_ids(rows: Iterable[Row]) -> tuple[list[Row], list[Rejection]]:
+    """Reject the second and later rows that reuse an id (the first one wins)."""
+    seen: dict[str, Row] = {}
+    kept, rejected = [], []
+    for r in rows:
+        if r.id in seen:
+            first = seen[r.id]
+            rejected.append(reject(r, "duplicate id", f"id already used at {first.source}:{first.line}"))
+        else:
+            seen[r.id] = r
+            kept.append(r)
+    return kept, rejected
+
+
+# --------------------------------------------------------------------------- outputs
+
+@dataclass
+class PrepareResult:
+    """Outputs of one preparer run: manifests per split, rejected rows, files written."""
+
+    corpus: str
+    language: str
+    splits: dict[str, list[Utterance]]
+    rejected: list[Rejection]
+    files: dict[str, Path] = field(default_factory=dict)
+    skipped: bool = False
+
+    def summary(self) -> str:
+        lines = [f"{self.corpus} ({self.language}):" + (" already prepared, skipped (use --force to redo)"
+                                                         if self.skipped else "")]
+        for name, utts in self.splits.items():
+            hours = sum(u.duration for u in utts) / 3600
+            lines.append(f"  {name:<10} kept {len(utts):>7} utterances, {hours:8.3f} h  -> {self.files.get(name, '')}")
+        lines.append(f"  rejected   {len(self.rejected):>7} rows" +
+                     (f"  -> {self.files['rejected']}" if "rejected" in self.files else ""))
+        for reason, n in Counter(r.reason for r in self.rejected).most_common():
+            lines.append(f"    {n:>7}  {reason}")
+        return "\n".join(lines)
+
+
+def manifest_name(corpus: str, language: str, split: str) -> str:
+    return f"{corpus}_{language}_{split}.jsonl"
+
+
+def marker_path(out_dir: Path, corpus: str, language: str) -> Path:
+    return out_dir / f".{corpus}_{language}.done"
+
+
+def already_done(out_dir: Path, corpus: str, language: str, params: dict) -> PrepareResult | None:
+    """The previous result if a done-marker with the same parameters exists and its files are there."""
+    marker = marker_path(out_dir, corpus, language)
+    if not marker.is_file():
+        return None
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if info.get("params") != params or not all(Path(p).is_file() for p in info.get("files", {}).values()):
+        return None
+    from ..manifest import read_manifest
+
+    files = {k: Path(v) for k, v in info["files"].items()}
+    splits = {k: read_manifest(p) for k, p in files.items() if k != "rejected"}
+    rejected = []
+    if "rejected" in files:
+        with open(files["rejected"], encoding="utf-8") as f:
+            rejected = [Rejection(**json.loads(line)) for line in f if line.strip()]
+    return PrepareResult(corpus, language, splits, rejected, files, skipped=True)
+
+
+def write_outputs(out_dir: Path, corpus: str, language: str, splits: dict[str, list[Utterance]],
+                  rejected: list[Rejection], params: dict) -> PrepareResult:
+    """Write ``<corpus>_<lang>_<split>.jsonl`` per split and ``<corpus>_<lang>_rejected.jsonl``.
+
+    Files are written atomically; the done-marker is written last, so an interrupted run
+    is redone next time.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for name, utts in splits.items():
+        path = out_dir / manifest_name(corpus, language, name)
+        write_manifest(path, sorted(utts, key=lambda u: u.id))
+        files[name] = path
+    rej_path = out_dir / manifest_name(corpus, language, "rejected")
+    write_jsonl(rej_path, (r.to_dict() for r in rejected))
+    files["rejected"] = rej_path
+    atomic_write_text(marker_path(out_dir, corpus, language),
+                      json.dumps({"params": params, "files": {k: str(v) for k, v in files.items()}},
+                                 ensure_ascii=False, indent=1))
+    return PrepareResult(corpus, language, splits, rejected, files)

@@ -1,0 +1,148 @@
+"""Kaldi data directories: import (``wav.scp``, ``text``, ``utt2spk``, ``segments``) and export.
+
+``wav.scp`` lines are ``<recording-id> <path>``; piped entries (``<id> sox ... |``) are
+commands, not files, and are rejected with the advice to run them once and point at the
+results. With ``segments`` (``<utt> <recording> <start> <end>``) utterances become
+``offset``/``duration`` pieces of their recordings.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from ..manifest import Utterance, atomic_write_text
+from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
+
+
+def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, tuple[str, int]], list[Rejection]]:
+    """``{key: (rest of line, line number)}`` from a Kaldi table; malformed and duplicate keys are rejected."""
+    table, rejected = {}, []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            key, _, rest = line.partition(" ")
+            rest = rest.strip()
+            if len(line.split()) < min_fields:
+                rejected.append(Rejection("malformed row", f"expected at least {min_fields} fields", path.name,
+                                          lineno, key))
+            elif key in table:
+                rejected.append(Rejection("duplicate id", f"first on line {table[key][1]}", path.name, lineno, key))
+            else:
+                table[key] = (rest, lineno)
+    return table, rejected
+
+
+def prepare_kaldi(data_dir: str | Path, out_dir: str | Path, language: str = "und", name: str = "kaldi",
+                  workers: int | None = None, force: bool = False) -> PrepareResult:
+    """Import a Kaldi data dir as ``<name>_<lang>_all.jsonl`` (+ rejected)."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not (data_dir / "wav.scp").is_file():
+        raise FileNotFoundError(f"{data_dir}: no wav.scp; is this a Kaldi data directory?")
+    params = {"data_dir": str(data_dir.resolve()), "language": language}
+    if not force and (done := already_done(out_dir, name, language, params)):
+        return done
+    wavs, rejected = read_table(data_dir / "wav.scp")
+    texts, bad = read_table(data_dir / "text", 1) if (data_dir / "text").is_file() else ({}, [])
+    rejected += bad
+    spks, bad = read_table(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else ({}, [])
+    rejected += bad
+    segments, bad = read_table(data_dir / "segments", 4) if (data_dir / "segments").is_file() else ({}, [])
+    rejected += bad
+
+    def resolve(rec: str, value: str, lineno: int) -> Path | Rejection:
+        if value.endswith("|"):
+            return Rejection("piped wav.scp entry", "wav.scp runs a command here; run it once, write the audio "
+                             "to files and point wav.scp at them", "wav.scp", lineno, rec)
+        path = Path(value)
+        return path if path.is_absolute() else (data_dir / path)
+
+    rows: list[Row] = []
+    if segments:
+        for utt, (rest, lineno) in segments.items():
+            rec, start, end = rest.split()[:3]
+            if rec not in wavs:
+                rejected.append(Rejection("missing recording", f"recording {rec!r} not in wav.scp", "segments",
+                                          lineno, utt))
+                continue
+            audio = resolve(rec, *wavs[rec])
+            if isinstance(audio, Rejection):
+                audio.id, audio.source, audio.line = utt, "segments", lineno
+                rejected.append(audio)
+                continue
+            try:
+                t0, t1 = float(start), float(end)
+            except ValueError:
+                rejected.append(Rejection("malformed row", "start/end are not numbers", "segments", lineno, utt))
+                continue
+            if t1 <= t0:
+                rejected.append(Rejection("empty segment", f"end {t1} <= start {t0}", "segments", lineno, utt))
+                continue
+            rows.append(Row(utt, audio, "", "", language, "segments", lineno, offset=t0, duration=t1 - t0))
+    else:
+        for utt, (value, lineno) in wavs.items():
+            audio = resolve(utt, value, lineno)
+            if isinstance(audio, Rejection):
+                rejected.append(audio)
+                continue
+            rows.append(Row(utt, audio, "", "", language, "wav.scp", lineno))
+    for r in rows:
+        r.text = texts[r.id][0] if r.id in texts else ""
+        r.speaker = spks[r.id][0] if r.id in spks else r.id
+    rows, bad = dedupe_ids(rows)
+    rejected += bad
+    if texts:  # a data dir with a text file promises transcripts for every utterance
+        missing = [r for r in rows if r.id not in texts]
+        for r in missing:
+            rejected.append(Rejection("no transcript", "utterance not in 'text'", r.source, r.line, r.id, str(r.audio)))
+        rows = [r for r in rows if r.id in texts]
+        rows, bad = check_text(rows, require_text=True)
+        rejected += bad
+    utts, bad = probe_rows(rows, workers, desc="kaldi headers")
+    rejected += bad
+    return write_outputs(out_dir, name, language, {"all": utts}, rejected, params)
+
+
+def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
+    """Write a Kaldi data dir: ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` (+ ``segments``).
+
+    Kaldi wants utterance ids that sort with their speaker: ids that do not start with
+    ``<speaker>-`` are written as ``<speaker>-<id>``. All tables are sorted (C locale).
+    """
+    data_dir = Path(data_dir)
+    use_segments = any(u.offset is not None for u in utterances)
+    recs: dict[str, str] = {}
+    wav, text, utt2spk, segs = [], [], [], []
+    spk2utt: dict[str, list[str]] = defaultdict(list)
+    for u in utterances:
+        if any(c.isspace() for c in u.speaker) or not u.speaker:
+            raise ValueError(f"utterance {u.id!r}: speaker {u.speaker!r} is empty or has spaces; Kaldi ids cannot")
+        uid = u.id if u.id.startswith(f"{u.speaker}-") else f"{u.speaker}-{u.id}"
+        if any(c.isspace() for c in uid):
+            raise ValueError(f"utterance id {u.id!r} has spaces; Kaldi ids cannot")
+        path = str(u.audio_path().resolve())
+        if use_segments:
+            rec = recs.setdefault(path, f"rec{len(recs):06d}")
+            start = u.offset or 0.0
+            segs.append(f"{uid} {rec} {start:.3f} {start + u.duration:.3f}")
+        else:
+            wav.append(f"{uid} {path}")
+        text.append(f"{uid} {u.text}")
+        utt2spk.append(f"{uid} {u.speaker}")
+        spk2utt[u.speaker].append(uid)
+    if use_segments:
+        wav = [f"{rec} {path}" for path, rec in recs.items()]
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    def put(name: str, lines: list[str]) -> None:
+        atomic_write_text(data_dir / name, "".join(line + "\n" for line in sorted(lines, key=lambda s: s.encode())))
+
+    put("wav.scp", wav)
+    put("text", text)
+    put("utt2spk", utt2spk)
+    put("spk2utt", [f"{s} {' '.join(sorted(us, key=str.encode))}" for s, us in spk2utt.items()])
+    if use_segments:
+        put("segments", segs)
+    return data_dir

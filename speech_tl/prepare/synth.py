@@ -1,0 +1,281 @@
+"""Offline synthetic corpora spoken by Debian's TTS voices.
+
+``synth-asr``: German sentences read by several distinct voices (espeak-ng variants,
+the MBROLA German voices, SVOX pico), random rate and pitch; test and dev voices and
+sentences never occur in training, so WER measures generalisation to unseen speakers.
+
+``synth-speakers``: a speaker-identification corpus from every usable MBROLA voice,
+pico's voices and espeak-ng variants, each reading varied text under augmentation
+(noise, reverberation, telephone band), split by speaker.
+
+Both plan every utterance from a seed first, then synthesise in parallel processes.
+Finished audio files are kept, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..manifest import Utterance
+from .common import PrepareResult, Rejection, already_done, default_workers, write_outputs
+from .sentences import dictionary_sentences, file_sentences
+from .tts import PICO_VOICES, SynthesisError, ToolMissing, Voice, mbrola_voices, probe_voice, synthesize
+
+SAMPLE_RATE = 16000
+
+# synth-asr, German: voices per split (test and dev voices are never trained on)
+ASR_VOICES_DE = {
+    "train": [Voice("mbrola", "mb-de1", "de"), Voice("mbrola", "mb-de2", "de"), Voice("mbrola", "mb-de3", "de"),
+              Voice("mbrola", "mb-de4", "de"), Voice("espeak", "de+m1", "de"), Voice("espeak", "de+f2", "de"),
+              Voice("pico", "de-DE", "de")],
+    "dev": [Voice("mbrola", "mb-de7", "de"), Voice("espeak", "de+m3", "de")],
+    "test": [Voice("mbrola", "mb-de5", "de"), Voice("mbrola", "mb-de6", "de"), Voice("espeak", "de+f4", "de")],
+}
+ESPEAK_SPEAKER_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
+                           "klatt2", "klatt3", "croak", "grandma", "grandpa", "andy", "annie", "steph", "max")
+PROBE_TEXT = {"de": "Der Zug fährt heute später ab als gestern.", "en": "The birch canoe slid on the smooth planks."}
+
+
+@dataclass
+class SynthItem:
+    """One planned utterance."""
+
+    id: str
+    voice: Voice
+    text: str
+    split: str
+    rate: float
+    pitch: float
+    augment: dict = field(default_factory=dict)  # {"noise_snr": dB, "rt60": s, "telephone": bool}
+    seed: int = 0
+
+    def rel_path(self) -> str:
+        return f"wav/{self.voice.id}/{self.id}.wav"
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def render(item: SynthItem, root: str) -> tuple[str, float, str | None]:
+    """Synthesise one item into ``root/rel_path`` (skipped if already there); ``(id, seconds, error)``."""
+    import soundfile as sf
+    import torch
+
+    from ..audio import resample, write_audio
+    from ..augment import add_noise, peak_normalize, reverberate, telephone
+
+    path = Path(root) / item.rel_path()
+    if path.is_file():
+        try:
+            info = sf.info(str(path))
+            if info.frames > 0:
+                return item.id, info.frames / info.samplerate, None
+        except Exception:
+            pass  # a damaged leftover: synthesise again
+    try:
+        wave_np, sr = synthesize(item.voice, item.text, item.rate, item.pitch)
+    except (SynthesisError, ToolMissing) as e:
+        return item.id, 0.0, str(e)
+    wave = resample(torch.from_numpy(wave_np), sr, SAMPLE_RATE)
+    # trim leading/trailing digital silence beyond 150 ms
+    idx = torch.nonzero(wave.abs() > 1e-3).flatten()
+    if idx.numel():
+        pad = int(0.15 * SAMPLE_RATE)
+        wave = wave[max(0, int(idx[0]) - pad): int(idx[-1]) + pad]
+    rng = np.random.default_rng(item.seed)
+    aug = item.augment
+    if aug.get("rt60"):
+        wave = reverberate(wave, SAMPLE_RATE, aug["rt60"], rng)
+    if aug.get("telephone"):
+        wave = telephone(wave, SAMPLE_RATE)
+    if aug.get("noise_snr") is not None:
+        wave = add_noise(wave, aug["noise_snr"], rng)
+    wave = peak_normalize(wave, float(rng.uniform(0.5, 0.9)))
+    write_audio(path, wave, SAMPLE_RATE)
+    return item.id, wave.numel() / SAMPLE_RATE, None
+
+
+def _render_star(args: tuple[SynthItem, str]) -> tuple[str, float, str | None]:
+    return render(*args)
+
+
+def render_all(items: Sequence[SynthItem], root: Path, workers: int | None = None, desc: str = "synthesising"
+               ) -> list[tuple[str, float, str | None]]:
+    """Render ``items`` across processes with a progress bar (order kept)."""
+    workers = workers or default_workers()
+    args = [(it, str(root)) for it in items]
+    bar = dict(total=len(items), desc=desc, unit="utt", disable=not sys.stderr.isatty())
+    if workers == 1 or len(items) < 8:
+        _init_worker()
+        return [render(*a) for a in tqdm(args, **bar)]
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        return list(tqdm(pool.map(_render_star, args, chunksize=4), **bar))
+
+
+def collect(items: Sequence[SynthItem], results, root: Path, language_of=None
+            ) -> tuple[dict[str, list[Utterance]], list[Rejection]]:
+    """Turn render results into manifests per split and rejections (failed syntheses)."""
+    splits: dict[str, list[Utterance]] = {}
+    rejected = []
+    for item, (uid, seconds, error) in zip(items, results, strict=True):
+        splits.setdefault(item.split, [])
+        if error:
+            rejected.append(Rejection("synthesis failed", error, item.voice.id, None, uid,
+                                      str(root / item.rel_path())))
+            continue
+        extra = {"engine": item.voice.engine, "voice": item.voice.name, "domain": f"tts-{item.voice.engine}",
+                 "text_language": item.voice.language, "rate": round(item.rate, 3), "pitch": round(item.pitch, 3)}
+        if item.augment:
+            extra["augment"] = item.augment
+        splits[item.split].append(Utterance(
+            id=uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4), text=item.text,
+            speaker=item.voice.id, language=language_of(item) if language_of else item.voice.language,
+            sample_rate=SAMPLE_RATE, extra=extra))
+    return splits, rejected
+
+
+def usable_voices(voices: Sequence[Voice], workers: int | None = None) -> tuple[list[Voice], list[str]]:
+    """Voices that speak a test sentence of their text language; the others with reasons."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        reasons = list(pool.map(lambda v: probe_voice(v, PROBE_TEXT[v.language]), voices))
+    ok = [v for v, r in zip(voices, reasons, strict=True) if r is None]
+    bad = [f"{v.id}: {r}" for v, r in zip(voices, reasons, strict=True) if r is not None]
+    return ok, bad
+
+
+# --------------------------------------------------------------------------- synth-asr
+
+def plan_asr(sentences: Sequence[str], voices: dict[str, list[Voice]], num_utterances: int, seed: int,
+             shares: dict[str, float] | None = None) -> list[SynthItem]:
+    """Seeded plan: sentences partitioned into disjoint train/dev/test pools, voices per split."""
+    shares = shares or {"train": 0.8, "dev": 0.1, "test": 0.1}
+    rng = random.Random(seed)
+    pool = sorted(set(sentences))  # a sentence repeated in the input must not land in two splits
+    rng.shuffle(pool)
+    items: list[SynthItem] = []
+    start = 0
+    names = [s for s in shares if voices.get(s)]
+    for i, split in enumerate(names):
+        n_sent = len(pool) - start if i == len(names) - 1 else int(round(shares[split] * len(pool)))
+        split_sentences = pool[start:start + n_sent]
+        start += n_sent
+        n_utt = int(round(shares[split] * num_utterances))
+        if not split_sentences or n_utt <= 0:
+            continue
+        for k in range(n_utt):
+            voice = voices[split][k % len(voices[split])]
+            text = split_sentences[k % len(split_sentences)]
+            items.append(SynthItem(id=f"{split}-{k:06d}-{voice.id}", voice=voice, text=text, split=split,
+                                   rate=rng.uniform(0.8, 1.25), pitch=rng.uniform(0.75, 1.3),
+                                   seed=rng.randrange(2**31)))
+    return items
+
+
+def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances: int = 3000,
+                      sentences: str | Path | None = None, seed: int = 0, workers: int | None = None,
+                      force: bool = False) -> PrepareResult:
+    """Write ``synth-asr_<lang>_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/synth-asr/``."""
+    if language != "de":
+        raise ValueError(f"synth-asr has voices for German only (got --lang {language}); "
+                         "give German, or prepare a real corpus")
+    out_dir = Path(out_dir)
+    params = {"language": language, "num_utterances": num_utterances, "seed": seed,
+              "sentences": str(Path(sentences).resolve()) if sentences else "trans-de-en"}
+    if not force and (done := already_done(out_dir, "synth-asr", language, params)):
+        return done
+    texts = file_sentences(sentences) if sentences else dictionary_sentences(language)
+    every = [v for vs in ASR_VOICES_DE.values() for v in vs]
+    ok, bad = usable_voices(every, workers)
+    if bad:
+        raise ToolMissing("some voices of synth-asr are not usable:\n  " + "\n  ".join(bad))
+    items = plan_asr(texts, ASR_VOICES_DE, num_utterances, seed)
+    root = out_dir / "synth-asr"
+    results = render_all(items, root, workers, desc="synth-asr")
+    splits, rejected = collect(items, results, root)
+    return write_outputs(out_dir, "synth-asr", language, splits, rejected, params)
+
+
+# --------------------------------------------------------------------------- synth-speakers
+
+def speaker_voice_candidates() -> list[Voice]:
+    """Every MBROLA database (German ones read German, the rest English), pico's voices, espeak-ng variants."""
+    voices = [Voice("mbrola", n, "de" if n.startswith("mb-de") else "en") for n in mbrola_voices()]
+    voices += [Voice("pico", n, "de" if n == "de-DE" else "en") for n in PICO_VOICES]
+    voices += [Voice("espeak", f"en+{v}", "en") for v in ESPEAK_SPEAKER_VARIANTS]
+    return voices
+
+
+def draw_augment(rng: random.Random) -> dict:
+    """Per-utterance channel: clean, noise, reverberation, telephone band, or noise with reverberation."""
+    kind = rng.choices(["clean", "noise", "reverb", "telephone", "noise+reverb"], [0.2, 0.25, 0.2, 0.15, 0.2])[0]
+    aug: dict = {}
+    if "reverb" in kind:
+        aug["rt60"] = round(rng.uniform(0.2, 0.8), 3)
+    if kind == "telephone":
+        aug["telephone"] = True
+        aug["noise_snr"] = round(rng.uniform(15, 30), 1)
+    if "noise" in kind:
+        aug["noise_snr"] = round(rng.uniform(5, 20), 1)
+    return aug
+
+
+def plan_speakers(voices: Sequence[Voice], texts: dict[str, list[str]], per_speaker: int, seed: int,
+                  num_test: int, num_dev: int) -> list[SynthItem]:
+    """Seeded plan: speakers shuffled into test/dev/train; each reads ``per_speaker`` varied texts."""
+    rng = random.Random(seed)
+    order = sorted(voices, key=lambda v: v.id)
+    rng.shuffle(order)
+    split_of = {v.id: ("test" if i < num_test else "dev" if i < num_test + num_dev else "train")
+                for i, v in enumerate(order)}
+    items = []
+    for voice in sorted(voices, key=lambda v: v.id):
+        for k, text in enumerate(rng.sample(texts[voice.language], per_speaker)):
+            items.append(SynthItem(id=f"{voice.id}-{k:04d}", voice=voice, text=text, split=split_of[voice.id],
+                                   rate=rng.uniform(0.8, 1.3), pitch=rng.uniform(0.8, 1.25),
+                                   augment=draw_augment(rng), seed=rng.randrange(2**31)))
+    return items
+
+
+def prepare_synth_speakers(out_dir: str | Path, utterances_per_speaker: int = 24, num_test_speakers: int = 20,
+                           num_dev_speakers: int = 10, seed: int = 0, workers: int | None = None,
+                           force: bool = False, max_speakers: int | None = None) -> PrepareResult:
+    """Write ``synth-speakers_mul_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/synth-speakers/``.
+
+    Voices that cannot speak (not installed, or too many phonemes unknown to an MBROLA
+    voice) are left out and listed in the rejected file with their reason.
+    """
+    out_dir = Path(out_dir)
+    params = {"utterances_per_speaker": utterances_per_speaker, "num_test_speakers": num_test_speakers,
+              "num_dev_speakers": num_dev_speakers, "seed": seed, "max_speakers": max_speakers}
+    if not force and (done := already_done(out_dir, "synth-speakers", "mul", params)):
+        return done
+    candidates = speaker_voice_candidates()
+    if max_speakers:
+        candidates = random.Random(seed).sample(candidates, min(max_speakers, len(candidates)))
+    voices, bad = usable_voices(candidates, workers)
+    if len(voices) < num_test_speakers + num_dev_speakers + 2:
+        raise ToolMissing(f"only {len(voices)} usable voices, {num_test_speakers + num_dev_speakers + 2} needed; "
+                          "install the MBROLA voices (`make system-deps`) or lower --num-test-speakers")
+    texts = {"de": dictionary_sentences("de"), "en": dictionary_sentences("en")}
+    items = plan_speakers(voices, texts, utterances_per_speaker, seed, num_test_speakers, num_dev_speakers)
+    root = out_dir / "synth-speakers"
+    results = render_all(items, root, workers, desc="synth-speakers")
+    splits, rejected = collect(items, results, root, language_of=lambda it: it.voice.language)
+    rejected += [Rejection("voice unusable", reason, "voices", None, reason.split(":")[0]) for reason in bad]
+    return write_outputs(out_dir, "synth-speakers", "mul", splits, rejected, params)
+
+
+__all__ = ["prepare_synth_asr", "prepare_synth_speakers", "plan_asr", "plan_speakers", "render", "SynthItem"]

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny real audio files written with soundfile into tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 16000
+
+
+def tone(seconds: float = 0.5, sr: int = SR, freq: float = 220.0, amp: float = 0.3, channels: int = 1,
+         seed: int = 0) -> np.ndarray:
+    """A sine with a little noise, ``(samples,)`` or ``(samples, channels)`` float32."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    rng = np.random.default_rng(seed)
+    x = amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+    x = x.astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def write_tone(path: Path, seconds: float = 0.5, sr: int = SR, fmt: str | None = None, **kw) -> Path:
+    """Write :func:`tone` to ``path``; the format follows the suffix (wav, flac, ogg, mp3)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = fmt or {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}[path.suffix.lower()]
+    subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}[fmt]
+    sf.write(str(path), tone(seconds, sr, **kw), sr, format=fmt, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def make_tone():
+    """``make_tone(path, seconds=0.5, sr=16000, ...)`` writes a real audio file and returns its path."""
+    return write_tone
