@@ -79,6 +79,9 @@ def read_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | N
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
             start = int(round(offset * sr))
+            if start >= f.frames > 0:  # seeking past the end fails in libsndfile with a confusing message
+                raise AudioError(path, f"no samples at offset {offset:g} s",
+                                 f"the file lasts {f.frames / sr:.2f} s")
             if start:
                 f.seek(start)
             frames = -1 if duration is None else int(round(duration * sr))

@@ -230,7 +230,8 @@ def manifest_validate_cmd(manifest_path, check_audio):
     if check_audio and not problems:
         for u in utts:
             try:
-                load_checked(u.audio_path(), offset=u.offset or 0.0, duration=u.duration if u.offset else None)
+                load_checked(u.audio_path(), offset=u.offset or 0.0,
+                             duration=u.duration if u.offset is not None else None)
             except AudioError as e:
                 problems.append(f"{u.id}: {e}")
     for p in problems:

@@ -122,8 +122,13 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:
         raise ManifestError(f"{path}: manifest not found; run `speech-tl prepare ...` to write one")
     root = path.resolve().parent
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
+    with open(path, "rb") as f:  # decoded line by line, so a bad byte is reported with its line
+        for lineno, data in enumerate(f, start=1):
+            try:
+                raw = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _fail(path, lineno, f"not valid UTF-8 (byte 0x{data[e.start]:02x} at byte {e.start + 1}); "
+                            "save the manifest as UTF-8") from None
             if not raw.strip():
                 continue
             try:
@@ -297,7 +302,8 @@ def manifest_stats(utterances: list[Utterance]) -> dict:
         "speakers": len(per_speaker),
         "languages": dict(Counter(u.language for u in utterances)),
         "duration_min": durations[0] if durations else 0.0,
-        "duration_median": durations[len(durations) // 2] if durations else 0.0,
+        "duration_median": (durations[(len(durations) - 1) // 2] + durations[len(durations) // 2]) / 2
+        if durations else 0.0,
         "duration_max": durations[-1] if durations else 0.0,
         "per_speaker": {s: {"utterances": n, "seconds": round(dur_speaker[s], 2)}
                         for s, n in sorted(per_speaker.items(), key=lambda kv: (-kv[1], kv[0]))},

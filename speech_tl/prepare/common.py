@@ -117,7 +117,9 @@ def probe_rows(rows: Sequence[Row], workers: int | None = None, desc: str = "rea
         if duration <= 0:
             rejected.append(reject(row, "empty audio", f"duration {duration:.3f} s"))
             continue
-        kept.append(Utterance(id=row.id, audio=str(row.audio), duration=round(duration, 4), text=row.text,
+        # a relative path would be read against the manifest's folder later, not the current one
+        audio = row.audio if Path(row.audio).is_absolute() else Path(row.audio).resolve()
+        kept.append(Utterance(id=row.id, audio=str(audio), duration=round(duration, 4), text=row.text,
                               speaker=row.speaker, language=row.language, offset=row.offset,
                               sample_rate=sample_rate, extra=dict(row.extra)))
     return kept, rejected

@@ -62,7 +62,12 @@ def prepare_folder(corpus_dir: str | Path, out_dir: str | Path, language: str = 
         else:
             speaker = utt_id
         txt = path.with_suffix(".txt")
-        text = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+        try:
+            text = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+        except UnicodeDecodeError as e:
+            rejected.append(Rejection("unreadable transcript", f"{txt.name} is not UTF-8 text ({e.reason} at byte "
+                                      f"{e.start}); re-save it as UTF-8", rel.as_posix(), None, utt_id, str(path)))
+            continue
         if require_text and not txt.is_file():
             rejected.append(Rejection("no transcript", f"{txt.name} not found beside the audio",
                                       rel.as_posix(), None, utt_id, str(path)))

@@ -59,10 +59,12 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, workers: in
     rows, rejected, split_of = [], [], {}
     for subset in subsets:
         sub_rows, bad = read_subset(subset)
+        for b in bad:
+            b.source = f"{subset.name}/{b.source}"
         rejected += bad
         for r in sub_rows:
             r.source = f"{subset.name}/{r.source}"
-            split_of[r.id] = subset.name
+            split_of.setdefault(r.id, subset.name)  # a duplicate id is rejected; the first row keeps its subset
         rows += sub_rows
     rows, bad = dedupe_ids(rows)
     rejected += bad

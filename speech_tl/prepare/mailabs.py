@@ -11,10 +11,17 @@ from pathlib import Path
 
 from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
 
+GENDERS = ("female", "male", "mix")
+
 
 def read_metadata(meta: Path, language: str, base: Path) -> tuple[list[Row], list[Rejection]]:
     book_dir = meta.parent
     rel_parts = book_dir.relative_to(base).parts  # (gender, speaker, book) or (mix, book)
+    if not rel_parts or rel_parts[0] not in GENDERS:  # corpus_dir is a gender, speaker or book folder
+        for top in (base, base.parent, base.parent.parent):
+            if top.name in GENDERS:
+                rel_parts = book_dir.relative_to(top.parent).parts
+                break
     gender = rel_parts[0] if rel_parts else ""
     if gender == "mix" or len(rel_parts) < 3:
         speaker, extra = f"mix-{book_dir.name}", {"speaker_known": False, "book": book_dir.name}

@@ -40,7 +40,7 @@ ASR_VOICES_DE = {
     "test": [Voice("mbrola", "mb-de5", "de"), Voice("mbrola", "mb-de6", "de"), Voice("espeak", "de+f4", "de")],
 }
 ESPEAK_SPEAKER_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
-                           "klatt2", "klatt3", "croak", "grandma", "grandpa", "andy", "annie", "steph", "max")
+                           "klatt2", "klatt3", "croak", "grandma", "grandpa", "Andy", "Annie", "steph", "max")
 PROBE_TEXT = {"de": "Der Zug fährt heute später ab als gestern.", "en": "The birch canoe slid on the smooth planks."}
 
 

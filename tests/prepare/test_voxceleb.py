@@ -1,0 +1,151 @@
+"""VoxCeleb preparer on real WAV files in the ``wav/idNNNNN/<video>/<utt>.wav`` layout."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from speech_tl.cli import main
+from speech_tl.manifest import read_manifest
+from speech_tl.prepare import prepare_voxceleb
+
+# rel path -> (iden split digit or None when not listed, seconds)
+GOOD = {
+    "id10001/1zcIwhmdeo4/00001.wav": ("1", 0.45),
+    "id10001/1zcIwhmdeo4/00002.wav": ("1", 0.31),
+    "id10001/7gWzIy6yIIk/00001.wav": ("2", 0.52),
+    "id10002/6WO410QOeuo/00001.wav": ("1", 0.27),
+    "id10002/C7k7C-PDvAA/00003.wav": ("3", 0.66),
+    "id10003/na8-QEFmj44/00001.wav": ("3", 0.38),
+}
+UNLISTED = "id10003/na8-QEFmj44/00002.wav"
+CORRUPT = "id10002/6WO410QOeuo/00002.wav"
+M4A = "id10004/aBcDeFgHiJk/00001.m4a"
+
+
+def vox_id(rel: str) -> str:
+    return rel.rsplit(".", 1)[0].replace("/", "-")
+
+
+def build(root: Path, make_tone, with_split: bool = True) -> Path:
+    wav = root / "wav"
+    for i, (rel, (_, sec)) in enumerate(GOOD.items()):
+        make_tone(wav / rel, seconds=sec, freq=180 + 20 * i)
+    make_tone(wav / UNLISTED, seconds=0.2)
+    (wav / CORRUPT).write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    (wav / M4A).parent.mkdir(parents=True)
+    (wav / M4A).write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00")
+    (wav / "id10001" / "1zcIwhmdeo4" / "notes.txt").write_text("not audio")
+    if with_split:
+        lines = [f"{d} {rel}" for rel, (d, _) in GOOD.items()] + [f"1 {CORRUPT}", "3 id10009/gone/00001.wav"]
+        (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def rejected(out: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in (out / "voxceleb_mul_rejected.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r for r in rows}
+    assert len(by_id) == len(rows)
+    return by_id
+
+
+def test_iden_split_gives_train_dev_test(tmp_path, make_tone):
+    root = build(tmp_path / "voxceleb1", make_tone)
+    out = tmp_path / "out"
+    result = prepare_voxceleb(root, out, workers=1)
+
+    names = {"1": "train", "2": "dev", "3": "test"}
+    for split in ("train", "dev", "test"):
+        utts = read_manifest(out / f"voxceleb_mul_{split}.jsonl")
+        want = {vox_id(rel): sec for rel, (d, sec) in GOOD.items() if names[d] == split}
+        assert {u.id: u.duration for u in utts} == pytest.approx(want, abs=1e-4)
+        for u in utts:
+            assert u.speaker == Path(u.audio).parent.parent.name == u.id[:7]
+            assert u.extra["video"] == Path(u.audio).parent.name
+            assert (u.text, u.language, u.sample_rate) == ("", "mul", 16000)
+            assert u.audio_path().is_file()
+    # C7k7C-PDvAA has a dash in the video id; the speaker still comes from the folder
+    test = {u.id: u for u in read_manifest(out / "voxceleb_mul_test.jsonl")}
+    assert test["id10002-C7k7C-PDvAA-00003"].speaker == "id10002"
+    assert test["id10002-C7k7C-PDvAA-00003"].extra["video"] == "C7k7C-PDvAA"
+
+    rej = rejected(out)
+    assert sorted(rej) == sorted(vox_id(p) for p in (UNLISTED, CORRUPT, M4A))
+    assert rej[vox_id(UNLISTED)]["reason"] == "not in split file"
+    assert "iden_split.txt" in rej[vox_id(UNLISTED)]["detail"]
+    assert rej[vox_id(CORRUPT)]["reason"] == "unreadable audio"
+    assert rej[vox_id(CORRUPT)]["source"] == CORRUPT
+    m4a = rej[vox_id(M4A)]
+    assert m4a["reason"] == "unsupported format (m4a)"
+    assert "convert" in m4a["detail"] and "ffmpeg" in m4a["detail"]
+    assert m4a["source"] == M4A and m4a["audio"].endswith(".m4a")
+    # every audio file is either kept or rejected
+    n_audio = sum(1 for p in (root / "wav").rglob("*") if p.suffix in (".wav", ".m4a"))
+    assert sum(len(v) for v in result.splits.values()) + len(result.rejected) == n_audio
+    summary = result.summary()
+    assert re.search(r"train\s+kept\s+3 utterances", summary)
+    assert "unsupported format (m4a)" in summary and "not in split file" in summary
+
+
+def test_without_split_file_everything_goes_to_all(tmp_path, make_tone):
+    root = build(tmp_path / "vox", make_tone, with_split=False)
+    out = tmp_path / "out"
+    result = prepare_voxceleb(root, out, workers=1)
+    assert list(result.splits) == ["all"]
+    utts = read_manifest(out / "voxceleb_mul_all.jsonl")
+    assert sorted(u.id for u in utts) == sorted(vox_id(r) for r in [*GOOD, UNLISTED])
+    assert {u.speaker for u in utts} == {"id10001", "id10002", "id10003"}
+    assert sorted(r["reason"] for r in rejected(out).values()) == ["unreadable audio", "unsupported format (m4a)"]
+
+
+def test_explicit_split_file_and_bad_split_line(tmp_path, make_tone):
+    root = build(tmp_path / "vox", make_tone, with_split=False)
+    split = tmp_path / "my_split.txt"
+    split.write_text("".join(f"{d} {rel}\n" for rel, (d, _) in GOOD.items()) + f"2 {UNLISTED}\n")
+    out = tmp_path / "out"
+    result = prepare_voxceleb(root, out, split_file=split, workers=1)
+    assert vox_id(UNLISTED) in {u.id for u in result.splits["dev"]}
+    assert set(rejected(out)) == {vox_id(CORRUPT), vox_id(M4A)}
+
+    split.write_text(f"1 {UNLISTED}\n\n4 id10001/x/00001.wav\n")
+    with pytest.raises(ValueError, match=r"my_split\.txt:3: expected"):
+        prepare_voxceleb(root, out, split_file=split, force=True)
+
+
+def test_voxceleb2_m4a_only(tmp_path):
+    root = tmp_path / "vox2"
+    for rel in ("id00012/21Uxsk56VDQ/00001.m4a", "id00012/21Uxsk56VDQ/00002.m4a"):
+        (root / "dev" / "aac" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "dev" / "aac" / rel).write_bytes(b"\x00")
+    out = tmp_path / "out"
+    result = prepare_voxceleb(root, out, workers=1)
+    assert result.splits == {"all": []}
+    assert [r.reason for r in result.rejected] == ["unsupported format (m4a)"] * 2
+    assert all("ffmpeg" in r.detail for r in result.rejected)
+    assert re.search(r"2\s+unsupported format \(m4a\)", result.summary())
+
+
+def test_speaker_folders_directly_and_not_voxceleb(tmp_path, make_tone):
+    make_tone(tmp_path / "flat" / "id10001" / "vid" / "00001.wav", seconds=0.3)
+    result = prepare_voxceleb(tmp_path / "flat", tmp_path / "out", workers=1)
+    assert [u.id for u in result.splits["all"]] == ["id10001-vid-00001"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no VoxCeleb layout"):
+        prepare_voxceleb(tmp_path / "empty", tmp_path / "out2")
+
+
+def test_skip_and_cli(tmp_path, make_tone):
+    root = build(tmp_path / "vox", make_tone)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    res = runner.invoke(main, ["prepare", "voxceleb", str(root), "--out-dir", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "voxceleb (mul):" in res.output and "ffmpeg" not in res.output  # the summary lists reasons only
+    assert "unsupported format (m4a)" in res.output
+    res = runner.invoke(main, ["prepare", "voxceleb", str(root), "--out-dir", str(out)])
+    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    assert len(read_manifest(out / "voxceleb_mul_train.jsonl")) == 3

@@ -1,0 +1,347 @@
+"""The ``speech-tl manifest`` commands through click's CliRunner, on real manifests and audio files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from speech_tl.cli import main
+from speech_tl.manifest import manifest_stats, read_manifest
+
+SPEAKERS = ("anna", "bert", "carl", "dora", "emil", "frau", "gert", "hans", "ida", "jan")
+TEXTS = ("Grüße aus Köln.", "Die Straße ist naß.", "Öl und Maß.", "Hallo Welt.", "Guten Morgen.")
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["manifest", *args], catch_exceptions=False)
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path, make_tone):
+    """A corpus folder: 10 speakers x 3 short real WAV files, and ``all.jsonl`` with relative paths."""
+    root = tmp_path / "corpus"
+    rows = []
+    for s, spk in enumerate(SPEAKERS):
+        for k in range(3):
+            i = s * 3 + k
+            seconds = 0.2 + 0.1 * k
+            make_tone(root / "clips" / spk / f"{i}.wav", seconds=seconds, freq=200.0 + 20 * s, seed=i)
+            rows.append({"id": f"{spk}-{i:03d}", "audio": f"clips/{spk}/{i}.wav", "duration": round(seconds, 3),
+                         "text": TEXTS[i % len(TEXTS)], "speaker": spk, "language": "de"})
+    return write_rows(root / "all.jsonl", rows)
+
+
+def single_error_line(result) -> str:
+    """The whole output of a failed command: exactly one line, ``Error: ...``."""
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].lower().startswith("error: "), result.output
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- stats
+
+def test_stats_text(corpus):
+    result = run("stats", str(corpus))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.splitlines()[0] == str(corpus)
+    assert "  utterances  30" in out
+    hours = sum(r["duration"] for r in rows_of(corpus)) / 3600
+    assert f"  hours       {hours:.3f}" in out
+    assert "  speakers    10" in out
+    assert "  languages   de (30)" in out
+    assert "  duration    min 0.20 s, median 0.30 s, max 0.40 s" in out
+    for spk in SPEAKERS:
+        assert any(line.split()[:2] == [spk, "3"] for line in out.splitlines()), spk
+    assert "ß" in out and "ü" in out and "Ö" in out and "␣" in out
+
+
+def test_stats_max_speakers_and_several_manifests(corpus, tmp_path):
+    other = write_rows(tmp_path / "other.jsonl", rows_of(corpus)[:4])
+    result = run("stats", "--max-speakers", "2", str(corpus), str(other))
+    assert result.exit_code == 0, result.output
+    assert "    ... and 8 more speakers" in result.output
+    assert str(other) in result.output and "  utterances  4" in result.output
+    blocks = result.output.strip().split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [str(corpus), str(other)]
+
+
+def test_stats_json_parses_and_matches_library(corpus, tmp_path):
+    other = write_rows(tmp_path / "other.jsonl", rows_of(corpus)[3:9])
+    result = run("stats", "--json", str(corpus), str(other))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert list(data) == [str(corpus), str(other)]
+    assert data[str(corpus)] == json.loads(json.dumps(manifest_stats(read_manifest(corpus))))
+    assert data[str(corpus)]["utterances"] == 30 and data[str(corpus)]["speakers"] == 10
+    assert data[str(other)]["per_speaker"] == {"bert": {"utterances": 3, "seconds": 0.9},
+                                               "carl": {"utterances": 3, "seconds": 0.9}}
+    assert "ß" in data[str(corpus)]["characters"]
+    assert "ß" in result.output  # not \u-escaped
+
+
+def test_stats_bad_line_is_one_error_line_with_file_and_line(tmp_path, corpus):
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].replace('"speaker": "bert"', '"speaker": 42')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("stats", str(bad))
+    assert result.exit_code == 2
+    line = single_error_line(result)
+    assert f"{bad}:5:" in line and "'speaker'" in line
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("content, expect", [
+    ('{"id": "a"\n', ":1: not valid JSON"),
+    ('{"id": "a", "audio": "x.wav", "duration": -2, "text": "t", "speaker": "s", "language": "de"}\n',
+     ":1: field 'duration'"),
+    ('\n{"id": "a", "audio": "x.wav", "duration": 1, "text": "t", "speaker": "s"}\n', ":2: missing field(s) language"),
+])
+def test_bad_manifest_exit_2_for_every_command(tmp_path, content, expect):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content, encoding="utf-8")
+    for args in (["stats", str(bad)], ["validate", str(bad)], ["filter", str(bad), "--out", str(tmp_path / "o.jsonl")],
+                 ["split", str(bad), "--out-dir", str(tmp_path / "sp")], ["to-kaldi", str(bad), str(tmp_path / "k")]):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        line = single_error_line(result)
+        assert f"{bad}{expect}" in line, (args, line)
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "sp").exists() and not (tmp_path / "k").exists()
+
+
+def test_missing_manifest_exit_2(tmp_path):
+    result = run("stats", str(tmp_path / "none.jsonl"))
+    assert result.exit_code == 2
+    assert "none.jsonl: manifest not found" in single_error_line(result)
+
+
+# --------------------------------------------------------------------------- validate
+
+def test_validate_ok(corpus):
+    result = run("validate", str(corpus))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{corpus}: 30 utterances, 0 problem(s)"
+    result = run("validate", "--check-audio", str(corpus))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{corpus}: 30 utterances, 0 problem(s)"
+
+
+def test_validate_missing_audio_exits_1(corpus):
+    (corpus.parent / "clips" / "carl" / "7.wav").unlink()
+    result = run("validate", str(corpus))
+    assert result.exit_code == 1
+    assert f"carl-007: audio file not found: {corpus.parent / 'clips' / 'carl' / '7.wav'}" in result.stderr
+    assert result.stdout.strip() == f"{corpus}: 30 utterances, 1 problem(s)"
+
+
+def test_validate_check_audio_reports_silent_and_clipped_files(corpus):
+    clips = corpus.parent / "clips"
+    sf.write(str(clips / "bert" / "4.wav"), np.zeros(4800, dtype=np.float32), 16000, subtype="PCM_16")
+    square = np.sign(np.sin(2 * np.pi * 100 * np.arange(4800) / 16000)).astype(np.float32)
+    sf.write(str(clips / "ida" / "25.wav"), square, 16000, subtype="PCM_16")
+    (clips / "jan" / "27.wav").write_bytes(b"RIFF\x00\x00garbage")
+    result = run("validate", "--check-audio", str(corpus))
+    assert result.exit_code == 1
+    err = result.stderr.splitlines()
+    assert len(err) == 3, result.stderr
+    assert err[0].startswith("bert-004: ") and str(clips / "bert" / "4.wav") in err[0] and "all silence" in err[0]
+    assert err[1].startswith("ida-025: ") and "heavily clipped" in err[1]
+    assert err[2].startswith("jan-027: ") and "unreadable or corrupt audio" in err[2]
+    assert result.stdout.strip() == f"{corpus}: 30 utterances, 3 problem(s)"
+    # without --check-audio the files are only checked for existence
+    assert run("validate", str(corpus)).exit_code == 0
+
+
+def test_validate_check_audio_checks_segments_including_offset_zero(tmp_path):
+    """A long file cut into segments: every segment is checked on its own, also the one at offset 0."""
+    audio = tmp_path / "long.wav"
+    t = np.arange(32000) / 16000
+    x = np.where(t < 1.0, 0.0, 0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)  # 1 s silence, 1 s tone
+    sf.write(str(audio), x, 16000, subtype="PCM_16")
+    base = {"audio": "long.wav", "text": "x", "speaker": "s", "language": "de"}
+    manifest = write_rows(tmp_path / "seg.jsonl", [
+        {**base, "id": "s-first", "offset": 0.0, "duration": 1.0},
+        {**base, "id": "s-second", "offset": 1.0, "duration": 1.0},
+    ])
+    result = run("validate", "--check-audio", str(manifest))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [line for line in result.stderr.splitlines() if line.startswith("s-first: ")]
+    assert "all silence" in result.stderr
+    assert result.stdout.strip() == f"{manifest}: 2 utterances, 1 problem(s)"
+
+
+def test_validate_check_audio_reports_segment_past_end(tmp_path, make_tone):
+    make_tone(tmp_path / "a.wav", seconds=0.5)
+    manifest = write_rows(tmp_path / "m.jsonl", [{"id": "x", "audio": "a.wav", "offset": 2.0, "duration": 1.0,
+                                                   "text": "x", "speaker": "s", "language": "de"}])
+    result = run("validate", "--check-audio", str(manifest))
+    assert result.exit_code == 1
+    assert "x: " in result.stderr and "no samples at offset 2 s" in result.stderr
+
+
+# --------------------------------------------------------------------------- filter
+
+def test_filter_by_duration_and_vocab(corpus, tmp_path):
+    out = tmp_path / "filtered" / "keep.jsonl"
+    vocab = "abcdefghijklmnopqrstuvwxyzäöüßABCDEFGHIJKLMNOPQRSTUVWXYZ .,"
+    result = run("filter", str(corpus), "--out", str(out), "--min-duration", "0.25", "--max-duration", "0.35",
+                 "--vocab", vocab.replace("Ö", ""))
+    assert result.exit_code == 0, result.output
+    rej = out.with_name("keep.rejected.jsonl")
+    kept, rejected = read_manifest(out), rows_of(rej)
+    # durations 0.2 / 0.3 / 0.4 per speaker: only the 0.3 s clips pass; 'Öl und Maß.' is out of the vocabulary
+    assert all(u.duration == 0.3 for u in kept)
+    assert all("Ö" not in u.text for u in kept)
+    assert result.output.strip() == f"kept {len(kept)} -> {out}; rejected {len(rejected)} -> {rej}"
+    assert len(kept) + len(rejected) == 30
+    assert sorted([u.id for u in kept] + [r["id"] for r in rejected]) == sorted(r["id"] for r in rows_of(corpus))
+    reasons = {r["id"]: r["reason"] for r in rejected}
+    assert reasons["anna-000"] == "shorter than 0.25 s (0.20 s)"
+    assert reasons["anna-002"] == "longer than 0.35 s (0.40 s)"
+    vocab_rejects = [r for r in rejected if r["duration"] == 0.3]
+    assert vocab_rejects and all(r["text"] == "Öl und Maß." for r in vocab_rejects)
+    assert all(r["reason"] == "characters outside the vocabulary: 'Ö'" for r in vocab_rejects)
+    # the kept manifest lives elsewhere, yet its audio paths still point at the real files
+    assert all(u.audio_path().is_file() for u in kept)
+    assert all(Path(r["audio"]).is_absolute() for r in rows_of(out))
+
+
+def test_filter_vocab_from_file_with_space_line(corpus, tmp_path):
+    chars = sorted(set("".join(TEXTS)) - {" "})
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join(chars) + "\n\n", encoding="utf-8")  # the empty line stands for the space
+    out = corpus.parent / "keep.jsonl"
+    result = run("filter", str(corpus), "--out", str(out), "--vocab", f"@{vocab_file}")
+    assert result.exit_code == 0, result.output
+    assert len(read_manifest(out)) == 30 and rows_of(out.with_name("keep.rejected.jsonl")) == []
+    assert [r["audio"] for r in rows_of(out)] == [r["audio"] for r in rows_of(corpus)]  # same folder: relative
+
+    vocab_file.write_text("\n".join(chars) + "\n", encoding="utf-8")  # no space allowed now
+    result = run("filter", str(corpus), "--out", str(out), "--vocab", f"@{vocab_file}")
+    assert result.exit_code == 0
+    assert read_manifest(out) == []
+    assert all(r["reason"] == "characters outside the vocabulary: ' '"
+               for r in rows_of(out.with_name("keep.rejected.jsonl")))
+
+
+def test_filter_missing_vocab_file_is_user_error(corpus, tmp_path):
+    result = run("filter", str(corpus), "--out", str(tmp_path / "o.jsonl"), "--vocab", f"@{tmp_path / 'no.txt'}")
+    assert result.exit_code == 2
+    assert "no.txt" in single_error_line(result)
+
+
+# --------------------------------------------------------------------------- split
+
+def test_split_by_speaker_writes_disjoint_parts(corpus, tmp_path):
+    out_dir = tmp_path / "splits"
+    result = run("split", str(corpus), "--out-dir", str(out_dir), "--seed", "1")
+    assert result.exit_code == 0, result.output
+    parts = {name: read_manifest(out_dir / f"all_{name}.jsonl") for name in ("train", "dev", "test")}
+    assert sorted(p.name for p in out_dir.iterdir()) == ["all_dev.jsonl", "all_test.jsonl", "all_train.jsonl"]
+    speakers = {n: {u.speaker for u in us} for n, us in parts.items()}
+    assert {n: len(s) for n, s in speakers.items()} == {"train": 8, "dev": 1, "test": 1}
+    assert speakers["train"].isdisjoint(speakers["dev"] | speakers["test"])
+    assert speakers["dev"].isdisjoint(speakers["test"])
+    assert sorted(u.id for us in parts.values() for u in us) == sorted(r["id"] for r in rows_of(corpus))
+    assert all(u.audio_path().is_file() for us in parts.values() for u in us)
+    lines = result.output.strip().splitlines()
+    assert lines[0].split() == ["train", "24", "utterances,", "8", "speakers"]
+    assert lines[1].split() == ["dev", "3", "utterances,", "1", "speakers"]
+
+    again = tmp_path / "again"
+    assert run("split", str(corpus), "--out-dir", str(again), "--seed", "1").exit_code == 0
+    for name in ("train", "dev", "test"):
+        assert (again / f"all_{name}.jsonl").read_bytes() == (out_dir / f"all_{name}.jsonl").read_bytes()
+
+
+def test_split_into_manifest_folder_keeps_relative_paths(corpus):
+    result = run("split", str(corpus), "--out-dir", str(corpus.parent), "--fractions", "a=1,b=1", "--by", "text")
+    assert result.exit_code == 0, result.output
+    a, b = rows_of(corpus.parent / "all_a.jsonl"), rows_of(corpus.parent / "all_b.jsonl")
+    assert len(a) + len(b) == 30
+    assert {r["text"] for r in a}.isdisjoint({r["text"] for r in b})
+    assert all(r["audio"].startswith("clips/") for r in a + b)
+
+
+def test_split_by_speaker_and_text_writes_rejected(corpus, tmp_path):
+    out_dir = tmp_path / "st"
+    result = run("split", str(corpus), "--out-dir", str(out_dir), "--by", "speaker+text",
+                 "--fractions", "train=0.5,test=0.5", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    train, test = rows_of(out_dir / "all_train.jsonl"), rows_of(out_dir / "all_test.jsonl")
+    rej_path = out_dir / "all_split-rejected.jsonl"
+    rejected = rows_of(rej_path)
+    assert {r["speaker"] for r in train}.isdisjoint({r["speaker"] for r in test})
+    assert {r["text"] for r in train}.isdisjoint({r["text"] for r in test})
+    assert rejected and len(train) + len(test) + len(rejected) == 30
+    assert all("speaker assigned to" in r["reason"] for r in rejected)
+    assert f"not placed: {len(rejected)} utterances" in result.output and str(rej_path) in result.output
+
+
+@pytest.mark.parametrize("fractions", ["train=0.8,dev", "train=abc", "train=-1,dev=2", "a=0,b=0"])
+def test_split_bad_fractions_exit_2(corpus, tmp_path, fractions):
+    result = run("split", str(corpus), "--out-dir", str(tmp_path / "x"), "--fractions", fractions)
+    assert result.exit_code == 2
+    assert "fractions" in single_error_line(result)
+    assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- to-kaldi
+
+def test_to_kaldi(corpus, tmp_path):
+    data_dir = tmp_path / "kaldi"
+    result = run("to-kaldi", str(corpus), str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"30 utterances -> {data_dir}"
+    assert sorted(p.name for p in data_dir.iterdir()) == ["spk2utt", "text", "utt2spk", "wav.scp"]
+    wav = dict(line.split(" ", 1) for line in (data_dir / "wav.scp").read_text(encoding="utf-8").splitlines())
+    assert len(wav) == 30
+    assert wav["anna-000"] == str((corpus.parent / "clips" / "anna" / "0.wav").resolve())
+    assert all(Path(p).is_file() for p in wav.values())
+    text = dict(line.split(" ", 1) for line in (data_dir / "text").read_text(encoding="utf-8").splitlines())
+    assert text["bert-004"] == TEXTS[4] and text["anna-002"] == "Öl und Maß."
+    utt2spk = (data_dir / "utt2spk").read_text(encoding="utf-8").splitlines()
+    assert utt2spk == sorted(utt2spk) and "carl-006 carl" in utt2spk
+    spk2utt = (data_dir / "spk2utt").read_text(encoding="utf-8").splitlines()
+    assert "anna anna-000 anna-001 anna-002" in spk2utt and len(spk2utt) == 10
+
+
+def test_to_kaldi_segments_and_speaker_prefix(tmp_path, make_tone):
+    make_tone(tmp_path / "long.wav", seconds=2.0)
+    base = {"audio": "long.wav", "text": "Grüß Gott", "language": "de"}
+    manifest = write_rows(tmp_path / "m.jsonl", [
+        {**base, "id": "u1", "speaker": "spk", "offset": 0.0, "duration": 1.0},
+        {**base, "id": "u2", "speaker": "spk", "offset": 1.0, "duration": 0.5},
+    ])
+    data_dir = tmp_path / "k"
+    result = run("to-kaldi", str(manifest), str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert (data_dir / "segments").read_text(encoding="utf-8").splitlines() == [
+        "spk-u1 rec000000 0.000 1.000", "spk-u2 rec000000 1.000 1.500"]
+    assert (data_dir / "wav.scp").read_text(encoding="utf-8").splitlines() == [
+        f"rec000000 {(tmp_path / 'long.wav').resolve()}"]
+
+
+def test_to_kaldi_speaker_with_space_exit_2(tmp_path):
+    manifest = write_rows(tmp_path / "m.jsonl", [{"id": "u1", "audio": "a.wav", "duration": 1.0, "text": "x",
+                                                   "speaker": "two words", "language": "de"}])
+    result = run("to-kaldi", str(manifest), str(tmp_path / "k"))
+    assert result.exit_code == 2
+    assert "'two words'" in single_error_line(result)
