@@ -143,7 +143,8 @@ def dedupe_ids(rows: Iterable[Row]) -> tuple[list[Row], list[Rejection]]:
     for r in rows:
         if r.id in seen:
             first = seen[r.id]
-            rejected.append(reject(r, "duplicate id", f"id already used at {first.source}:{first.line}"))
+            where = first.source if first.line is None else f"{first.source}:{first.line}"
+            rejected.append(reject(r, "duplicate id", f"id already used at {where}"))
         else:
             seen[r.id] = r
             kept.append(r)
@@ -214,6 +215,8 @@ def write_outputs(out_dir: Path, corpus: str, language: str, splits: dict[str, l
     is redone next time.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    order = {"train": 0, "dev": 1, "test": 2}
+    splits = dict(sorted(splits.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
     files: dict[str, Path] = {}
     for name, utts in splits.items():
         path = out_dir / manifest_name(corpus, language, name)

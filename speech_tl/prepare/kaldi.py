@@ -23,8 +23,8 @@ def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, tuple[str, in
             line = line.strip()
             if not line:
                 continue
-            key, _, rest = line.partition(" ")
-            rest = rest.strip()
+            key, *rest_ = line.split(None, 1)  # Kaldi separates the key by any whitespace (space or tab)
+            rest = rest_[0].strip() if rest_ else ""
             if len(line.split()) < min_fields:
                 rejected.append(Rejection("malformed row", f"expected at least {min_fields} fields", path.name,
                                           lineno, key))
@@ -108,6 +108,8 @@ def prepare_kaldi(data_dir: str | Path, out_dir: str | Path, language: str = "un
 def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
     """Write a Kaldi data dir: ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` (+ ``segments``).
 
+    ``text`` is left out when no utterance has a transcript (speaker corpora).
+
     Kaldi wants utterance ids that sort with their speaker: ids that do not start with
     ``<speaker>-`` are written as ``<speaker>-<id>``. All tables are sorted (C locale).
     """
@@ -140,7 +142,8 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
         atomic_write_text(data_dir / name, "".join(line + "\n" for line in sorted(lines, key=lambda s: s.encode())))
 
     put("wav.scp", wav)
-    put("text", text)
+    if any(u.text for u in utterances):  # speaker corpora: no 'text' (an import would require transcripts)
+        put("text", text)
     put("utt2spk", utt2spk)
     put("spk2utt", [f"{s} {' '.join(sorted(us, key=str.encode))}" for s, us in spk2utt.items()])
     if use_segments:

@@ -43,6 +43,11 @@ def read_metadata(meta: Path, language: str, base: Path) -> tuple[list[Row], lis
             rows.append(Row(id=f"{speaker}-{book_dir.name}-{utt}", audio=book_dir / "wavs" / f"{utt}.wav",
                             text=fields[1].strip(), speaker=speaker, language=language, source=source,
                             line=lineno, extra=dict(extra)))
+    listed = {r.audio.name for r in rows}
+    for wav in sorted((book_dir / "wavs").glob("*.wav")):
+        if wav.name not in listed:
+            rejected.append(Rejection("no transcript", "audio file not listed in metadata.csv", source, None,
+                                      f"{speaker}-{book_dir.name}-{wav.stem}", str(wav)))
     return rows, rejected
 
 

@@ -77,4 +77,10 @@ def prepare_voxceleb(corpus_dir: str | Path, out_dir: str | Path, split_file: st
                                           rel, None, u.id, u.audio))
                 continue
             splits[split_map[rel]].append(u)
+        on_disk = {p.relative_to(root).as_posix() for p in files}
+        for rel, split in split_map.items():
+            if rel not in on_disk:
+                rejected.append(Rejection("missing audio file", f"listed in the split file ({split}) but not found",
+                                          Path(split_file).name, None, rel.replace("/", "-").removesuffix(".wav"),
+                                          str(root / rel)))
     return write_outputs(out_dir, "voxceleb", "mul", splits, rejected, params)

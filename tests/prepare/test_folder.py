@@ -59,8 +59,9 @@ def test_folder_with_transcripts(tmp_path, make_tone):
         "anna-a3": ("anna", "Öl, Größe und Maß."),
         "bernd-b1": ("bernd", "Hallo Bernd."),
     }
-    assert utts["anna-a1"].audio_path().name == "a1.wav"  # the first of two files with the same id wins
-    assert utts["anna-a1"].duration == pytest.approx(0.42, abs=1e-4)
+    # a1.flac and a1.wav share an id: the first in sorted path order wins, the other is rejected
+    assert utts["anna-a1"].audio_path().name == "a1.flac"
+    assert utts["anna-a1"].duration == pytest.approx(0.2, abs=1e-4)
     assert utts["anna-a2"].duration == pytest.approx(0.31, abs=1e-4)
     assert utts["anna-a3"].duration == pytest.approx(0.5, abs=1e-3)   # ogg/vorbis
     assert utts["bernd-b1"].duration == pytest.approx(0.6, abs=2e-3)  # mp3 (gapless header: exact in practice)
@@ -78,7 +79,8 @@ def test_folder_with_transcripts(tmp_path, make_tone):
     }
     assert rej["bernd-b2"]["source"] == "bernd/b2.wav" and "b2.txt" in rej["bernd-b2"]["detail"]
     assert "convert" in rej["bernd-b4"]["detail"]
-    assert rej["anna-a1"]["source"] == "anna/a1.flac"
+    assert rej["anna-a1"]["source"] == "anna/a1.wav"
+    assert rej["anna-a1"]["detail"] == "id already used at anna/a1.flac"
     # every audio file is kept or rejected
     n_audio = sum(1 for p in root.rglob("*") if p.suffix in (".wav", ".flac", ".ogg", ".mp3", ".m4a"))
     assert len(utts) + len(rej) == n_audio == 10

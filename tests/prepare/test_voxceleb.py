@@ -74,7 +74,9 @@ def test_iden_split_gives_train_dev_test(tmp_path, make_tone):
     assert test["id10002-C7k7C-PDvAA-00003"].extra["video"] == "C7k7C-PDvAA"
 
     rej = rejected(out)
-    assert sorted(rej) == sorted(vox_id(p) for p in (UNLISTED, CORRUPT, M4A))
+    assert sorted(rej) == sorted(vox_id(p) for p in (UNLISTED, CORRUPT, M4A, "id10009/gone/00001.wav"))
+    gone = rej[vox_id("id10009/gone/00001.wav")]
+    assert gone["reason"] == "missing audio file" and "split file" in gone["detail"]
     assert rej[vox_id(UNLISTED)]["reason"] == "not in split file"
     assert "iden_split.txt" in rej[vox_id(UNLISTED)]["detail"]
     assert rej[vox_id(CORRUPT)]["reason"] == "unreadable audio"
@@ -83,9 +85,9 @@ def test_iden_split_gives_train_dev_test(tmp_path, make_tone):
     assert m4a["reason"] == "unsupported format (m4a)"
     assert "convert" in m4a["detail"] and "ffmpeg" in m4a["detail"]
     assert m4a["source"] == M4A and m4a["audio"].endswith(".m4a")
-    # every audio file is either kept or rejected
+    # every audio file is either kept or rejected, and so is every split-file line without a file
     n_audio = sum(1 for p in (root / "wav").rglob("*") if p.suffix in (".wav", ".m4a"))
-    assert sum(len(v) for v in result.splits.values()) + len(result.rejected) == n_audio
+    assert sum(len(v) for v in result.splits.values()) + len(result.rejected) == n_audio + 1
     summary = result.summary()
     assert re.search(r"train\s+kept\s+3 utterances", summary)
     assert "unsupported format (m4a)" in summary and "not in split file" in summary

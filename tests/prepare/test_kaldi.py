@@ -1,0 +1,237 @@
+"""Kaldi data directories: import (wav.scp, text, utt2spk, segments) and export, on real audio files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from speech_tl.cli import main
+from speech_tl.manifest import Utterance, read_manifest
+from speech_tl.prepare import export_kaldi, prepare_kaldi
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def write(path: Path, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+
+
+def rejected(out: Path, name: str = "kaldi_und") -> list[dict]:
+    return [json.loads(x) for x in lines(out / f"{name}_rejected.jsonl")]
+
+
+def assert_c_sorted(path: Path) -> None:
+    keys = [x.split(" ", 1)[0] for x in lines(path)]
+    assert keys == sorted(keys, key=str.encode), path.name
+    assert len(set(keys)) == len(keys), path.name
+
+
+@pytest.fixture
+def plain_dir(tmp_path, make_tone) -> Path:
+    """A data dir without segments: absolute, relative, piped, missing and tab-separated wav.scp entries."""
+    audio = tmp_path / "audio"
+    data = tmp_path / "data" / "train"
+    make_tone(audio / "a1.wav", seconds=0.44)
+    make_tone(data / "wavs" / "a2.flac", seconds=0.36)  # relative entry, resolved against the data dir
+    make_tone(audio / "b5.wav", seconds=0.52, sr=8000)
+    make_tone(audio / "b6.wav", seconds=0.3)
+    write(data / "wav.scp", [
+        f"spkA-utt1 {audio / 'a1.wav'}",                          # 1
+        "spkA-utt2 wavs/a2.flac",                                 # 2
+        f"spkB-utt3 sox {audio / 'b3.wav'} -t wav -r 16000 - |",  # 3 piped
+        f"spkB-utt4 {audio / 'gone.wav'}",                        # 4 missing file
+        f"spkB-utt5\t{audio / 'b5.wav'}",                         # 5 tab-separated (valid Kaldi)
+        f"spkB-utt6 {audio / 'b6.wav'}",                          # 6 no line in text
+        f"spkA-utt1 {audio / 'b6.wav'}",                          # 7 duplicate key
+        "lonely",                                                 # 8 one field
+    ])
+    write(data / "text", ["spkA-utt1 HALLO WELT", "spkA-utt2 grüße aus   köln, straße!", "spkB-utt3 DREI",
+                          "spkB-utt4 VIER", "spkB-utt5\tFÜNF"])
+    write(data / "utt2spk", [f"spk{u[3]}-utt{u[-1]} spk{u[3]}" for u in
+                             ("spkA-utt1", "spkA-utt2", "spkB-utt3", "spkB-utt4", "spkB-utt5", "spkB-utt6")])
+    return data
+
+
+def test_import_plain(plain_dir, tmp_path):
+    out = tmp_path / "out"
+    result = prepare_kaldi(plain_dir, out, workers=1)
+    utts = {u.id: u for u in read_manifest(out / "kaldi_und_all.jsonl")}
+    assert {k: (u.speaker, u.text) for k, u in utts.items()} == {
+        "spkA-utt1": ("spkA", "HALLO WELT"),
+        "spkA-utt2": ("spkA", "grüße aus   köln, straße!"),  # text kept verbatim
+        "spkB-utt5": ("spkB", "FÜNF"),
+    }
+    assert utts["spkA-utt1"].duration == pytest.approx(0.44, abs=1e-4)
+    assert utts["spkA-utt2"].audio_path() == plain_dir / "wavs" / "a2.flac"
+    assert utts["spkA-utt2"].duration == pytest.approx(0.36, abs=1e-4)
+    assert (utts["spkB-utt5"].sample_rate, utts["spkB-utt5"].duration) == (8000, pytest.approx(0.52, abs=1e-4))
+    assert all(u.offset is None for u in utts.values())
+
+    rej = {(r["source"], r["line"]): r for r in rejected(out)}
+    assert {k: (r["reason"], r["id"]) for k, r in rej.items()} == {
+        ("wav.scp", 3): ("piped wav.scp entry", "spkB-utt3"),
+        ("wav.scp", 4): ("missing audio file", "spkB-utt4"),
+        ("wav.scp", 6): ("no transcript", "spkB-utt6"),
+        ("wav.scp", 7): ("duplicate id", "spkA-utt1"),
+        ("wav.scp", 8): ("malformed row", "lonely"),
+    }
+    assert "run it once" in rej[("wav.scp", 3)]["detail"] and "point wav.scp at them" in rej[("wav.scp", 3)]["detail"]
+    assert "first on line 1" in rej[("wav.scp", 7)]["detail"]
+    # every wav.scp line is accounted for
+    assert len(utts) + len(rej) == len(lines(plain_dir / "wav.scp"))
+    assert re.search(r"1\s+piped wav.scp entry", result.summary())
+
+
+def test_import_without_text_or_utt2spk(tmp_path, make_tone):
+    data = tmp_path / "data"
+    make_tone(tmp_path / "x.wav", seconds=0.5)
+    write(data / "wav.scp", [f"rec1 {tmp_path / 'x.wav'}"])
+    result = prepare_kaldi(data, tmp_path / "out", language="de", name="mine", workers=1)
+    (u,) = result.splits["all"]
+    assert (u.id, u.speaker, u.text, u.language) == ("rec1", "rec1", "", "de")
+    assert (tmp_path / "out" / "mine_de_all.jsonl").is_file()
+    with pytest.raises(FileNotFoundError, match="no wav.scp"):
+        prepare_kaldi(tmp_path / "out", tmp_path / "out2")
+
+
+@pytest.fixture
+def segments_dir(tmp_path, make_tone) -> Path:
+    audio = tmp_path / "audio"
+    data = tmp_path / "data" / "seg"
+    make_tone(audio / "long1.wav", seconds=2.0)
+    make_tone(audio / "long2.flac", seconds=1.5)
+    write(data / "wav.scp", [f"rec1 {audio / 'long1.wav'}", f"rec2 {audio / 'long2.flac'}",
+                             f"rec3 ffmpeg -i {audio / 'x.mp4'} -f wav - |", f"rec4 {audio / 'unused.wav'}"])
+    segs = [
+        "u1 rec1 0.00 0.80",   # 1
+        "u2 rec1 0.80 1.95",   # 2
+        "u3 rec2 0.50 1.50",   # 3 ends exactly at the end of the file
+        "u4 rec2 1.00 2.50",   # 4 past the end (1.5 s file)
+        "u5 rec3 0 1",         # 5 piped recording
+        "u6 rec9 0 1",         # 6 unknown recording
+        "u7 rec1 1.0 1.0",     # 7 empty
+        "u8 rec1 a b",         # 8 not numbers
+    ]
+    write(data / "segments", segs)
+    write(data / "text", [f"u{i} SATZ {i}" for i in range(1, 9)])
+    write(data / "utt2spk", [f"u{i} {'sA' if i < 3 else 'sB'}" for i in range(1, 9)])
+    return data
+
+
+def test_import_segments(segments_dir, tmp_path):
+    out = tmp_path / "out"
+    prepare_kaldi(segments_dir, out, workers=1)
+    utts = {u.id: u for u in read_manifest(out / "kaldi_und_all.jsonl")}
+    assert {k: (u.offset, u.duration, u.speaker, u.text, Path(u.audio).name) for k, u in utts.items()} == {
+        "u1": (0.0, pytest.approx(0.8), "sA", "SATZ 1", "long1.wav"),
+        "u2": (0.8, pytest.approx(1.15), "sA", "SATZ 2", "long1.wav"),
+        "u3": (0.5, pytest.approx(1.0), "sB", "SATZ 3", "long2.flac"),
+    }
+    rej = {r["id"]: r for r in rejected(out)}
+    assert {k: (r["reason"], r["source"], r["line"]) for k, r in rej.items()} == {
+        "u4": ("segment outside audio", "segments", 4),
+        "u5": ("piped wav.scp entry", "segments", 5),
+        "u6": ("missing recording", "segments", 6),
+        "u7": ("empty segment", "segments", 7),
+        "u8": ("malformed row", "segments", 8),
+    }
+    assert "1.50 s long" in rej["u4"]["detail"]
+    assert "rec9" in rej["u6"]["detail"]
+    assert len(utts) + len(rej) == len(lines(segments_dir / "segments"))
+
+
+def test_export_writes_sorted_tables(tmp_path, make_tone):
+    a = make_tone(tmp_path / "a.wav", seconds=0.3)
+    b = make_tone(tmp_path / "b.flac", seconds=0.4)
+    utts = [
+        Utterance("a-2", str(a), 0.3, "zwei", "a", "de"),
+        Utterance("a-10", str(b), 0.4, "zehn Größe", "a", "de"),
+        Utterance("B-1", str(a), 0.3, "eins", "B", "de"),
+        Utterance("x7", str(b), 0.4, "ohne Präfix", "a_b", "de"),  # id gets the speaker prefix
+    ]
+    data = export_kaldi(utts, tmp_path / "kaldi")
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt"):
+        assert_c_sorted(data / name)
+    assert not (data / "segments").exists()
+    assert lines(data / "utt2spk") == ["B-1 B", "a-10 a", "a-2 a", "a_b-x7 a_b"]  # C locale: upper case first
+    assert lines(data / "text") == ["B-1 eins", "a-10 zehn Größe", "a-2 zwei", "a_b-x7 ohne Präfix"]
+    assert lines(data / "spk2utt") == ["B B-1", "a a-10 a-2", "a_b a_b-x7"]
+    assert lines(data / "wav.scp")[0] == f"B-1 {a.resolve()}"
+
+    with pytest.raises(ValueError, match="has spaces"):
+        export_kaldi([Utterance("u", str(a), 0.3, "t", "two words", "de")], tmp_path / "bad")
+    with pytest.raises(ValueError, match="has spaces"):
+        export_kaldi([Utterance("u 1", str(a), 0.3, "t", "s", "de")], tmp_path / "bad")
+
+
+def key(u: Utterance) -> tuple:
+    return (u.id, str(u.audio_path().resolve()), u.text, u.speaker, u.sample_rate)
+
+
+def test_round_trip_plain(plain_dir, tmp_path):
+    first = prepare_kaldi(plain_dir, tmp_path / "m1", workers=1).splits["all"]
+    manifest = read_manifest(tmp_path / "m1" / "kaldi_und_all.jsonl")
+    export_kaldi(manifest, tmp_path / "exported")
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt"):
+        assert_c_sorted(tmp_path / "exported" / name)
+    again = prepare_kaldi(tmp_path / "exported", tmp_path / "m2", workers=1)
+    assert not again.rejected
+    assert sorted(map(key, again.splits["all"])) == sorted(map(key, manifest)) == sorted(
+        (u.id, str(Path(u.audio).resolve()), u.text, u.speaker, u.sample_rate) for u in first)
+    assert {u.id: u.duration for u in again.splits["all"]} == {u.id: u.duration for u in manifest}
+
+
+def test_round_trip_segments(segments_dir, tmp_path):
+    prepare_kaldi(segments_dir, tmp_path / "m1", workers=1)
+    manifest = read_manifest(tmp_path / "m1" / "kaldi_und_all.jsonl")
+    data = export_kaldi(manifest, tmp_path / "exported")
+    assert_c_sorted(data / "segments")
+    assert_c_sorted(data / "wav.scp")
+    # speaker-prefixed ids, two recordings
+    assert [x.split()[0] for x in lines(data / "segments")] == ["sA-u1", "sA-u2", "sB-u3"]
+    assert len(lines(data / "wav.scp")) == 2
+    again = {u.id: u for u in prepare_kaldi(data, tmp_path / "m2", workers=1).splits["all"]}
+    assert set(again) == {f"{u.speaker}-{u.id}" for u in manifest}
+    for u in manifest:
+        v = again[f"{u.speaker}-{u.id}"]
+        assert (v.text, v.speaker, Path(v.audio).resolve()) == (u.text, u.speaker, u.audio_path().resolve())
+        assert v.offset == pytest.approx(u.offset, abs=1e-3)
+        assert v.duration == pytest.approx(u.duration, abs=1e-3)
+
+
+def test_round_trip_speaker_corpus_without_text(tmp_path, make_tone):
+    """Speaker-ID manifests have no transcripts; exporting them must not make re-import reject everything."""
+    a = make_tone(tmp_path / "a.wav", seconds=0.3)
+    b = make_tone(tmp_path / "b.wav", seconds=0.4)
+    utts = [Utterance("id10001-v-1", str(a), 0.3, "", "id10001", "mul"),
+            Utterance("id10002-v-1", str(b), 0.4, "", "id10002", "mul")]
+    data = export_kaldi(utts, tmp_path / "exported")
+    assert not (data / "text").exists()
+    assert lines(data / "utt2spk") == ["id10001-v-1 id10001", "id10002-v-1 id10002"]
+    again = prepare_kaldi(data, tmp_path / "m", language="mul", workers=1)
+    assert not again.rejected
+    assert sorted((u.id, u.speaker, u.text) for u in again.splits["all"]) == \
+        [("id10001-v-1", "id10001", ""), ("id10002-v-1", "id10002", "")]
+
+
+def test_cli_import_and_export(plain_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "out"
+    res = runner.invoke(main, ["prepare", "kaldi", str(plain_dir), "--out-dir", str(out), "--name", "train",
+                               "--lang", "de", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "train (de):" in res.output and re.search(r"all\s+kept\s+3 utterances", res.output)
+    assert "piped wav.scp entry" in res.output
+    res = runner.invoke(main, ["prepare", "kaldi", str(plain_dir), "--out-dir", str(out), "--name", "train",
+                               "--lang", "de"])
+    assert "already prepared, skipped" in res.output
+    res = runner.invoke(main, ["manifest", "to-kaldi", str(out / "train_de_all.jsonl"), str(tmp_path / "k")])
+    assert res.exit_code == 0 and "3 utterances" in res.output
+    assert [x.split()[0] for x in lines(tmp_path / "k" / "utt2spk")] == ["spkA-utt1", "spkA-utt2", "spkB-utt5"]
