@@ -133,7 +133,7 @@ class WhisperBackbone(Backbone):
 
 # --------------------------------------------------------------------------- loading
 
-def _new_encoder(d_model: int, layers: int, heads: int, ffn: int, n_mels: int, positions: int) -> nn.Module:
+def new_whisper_encoder(d_model: int, layers: int, heads: int, ffn: int, n_mels: int, positions: int) -> nn.Module:
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -201,7 +201,7 @@ def load_whisper_ct2(spec: str, pretrained: bool = True) -> WhisperBackbone:
     state, dims = ct2_encoder_state(variables)
     if dims["heads"] is None:
         dims["heads"] = max(1, dims["d_model"] // 64)
-    encoder = _new_encoder(dims["d_model"], dims["layers"], dims["heads"], dims["ffn"], dims["n_mels"],
+    encoder = new_whisper_encoder(dims["d_model"], dims["layers"], dims["heads"], dims["ffn"], dims["n_mels"],
                            dims["positions"])
     if pretrained:
         encoder.load_state_dict(state, strict=True)
