@@ -29,7 +29,7 @@ def user_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (ManifestError, AudioError, ToolMissing, FileNotFoundError, ValueError) as e:
+        except (ManifestError, AudioError, ToolMissing, FileNotFoundError, ValueError, RuntimeError) as e:
             raise UserError(str(e)) from None
 
     return wrapper
@@ -302,6 +302,62 @@ def manifest_to_kaldi_cmd(manifest_path, data_dir):
     utts = read_manifest(manifest_path)
     export_kaldi(utts, data_dir)
     click.echo(f"{len(utts)} utterances -> {data_dir}")
+
+
+# --------------------------------------------------------------------------- train / evaluate / transcribe
+
+@main.group()
+def train() -> None:
+    """Adapt a pretrained backbone to a task (one training loop for every task)."""
+
+
+@train.command("asr", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_asr_cmd(config, overrides):
+    """CTC character head on a pretrained encoder. OVERRIDES: dotted key=value, e.g. freeze.bottom_layers=2."""
+    from .asr.task import AsrConfig, train_asr
+    from .config import load_config
+
+    cfg = load_config(AsrConfig, config, list(overrides))
+    summary = train_asr(cfg)
+    click.echo(json.dumps(summary, indent=1))
+
+
+@main.group()
+def evaluate() -> None:
+    """Score a checkpoint (or a pretrained backbone) on a manifest."""
+
+
+@evaluate.command("asr")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="results.json to write")
+@click.option("--beam", type=int, default=0, show_default=True, help="Beam width (0: greedy).")
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
+    """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST."""
+    from .asr.evaluate import evaluate_asr
+
+    r = evaluate_asr(checkpoint, manifest_path, out, beam, device)
+    click.echo(f"{manifest_path}: WER {r['wer']:.4f} [{r['wer_ci95'][0]:.4f}, {r['wer_ci95'][1]:.4f}]  "
+               f"CER {r['cer']:.4f} [{r['cer_ci95'][0]:.4f}, {r['cer_ci95'][1]:.4f}]  "
+               f"({r['num_utterances']} utterances, {r['decoding']}) -> {out}")
+
+
+@main.command("transcribe")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--beam", type=int, default=0, show_default=True)
+@user_errors
+def transcribe_cmd(checkpoint, audio, beam):
+    """Print a transcript for each AUDIO file."""
+    from .asr.evaluate import transcribe_files
+
+    for path, text in transcribe_files(checkpoint, list(audio), beam):
+        click.echo(f"{path}\t{text}")
 
 
 if __name__ == "__main__":

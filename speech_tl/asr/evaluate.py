@@ -1,0 +1,143 @@
+"""Evaluate and use an ASR checkpoint: WER/CER with confidence intervals, per speaker; transcription.
+
+``speech-tl evaluate asr CHECKPOINT MANIFEST --out results.json [--beam N]``
+``speech-tl transcribe CHECKPOINT AUDIO...``
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..audio import load_audio
+from ..backbones import load_backbone
+from ..checkpoint import CheckpointError, find_checkpoint, load_tensors, read_meta
+from ..data import UtteranceDataset, pad_waves
+from ..manifest import atomic_write_text, read_manifest, write_jsonl
+from ..metrics import bootstrap_ci, error_counts
+from ..text import Vocabulary, normalize
+from .model import CtcModel
+from .task import transcribe_batches
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (its ``best/``, else ``checkpoint/``) or a checkpoint folder itself."""
+    path = Path(path)
+    for candidate in (path, path / "best", path / "checkpoint"):
+        found = find_checkpoint(candidate)
+        if found is not None:
+            return found
+    raise CheckpointError(f"{path}: no checkpoint here (expected meta.json, or a run folder with best/)")
+
+
+def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CtcModel, Vocabulary, dict]:
+    """Rebuild the CTC model of a checkpoint folder (architecture from the backbone source, weights from model.pt)."""
+    folder = resolve_checkpoint(path)
+    meta = read_meta(folder, task="asr")
+    vocab = Vocabulary.load(folder / "vocab.json")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    backbone = load_backbone(meta["backbone"], pretrained=False)
+    model = CtcModel(backbone, len(vocab), cfg.get("model", {}).get("dropout", 0.1))
+    model.load_state_dict(load_tensors(folder / "model.pt"))
+    return model.to(device).eval(), vocab, {**meta, "config": cfg}
+
+
+def make_decoder(vocab: Vocabulary, beam: int, cfg: dict, folder: Path, lm_order: int | None = None):
+    """A beam-search decoder (with the checkpoint's n-gram LM if one was trained), or None for greedy."""
+    if beam <= 0:
+        return None
+    from .decode import BeamSearchDecoder
+
+    dec = cfg.get("decode", {})
+    lm_path = folder / "lm.arpa" if (folder / "lm.arpa").is_file() and (lm_order is None or lm_order > 0) else None
+    return BeamSearchDecoder(vocab, beam_size=beam, lm_path=lm_path, lm_weight=dec.get("lm_weight", 0.5),
+                             word_score=dec.get("word_score", 0.0), unit=dec.get("lm_unit", "word"))
+
+
+def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int = 0,
+                 device: str = "auto") -> dict:
+    """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, vocab, meta = load_asr_model(checkpoint, dev)
+    utts = read_manifest(manifest)
+    missing = [f"{manifest}:{u.line}: audio file not found: {u.audio_path()}" for u in utts
+               if not u.audio_path().is_file()]
+    if missing:
+        raise FileNotFoundError("\n".join(missing[:10]))
+    scored = [u for u in utts if normalize(u.text)]
+    no_ref = len(utts) - len(scored)
+    dataset = UtteranceDataset(scored)
+    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
+    t0 = time.time()
+    with torch.no_grad():
+        hyps = transcribe_batches(model, dataset, vocab, dev, decoder=decoder)
+    seconds = time.time() - t0
+    refs = [normalize(u.text) for u in scored]
+    c = error_counts(refs, hyps)
+    per_speaker = defaultdict(list)
+    for i, u in enumerate(scored):
+        per_speaker[u.speaker].append(i)
+    speakers = {}
+    for spk, idx in sorted(per_speaker.items()):
+        w, ch = c.words, c.chars
+        speakers[spk] = {"utterances": len(idx), "wer": float(w.errors[idx].sum() / max(1, w.ref_length[idx].sum())),
+                         "cer": float(ch.errors[idx].sum() / max(1, ch.ref_length[idx].sum()))}
+    results = {
+        "task": "asr", "checkpoint": str(meta["folder"]), "backbone": meta["backbone"], "manifest": str(manifest),
+        "wer": c.words.rate(), "cer": c.chars.rate(),
+        "wer_ci95": bootstrap_ci(c.words.errors, c.words.ref_length), "cer_ci95": bootstrap_ci(c.chars.errors,
+                                                                                             c.chars.ref_length),
+        "num_utterances": len(scored), "skipped_without_reference": no_ref,
+        "decoding": f"beam {beam}" + (" + LM" if decoder is not None and decoder.has_lm else "") if beam else "greedy",
+        "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
+        "per_speaker": speakers, "confusions": confusions(refs, hyps),
+        "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze")},
+    }
+    out = Path(out)
+    atomic_write_text(out, json.dumps(results, ensure_ascii=False, indent=1))
+    write_jsonl(out.with_name(out.stem + ".hypotheses.jsonl"),
+                ({"id": u.id, "speaker": u.speaker, "ref": r, "hyp": h} for u, r, h in zip(scored, refs, hyps,
+                                                                                        strict=True)))
+    return results
+
+
+def confusions(refs: list[str], hyps: list[str], top: int = 20) -> dict:
+    """Most frequent word substitutions, deletions and insertions."""
+    import jiwer
+
+    out = jiwer.process_words(refs, hyps)
+    subs, dels, ins = Counter(), Counter(), Counter()
+    for ref, hyp, chunks in zip(out.references, out.hypotheses, out.alignments, strict=True):
+        for ch in chunks:
+            if ch.type == "substitute":
+                for r, h in zip(ref[ch.ref_start_idx:ch.ref_end_idx], hyp[ch.hyp_start_idx:ch.hyp_end_idx],
+                                strict=False):
+                    subs[f"{r} -> {h}"] += 1
+            elif ch.type == "delete":
+                dels.update(ref[ch.ref_start_idx:ch.ref_end_idx])
+            elif ch.type == "insert":
+                ins.update(hyp[ch.hyp_start_idx:ch.hyp_end_idx])
+    return {"substitutions": subs.most_common(top), "deletions": dels.most_common(top),
+            "insertions": ins.most_common(top)}
+
+
+def transcribe_files(checkpoint: str | Path, audio: list[str | Path], beam: int = 0) -> list[tuple[str, str]]:
+    """``[(path, text)]`` for audio files of any soundfile format and rate."""
+    model, vocab, meta = load_asr_model(checkpoint)
+    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
+    from .decode import greedy_decode
+
+    out = []
+    for path in audio:
+        wave, lengths = pad_waves([load_audio(path)])
+        with torch.no_grad():
+            log_probs, frames = model(wave=wave, lengths=lengths)
+        text = decoder.decode(log_probs, frames)[0] if decoder else greedy_decode(log_probs, frames, vocab)[0]
+        out.append((str(path), text))
+    return out

@@ -1,0 +1,131 @@
+"""The training loop on a tiny task: it learns, resumes exactly, caches the frozen prefix, runs under DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speech_tl.asr.task import AsrTask, train_asr
+from speech_tl.checkpoint import load_tensors
+from speech_tl.train import Trainer, lr_factor
+from tests.tiny_asr import asr_config
+
+
+def quiet(*_a, **_k):
+    pass
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_factor(0, 0.0, 10, 0.05) == pytest.approx(0.1)
+    assert lr_factor(9, 0.1, 10, 0.05) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(0.1 * math.pi)))
+    assert lr_factor(50, 0.5, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 1.0, 10, 0.05) == pytest.approx(0.05)
+
+
+def test_training_lowers_the_loss_and_keeps_the_best(tone_corpus, tiny_whisper, tmp_path):
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", max_steps=40, eval_every=20, lr=1e-2)
+    summary = train_asr(cfg, log=quiet)
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.7 * losses[0]
+    assert summary["steps"] == 40 and summary["best_step"] in (20, 40)
+    for name in ("best", "checkpoint"):
+        meta = json.loads((tmp_path / "run" / name / "meta.json").read_text())
+        assert meta["task"] == "asr" and meta["backbone"] == tiny_whisper
+    assert (tmp_path / "run" / "checkpoint" / "optimizer.pt").is_file()
+    assert not (tmp_path / "run" / "best" / "optimizer.pt").exists()
+    assert all({"step", "loss", "lr", "utt_per_s", "memory_mb"} <= set(r) for r in log if "loss" in r)
+    assert any("dev_wer" in r for r in log)
+
+
+@pytest.mark.parametrize("cache", ["memory", "off"])
+def test_resume_after_a_kill_is_exact(tone_corpus, tiny_whisper, tmp_path, cache):
+    straight = asr_config(tone_corpus, tiny_whisper, tmp_path / "straight", prefix_cache=cache)
+    Trainer(AsrTask(straight, quiet), straight.train, straight.out_dir, straight.data, quiet).run()
+    killed = asr_config(tone_corpus, tiny_whisper, tmp_path / "killed", prefix_cache=cache)
+    Trainer(AsrTask(killed, quiet), killed.train, killed.out_dir, killed.data, quiet).run(stop_at_step=7)
+    state = load_tensors(tmp_path / "killed" / "checkpoint" / "state.pt")
+    assert state["step"] == 7
+    logs = []
+    resumed = Trainer(AsrTask(killed, quiet), killed.train, killed.out_dir, killed.data, logs.append)
+    resumed.run()
+    assert any("resuming from step 7" in m for m in logs)
+    a = load_tensors(tmp_path / "straight" / "checkpoint" / "model.pt")
+    b = load_tensors(tmp_path / "killed" / "checkpoint" / "model.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+
+
+def test_prefix_cache_is_used_and_switched_off_by_augmentation(tone_corpus, tiny_whisper, tmp_path):
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "c", max_steps=8)
+    trainer = Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
+    trainer.run()
+    assert trainer.cache is not None and trainer.cache.hits > 0
+    assert trainer.cache.misses == len(trainer.task.train_set)  # each utterance's prefix computed once
+    aug = asr_config(tone_corpus, tiny_whisper, tmp_path / "a", max_steps=2)
+    aug.data.speed_perturb = [0.9, 1.0, 1.1]
+    trainer = Trainer(AsrTask(aug, quiet), aug.train, aug.out_dir, aug.data, quiet)
+    assert trainer.cache is None and "speed perturbation" in trainer.cache_reason
+    full = asr_config(tone_corpus, tiny_whisper, tmp_path / "f", max_steps=2)
+    full.freeze.mode = "full"
+    full.freeze.bottom_layers = 0
+    trainer = Trainer(AsrTask(full, quiet), full.train, full.out_dir, full.data, quiet)
+    assert trainer.cache is None and "nothing is frozen" in trainer.cache_reason
+
+
+def test_cached_and_uncached_steps_agree(tone_corpus, tiny_whisper, tmp_path):
+    losses = {}
+    for cache in ("memory", "off"):
+        cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / cache, prefix_cache=cache, max_steps=3)
+        cfg.model.dropout = 0.0
+        trainer = Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
+        torch.manual_seed(0)
+        losses[cache] = trainer.train_step([0, 1, 2, 3], 10)
+    assert losses["memory"] == pytest.approx(losses["off"], rel=2e-3)  # float16 cache
+
+
+def test_spec_augment_trains(tone_corpus, tiny_whisper, tmp_path):
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "s", max_steps=3)
+    cfg.data.spec_augment = True
+    trainer = Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
+    assert trainer.cache is None and "SpecAugment" in trainer.cache_reason
+    assert trainer.run()["steps"] == 3
+
+
+DDP_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from tests.tiny_asr import asr_config
+from speech_tl.asr.task import AsrTask
+from speech_tl.train import Trainer
+from pathlib import Path
+cfg = asr_config(Path({corpus!r}), {backbone!r}, Path({out!r}), max_steps=4, eval_every=4)
+t = Trainer(AsrTask(cfg, lambda *a: None), cfg.train, cfg.out_dir, cfg.data, lambda *a: None)
+t.run()
+w = torch.cat([p.detach().flatten() for p in t.model.parameters()])
+torch.save(w, Path({out!r}) / f"weights{{t.dist.rank}}.pt")
+print("rank", t.dist.rank, "world", t.dist.world_size, "step", t.step)
+"""
+
+
+def test_ddp_two_cpu_processes_stay_in_sync(tone_corpus, tiny_whisper, tmp_path):
+    repo = str(Path(__file__).resolve().parents[1])
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(repo=repo, corpus=str(tone_corpus), backbone=tiny_whisper,
+                                        out=str(tmp_path / "ddp")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", str(script)], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world 2 step 4" in proc.stdout
+    w0, w1 = (torch.load(tmp_path / "ddp" / f"weights{r}.pt", weights_only=True) for r in (0, 1))
+    assert torch.equal(w0, w1)
+    assert (tmp_path / "ddp" / "checkpoint" / "model.pt").is_file()
