@@ -40,7 +40,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     max_steps: int | None = None
     max_epochs: int | None = None
-    max_minutes: float | None = None
+    max_minutes: float | None = 10.0
     eval_every: int = 200
     log_every: int = 20
     checkpoint_every: int = 200

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
+from ..backbones.base import set_dropout
 from ..config import dump_config, to_dict
 from ..data import DataConfig, UtteranceDataset, collate, duration_batches, load_training_manifest, subset
 from ..freeze import FreezeConfig, FreezePlan
@@ -25,7 +26,8 @@ from .model import CtcModel, ctc_loss
 class ModelConfig:
     backbone: str = DEFAULT_ASR_BACKBONE
     pretrained: bool = True  # false: the same architecture from random initialisation
-    dropout: float = 0.1
+    dropout: float = 0.1  # before the head
+    backbone_dropout: float | None = None  # dropout inside the backbone's layers (None: as pretrained)
 
 
 @dataclass
@@ -50,7 +52,7 @@ class AsrConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_minutes=10.0))
+    train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
@@ -102,6 +104,8 @@ class AsrTask:
             self.dev_set = UtteranceDataset(subset(dev, cfg.data.dev_max_utterances, cfg.train.seed))
         torch.manual_seed(cfg.train.seed)  # the new head (and a random-init backbone) start the same every run
         backbone = load_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained)
+        if cfg.model.backbone_dropout is not None:
+            set_dropout(backbone, cfg.model.backbone_dropout)
         self.model = CtcModel(backbone, len(self.vocab), cfg.model.dropout)
         self.plan = FreezePlan(backbone, cfg.freeze)
         if cfg.data.spec_augment:
@@ -109,6 +113,13 @@ class AsrTask:
                 raise ValueError(f"data.spec_augment is not supported for backbone {backbone.source}")
             backbone.spec_augment_seed = cfg.train.seed
             backbone.input_augment = "spec"
+        self.lm_path = None
+        if cfg.decode.lm_order > 0:
+            from .lm import train_ngram_lm
+
+            self.lm_path = train_ngram_lm([u.text for u in train_utts], cfg.decode.lm_order, cfg.decode.lm_unit,
+                                          out / "lm.arpa")
+            log(f"{cfg.decode.lm_unit} {cfg.decode.lm_order}-gram LM on the training text -> {self.lm_path}")
         log(f"vocabulary: {len(self.vocab)} symbols; train {len(self.train_set)} utterances "
             f"({sum(self.train_set.durations) / 3600:.2f} h)"
             + (f", dev {len(self.dev_set)}" if self.dev_set is not None else ""))
@@ -128,8 +139,11 @@ class AsrTask:
         return {"wer": c.words.rate(), "cer": c.chars.rate()}
 
     def checkpoint_files(self) -> dict:
-        return {"vocab.json": {"symbols": self.vocab.symbols},
-                "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
+        files = {"vocab.json": {"symbols": self.vocab.symbols},
+                 "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
+        if self.lm_path is not None:
+            files["lm.arpa"] = self.lm_path
+        return files
 
 
 def train_asr(cfg: AsrConfig, log=print) -> dict:

@@ -65,3 +65,16 @@ class Backbone(nn.Module):
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B, max_len)`` bool, True at valid frames."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def set_dropout(backbone: nn.Module, p: float) -> None:
+    """Set every dropout probability inside ``backbone.layers`` (``nn.Dropout`` modules and the float
+    ``dropout``/``activation_dropout``/``attention_dropout`` attributes transformers layers use)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    for m in backbone.layers.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+        for attr in ("dropout", "activation_dropout", "attention_dropout"):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, p)

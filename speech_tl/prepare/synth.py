@@ -14,6 +14,8 @@ Finished audio files are kept, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import sys
 from collections.abc import Sequence
@@ -58,7 +60,10 @@ class SynthItem:
     seed: int = 0
 
     def rel_path(self) -> str:
-        return f"wav/{self.voice.id}/{self.id}.wav"
+        """Audio path; a hash of what is spoken and how keeps a resumed run from reusing a file of another plan."""
+        key = json.dumps([self.voice.id, self.text, round(self.rate, 6), round(self.pitch, 6), self.augment,
+                          self.seed], sort_keys=True, ensure_ascii=False)
+        return f"wav/{self.voice.id}/{self.id}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.wav"
 
 
 def _init_worker() -> None:
