@@ -42,6 +42,10 @@ $(STAMPS)/venv: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v '^WARNING: Location' || true
 	set -o pipefail; $(PY) -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || exit 1
+	@# resemblyzer's webrtcvad imports pkg_resources (gone in setuptools 81): an old setuptools kept aside,
+	@# put on PYTHONPATH only by the test that imports resemblyzer itself
+	set -o pipefail; $(PY) -m pip install -q --target $(STAMPS)/setuptools80 "setuptools<81" 2>&1 \
+		| grep -v '^WARNING: Location' || exit 1
 	@touch $@
 
 lint: venv

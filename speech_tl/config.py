@@ -184,6 +184,6 @@ def to_dict(obj) -> dict:
 
 def dump_config(obj, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    from .manifest import atomic_write_text
+    from .atomic import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True))

@@ -18,11 +18,12 @@ import json
 import math
 import os
 import random
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .atomic import atomic_write_text
 
 REQUIRED_FIELDS = ("id", "audio", "duration", "text", "speaker", "language")
 OPTIONAL_FIELDS = ("offset", "sample_rate")
@@ -148,23 +149,6 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     """Read and validate a whole manifest (see :func:`iter_manifest`)."""
     return list(iter_manifest(path))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:

@@ -79,7 +79,7 @@ class Vocabulary:
         return " ".join(out.replace(WORD_DELIMITER, " ").split())
 
     def save(self, path: str | Path) -> None:
-        from .manifest import atomic_write_text
+        from .atomic import atomic_write_text
 
         atomic_write_text(path, json.dumps({"symbols": self.symbols}, ensure_ascii=False, indent=0))
 

@@ -454,7 +454,7 @@ class Trainer:
                    "freeze": self.plan.summary(head), "backbone": self.task.model.backbone.source,
                    "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})"}
         if self.dist.main:
-            from .manifest import atomic_write_text
+            from .atomic import atomic_write_text
 
             atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=1))
         return summary

@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..atomic import atomic_write_text
 from ..audio import load_audio
 from ..backbones import load_backbone
 from ..checkpoint import CheckpointError, find_checkpoint, load_tensors, read_meta
 from ..data import UtteranceDataset, pad_waves
-from ..manifest import atomic_write_text, read_manifest, write_jsonl
+from ..manifest import read_manifest, write_jsonl
 from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
 from .model import CtcModel

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..atomic import atomic_open
 from ..text import WORD_DELIMITER, normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -151,39 +151,29 @@ def train_ngram_lm(
 
 def _write_arpa(path: Path, probs: list[dict], backoffs: list[dict]) -> None:
     order = len(probs) - 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     log10 = math.log10
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\\data\\\n")
-            f.write(f"ngram 1={len(probs[1]) + 1}\n")  # + <s>
-            for n in range(2, order + 1):
-                f.write(f"ngram {n}={len(probs[n])}\n")
-            for n in range(1, order + 1):
-                f.write(f"\n\\{n}-grams:\n")
-                bows = backoffs[n]
-                if n == 1:
-                    bos = f"\t{log10(bows[(BOS,)]):.7f}" if (BOS,) in bows else ""
-                    f.write(f"-99\t{BOS}{bos}\n")
-                grams = list(probs[n])
-                logp = np.log10(np.fromiter(probs[n].values(), dtype=np.float64, count=len(grams))).tolist()
-                lines = []
-                for g, lp in zip(grams, logp, strict=True):
-                    b = bows.get(g)
-                    if b is None:
-                        lines.append(f"{lp:.7f}\t{' '.join(g)}\n")
-                    else:
-                        lines.append(f"{lp:.7f}\t{' '.join(g)}\t{log10(b):.7f}\n")
-                f.writelines(lines)
-            f.write("\n\\end\\\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        f.write("\\data\\\n")
+        f.write(f"ngram 1={len(probs[1]) + 1}\n")  # + <s>
+        for n in range(2, order + 1):
+            f.write(f"ngram {n}={len(probs[n])}\n")
+        for n in range(1, order + 1):
+            f.write(f"\n\\{n}-grams:\n")
+            bows = backoffs[n]
+            if n == 1:
+                bos = f"\t{log10(bows[(BOS,)]):.7f}" if (BOS,) in bows else ""
+                f.write(f"-99\t{BOS}{bos}\n")
+            grams = list(probs[n])
+            logp = np.log10(np.fromiter(probs[n].values(), dtype=np.float64, count=len(grams))).tolist()
+            lines = []
+            for g, lp in zip(grams, logp, strict=True):
+                b = bows.get(g)
+                if b is None:
+                    lines.append(f"{lp:.7f}\t{' '.join(g)}\n")
+                else:
+                    lines.append(f"{lp:.7f}\t{' '.join(g)}\t{log10(b):.7f}\n")
+            f.writelines(lines)
+        f.write("\n\\end\\\n")
 
 
 def read_arpa(path: str | os.PathLike) -> dict[tuple[str, ...], tuple[float, float]]:

@@ -60,7 +60,11 @@ def load_backbone(source: str, pretrained: bool = True) -> Backbone:
         from .wav2vec2 import load_torchaudio
 
         return load_torchaudio(spec, pretrained)
-    raise BackboneError(f"{source!r}: unknown scheme {scheme!r}; use whisper-ct2:, hf: or torchaudio:")
+    if scheme == "ge2e":
+        from .ge2e import load_ge2e
+
+        return load_ge2e(spec, pretrained)
+    raise BackboneError(f"{source!r}: unknown scheme {scheme!r}; use whisper-ct2:, hf:, torchaudio: or ge2e:")
 
 
 __all__ = ["Backbone", "BackboneError", "load_backbone", "DEFAULT_ASR_BACKBONE"]

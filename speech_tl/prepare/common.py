@@ -19,8 +19,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..atomic import atomic_write_text
 from ..audio import AudioError, audio_info
-from ..manifest import Utterance, atomic_write_text, write_jsonl, write_manifest
+from ..manifest import Utterance, write_jsonl, write_manifest
 
 
 @dataclass

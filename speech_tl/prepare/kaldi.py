@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from ..manifest import Utterance, atomic_write_text
+from ..atomic import atomic_write_text
+from ..manifest import Utterance
 from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
 
 
