@@ -82,6 +82,16 @@ def find_checkpoint(folder: str | Path) -> Path | None:
     return None
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (its ``best/``, else ``checkpoint/``) or a checkpoint folder itself."""
+    path = Path(path)
+    for candidate in (path, path / "best", path / "checkpoint"):
+        found = find_checkpoint(candidate)
+        if found is not None:
+            return found
+    raise CheckpointError(f"{path}: no checkpoint here (expected meta.json, or a run folder with best/)")
+
+
 def read_meta(folder: str | Path, task: str | None = None) -> dict:
     """``meta.json`` of a checkpoint; with ``task``, refuse a checkpoint of another task."""
     folder = Path(folder)

@@ -325,6 +325,19 @@ def train_asr_cmd(config, overrides):
     click.echo(json.dumps(summary, indent=1))
 
 
+@train.command("speaker", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_speaker_cmd(config, overrides):
+    """AAM-softmax adaptation of a speaker encoder. OVERRIDES: dotted key=value, e.g. freeze.bottom_layers=2."""
+    from .config import load_config
+    from .speaker.task import SpeakerConfig, train_speaker
+
+    cfg = load_config(SpeakerConfig, config, list(overrides))
+    click.echo(json.dumps(train_speaker(cfg), indent=1))
+
+
 @main.group()
 def evaluate() -> None:
     """Score a checkpoint (or a pretrained backbone) on a manifest."""

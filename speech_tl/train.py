@@ -199,7 +199,7 @@ class Trainer:
             return None, "train.prefix_cache=off"
         if not self.plan.prefix_is_frozen():
             return None, "nothing is frozen below the trainable layers"
-        reason = self._augmenting()
+        reason = getattr(self.task, "input_varies", None) or self._augmenting()
         if reason:
             return None, reason
         if mode == "auto":
@@ -406,6 +406,8 @@ class Trainer:
         while not self.done(n_batches):
             batches = shard_batches(duration_batches(durations, self.data_batch_seconds(), self.max_batch(),
                                                      self.cfg.seed, self.epoch), self.dist.rank, self.dist.world_size)
+            if hasattr(self.task.train_set, "set_epoch"):  # per-epoch crops
+                self.task.train_set.set_epoch(self.epoch)
             while self.position < len(batches) and not self.done(n_batches):
                 t0 = time.time()
                 indices = batches[self.position]

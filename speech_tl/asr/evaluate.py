@@ -17,23 +17,13 @@ import yaml
 from ..atomic import atomic_write_text
 from ..audio import load_audio
 from ..backbones import load_backbone
-from ..checkpoint import CheckpointError, find_checkpoint, load_tensors, read_meta
+from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..data import UtteranceDataset, pad_waves
 from ..manifest import read_manifest, write_jsonl
 from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
 from .model import CtcModel
 from .task import transcribe_batches
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder (its ``best/``, else ``checkpoint/``) or a checkpoint folder itself."""
-    path = Path(path)
-    for candidate in (path, path / "best", path / "checkpoint"):
-        found = find_checkpoint(candidate)
-        if found is not None:
-            return found
-    raise CheckpointError(f"{path}: no checkpoint here (expected meta.json, or a run folder with best/)")
 
 
 def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CtcModel, Vocabulary, dict]:

@@ -1,0 +1,1 @@
+"""Speaker identification and verification: embeddings, AAM-softmax adaptation, trials, enrollment."""
