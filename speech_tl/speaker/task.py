@@ -31,6 +31,14 @@ class SpeakerDataConfig(DataConfig):
     crop_seconds: float = 1.6  # training crop (GE2E was trained on 1.6 s partials)
     min_duration: float = 0.5
     batch_seconds: float = 64.0
+    max_duration: float = 60.0
+
+    def check(self) -> None:
+        if not self.train:
+            raise ValueError("data.train: required (a manifest .jsonl)")
+        if self.crop_seconds <= 0 or self.batch_seconds < self.crop_seconds:
+            raise ValueError(f"data.batch_seconds ({self.batch_seconds}) must be >= data.crop_seconds "
+                             f"({self.crop_seconds}) > 0")
 
 
 @dataclass
