@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Speaker identification by transfer from GE2E (resemblyzer's English-trained weights).
+#
+#   recipes/speaker_id/run.sh [--stage N] [--stop-stage N] [--minutes M] [--vox-dir DIR] [--exp DIR]
+#
+# Stages: 0 data (synthetic multi-speaker corpus by default, VoxCeleb with --vox-dir; FSDD as real
+#           speech when ../shared/data/fsdd exists)
+#         1 train the adaptations at the same budget (bottom-2 frozen, all trainable)
+#         2 evaluate the unadapted baseline and each adaptation on held-out speakers (and FSDD)
+#         3 enroll held-out speakers with the adapted model and identify their other clips
+#         4 write the results table into recipes/speaker_id/README.md
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+stage=0; stop_stage=4; minutes=5; vox_dir=""; exp=exp/speaker_id; data=manifests
+conditions="bottom2 full"
+fsdd=../shared/data/fsdd/recordings
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2;;
+    --stop-stage) stop_stage=$2; shift 2;;
+    --minutes) minutes=$2; shift 2;;
+    --vox-dir) vox_dir=$2; shift 2;;
+    --exp) exp=$2; shift 2;;
+    --conditions) conditions=$2; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+st=${SPEECH_TL:-.venv/bin/speech-tl}
+if [ -n "$vox_dir" ]; then
+  train=$data/voxceleb_mul_train.jsonl; dev=$data/voxceleb_mul_dev.jsonl; test=$data/voxceleb_mul_test.jsonl
+else
+  train=$data/synth-speakers_mul_train.jsonl; dev=$data/synth-speakers_mul_dev.jsonl
+  test=$data/synth-speakers_mul_test.jsonl
+fi
+real=$data/fsdd_und_all.jsonl
+mkdir -p "$exp"
+
+overrides() {
+  case "$1" in
+    bottom*) echo "freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
+    full) echo "freeze.mode=full freeze.bottom_layers=0";;
+    *) echo "unknown condition $1" >&2; exit 2;;
+  esac
+}
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  echo "== stage 0: data"
+  if [ -n "$vox_dir" ]; then
+    $st prepare voxceleb "$vox_dir" --out-dir $data
+  else
+    $st prepare synth-speakers --out-dir $data
+  fi
+  if [ -d "$fsdd" ]; then
+    $st prepare folder "$fsdd" --out-dir $data --name fsdd --speaker-regex '^\d+_([a-z]+)_\d+$' --no-text
+  fi
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  for c in $conditions; do
+    echo "== stage 1: train $c ($minutes min)"
+    if [ -f "$exp/$c/summary.json" ]; then echo "done already: $exp/$c"; continue; fi
+    # shellcheck disable=SC2046
+    $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
+      train.max_minutes=$minutes $(overrides "$c") > "$exp/$c.log" 2>&1 || { tail -20 "$exp/$c.log"; exit 1; }
+    mv "$exp/$c.log" "$exp/$c/train.log"
+    grep "dev eer" "$exp/$c/train.log" | tail -1
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "== stage 2: evaluate"
+  mkdir -p "$exp/baseline"
+  [ -f "$exp/baseline/test.json" ] || $st evaluate speaker ge2e:resemblyzer "$test" --out "$exp/baseline/test.json"
+  [ ! -f "$real" ] || [ -f "$exp/baseline/fsdd.json" ] || \
+    $st evaluate speaker ge2e:resemblyzer "$real" --out "$exp/baseline/fsdd.json"
+  for c in $conditions; do
+    [ -f "$exp/$c/test.json" ] || $st evaluate speaker "$exp/$c" "$test" --out "$exp/$c/test.json"
+    [ ! -f "$real" ] || [ -f "$exp/$c/fsdd.json" ] || $st evaluate speaker "$exp/$c" "$real" --out "$exp/$c/fsdd.json"
+  done
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "== stage 3: enroll held-out speakers with the adapted model, identify their other clips"
+  model=$exp/$(echo $conditions | cut -d' ' -f1)
+  .venv/bin/python recipes/speaker_id/enroll_demo.py --model "$model" --manifest "$test" --db "$exp/speakers.db" \
+    --speakers 10 --enroll-clips 3 --out "$exp/enroll_demo.json"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "== stage 4: results table"
+  .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
+    --readme recipes/speaker_id/README.md
+fi

@@ -1,0 +1,61 @@
+"""Collect the speaker recipe's results into a Markdown table (printed, and written into the README)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+LABELS = {"baseline": "GE2E unadapted (pretrained on English)", "full": "adapted, all layers trainable",
+          "bottom0": "adapted, frontend frozen"}
+
+
+def label(c: str) -> str:
+    return LABELS.get(c, f"adapted, bottom {c[6:]} of 3 LSTM layers frozen" if c.startswith("bottom") else c)
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fmt(r: dict | None, key: str) -> str:
+    return "-" if r is None or r.get(key) is None else f"{r[key]:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exp", required=True)
+    ap.add_argument("--conditions", required=True)
+    ap.add_argument("--minutes", required=True)
+    ap.add_argument("--readme")
+    a = ap.parse_args()
+    exp = Path(a.exp)
+    rows = ["| model | trainable params | train min | test EER | test minDCF | test ID acc | FSDD EER | FSDD minDCF |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in ["baseline", *a.conditions.split()]:
+        s = load(exp / c / "summary.json")
+        t, f = load(exp / c / "test.json"), load(exp / c / "fsdd.json")
+        params = f"{s['trainable_parameters']:,}" if s else "0"
+        minutes = f"{s['train_minutes']:.1f}" if s else "0"
+        rows.append(f"| {label(c)} | {params} | {minutes} | {fmt(t, 'eer')} | {fmt(t, 'min_dcf')} | "
+                    f"{fmt(t, 'identification_accuracy')} | {fmt(f, 'eer')} | {fmt(f, 'min_dcf')} |")
+    demo = load(exp / "enroll_demo.json")
+    table = "\n".join(rows)
+    if demo:
+        table += (f"\n\nEnrollment demo ({demo['model']}): {demo['enrolled_speakers']} held-out speakers enrolled with "
+                  f"{demo['enroll_clips']} clips each; {demo['identified_clips']} other clips identified, top-1 "
+                  f"accuracy {demo['top1_accuracy']:.3f}, {demo['unknown']} answered unknown "
+                  f"(threshold {demo['threshold']:.3f}).")
+    print(table)
+    if a.readme:
+        path = Path(a.readme)
+        text = path.read_text(encoding="utf-8")
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            _, tail = rest.split(END, 1)
+            path.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

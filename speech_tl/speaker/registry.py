@@ -1,0 +1,575 @@
+"""Speaker enrollment database: enroll voices, then identify (who is it?) or verify (is it X?).
+
+One SQLite file in WAL mode, safe for several processes enrolling and identifying at once: every
+write is one ``BEGIN IMMEDIATE`` transaction (it either happens completely or not at all), readers
+never block writers, and a ``busy_timeout`` makes concurrent writers wait for each other instead of
+failing with "database is locked".
+
+Tables::
+
+    meta(key, value)            schema_version, model_source, model_fingerprint, embedding_dim,
+                                score ("cosine"), threshold, threshold_provenance, change_counter
+    speakers(id, name UNIQUE, centroid BLOB, created, updated)
+    embeddings(id, speaker_id, clip, embedding BLOB, added)     UNIQUE(speaker_id, clip)
+
+Embeddings are little-endian float32 blobs. A speaker's model (``centroid``) is the L2-normalised
+mean of its L2-normalised clip embeddings, recomputed from all its clips in the transaction that
+adds them. Scores are cosine similarities in [-1, 1]; a probe is accepted when ``score > threshold``
+(the convention of :mod:`speech_tl.metrics`).
+
+**The model.** A database remembers the model it was created with: the first :meth:`enroll` records
+its source, fingerprint (of the exact weights) and embedding size, and embeddings of any other model
+are refused afterwards (:class:`SpeakerRegistryError`), because scores between embeddings of
+different models mean nothing.
+
+**The threshold.** A new database starts with :data:`DEFAULT_THRESHOLD` = 0.75, a *placeholder*
+that is not calibrated for any model or recording condition. Calibrate it with
+:meth:`SpeakerRegistry.calibrate_threshold` from a speaker evaluation of the same model
+(``speech-tl speakers calibrate``), or set it with :meth:`SpeakerRegistry.set_threshold`.
+
+**results.json for calibration** (written by a speaker evaluation; scores are cosine similarities
+of the same model, accept when ``score > threshold``)::
+
+    {
+      "eer_threshold": 0.71,              # threshold at the equal error rate (used without target_far)
+      "eer": 0.043,                       # optional, only quoted in the provenance
+      "model_fingerprint": "2136853972865195",  # optional; when present it must match the database's model
+      "calibration": {                    # needed for target_far
+        "thresholds": [0.31, 0.45, ...],  # score thresholds, any order; non-finite entries are skipped
+        "far": [0.62, 0.20, ...],         # false-accept rate at each threshold: the fraction of
+                                          # non-target trials with score > threshold (non-increasing
+                                          # as the threshold rises)
+        "frr": [0.00, 0.01, ...]          # optional, not used
+      }
+    }
+
+``speech_tl.speaker.scoring.calibration_curve(scores, labels)`` returns exactly the ``calibration`` dict and
+``speech_tl.metrics.eer(scores, labels)`` returns ``(eer, eer_threshold)``.
+
+With ``target_far`` the chosen threshold is the lowest listed threshold whose FAR is ``<= target_far``
+(the lowest such threshold rejects the fewest genuine speakers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DEFAULT_MODEL = "ge2e:resemblyzer"  # what `speech-tl enroll` uses for a new database without --model
+DEFAULT_THRESHOLD = 0.75
+DEFAULT_PROVENANCE = ("default placeholder for cosine scores, not calibrated: calibrate it with "
+                      "`speech-tl speakers calibrate` from a speaker evaluation of this model")
+UNKNOWN = "unknown"  # what identify() answers when no speaker reaches the threshold (a reserved name)
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS speakers (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    centroid BLOB NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY,
+    speaker_id INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
+    clip TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    added TEXT NOT NULL,
+    UNIQUE (speaker_id, clip)
+);
+"""
+
+
+class SpeakerRegistryError(ValueError):
+    """A request the speaker database refuses; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Identity of an embedding model; an :class:`~speech_tl.speaker.embedder.Embedder` has the same fields."""
+
+    source: str
+    fingerprint: str
+    dim: int
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _vector(x, what: str) -> np.ndarray:
+    """A torch tensor / array / list -> float32 ``(D,)``; refuses non-finite or all-zero vectors."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    v = np.asarray(x, dtype=np.float32)
+    if v.ndim != 1 or v.size == 0:
+        raise SpeakerRegistryError(f"{what}: expected a 1-D embedding, got shape {tuple(v.shape)}")
+    if not np.isfinite(v).all():
+        raise SpeakerRegistryError(f"{what}: the embedding contains NaN or Inf")
+    norm = float(np.linalg.norm(v))
+    if norm == 0.0:
+        raise SpeakerRegistryError(f"{what}: the embedding is all zeros")
+    return v / norm
+
+
+def _blob(v: np.ndarray) -> bytes:
+    return np.ascontiguousarray(v, dtype="<f4").tobytes()
+
+
+def _unblob(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype="<f4").astype(np.float32)
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise SpeakerRegistryError("a speaker name must be a non-empty string")
+    name = name.strip()
+    if name == UNKNOWN:
+        raise SpeakerRegistryError(f"'{UNKNOWN}' is reserved: identify answers it when no speaker matches")
+    if any(ord(c) < 32 for c in name):
+        raise SpeakerRegistryError(f"speaker name {name!r} contains control characters")
+    return name
+
+
+class SpeakerRegistry:
+    """Enrolled speakers in one SQLite file; one instance per process (or thread).
+
+    ``create=False`` refuses a path where no database exists yet (every command but ``enroll``).
+    """
+
+    def __init__(self, db_path: str | os.PathLike, create: bool = True):
+        self.path = Path(db_path)
+        if not self.path.exists():
+            if not create:
+                raise SpeakerRegistryError(f"{self.path}: no speaker database here; create it with "
+                                           f"`speech-tl enroll --db {self.path} --speaker NAME AUDIO...`")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.path.is_dir():
+            raise SpeakerRegistryError(f"{self.path}: is a folder, not a speaker database file")
+        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=True)
+        self._cache: tuple[int, list[str], np.ndarray, float] | None = None
+        self.matrix_loads = 0  # how often identify() (re)loaded the speaker matrix; tests read it
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._set_wal()
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._init_schema()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            raise SpeakerRegistryError(f"{self.path}: not a usable speaker database ({e})") from None
+
+    # ------------------------------------------------------------------ connection and schema
+
+    def _set_wal(self) -> None:
+        # switching the journal mode needs a moment without other connections; a new file opened by
+        # several processes at once can see SQLITE_BUSY here without the busy handler being called
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if str(mode).lower() != "wal":
+            raise SpeakerRegistryError(f"{self.path}: SQLite could not switch to WAL mode (got {mode!r}); "
+                                       "is the file on a network file system?")
+
+    def _init_schema(self) -> None:
+        if self._meta_value("schema_version") is not None:
+            self._check_schema()
+            return
+        with self._write():
+            for statement in _split(_SCHEMA):  # not executescript(): it would commit on its own
+                self._conn.execute(statement)
+            defaults = {"schema_version": str(SCHEMA_VERSION), "score": "cosine", "threshold": repr(DEFAULT_THRESHOLD),
+                        "threshold_provenance": DEFAULT_PROVENANCE, "change_counter": "0"}
+            self._conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items())
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        version = self._meta_value("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise SpeakerRegistryError(f"{self.path}: speaker database schema version {version}, this speech-tl "
+                                       f"reads version {SCHEMA_VERSION}")
+
+    def _meta_value(self, key: str) -> str | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                if self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+                    raise SpeakerRegistryError(f"{self.path}: an SQLite database of something else "
+                                               "(no speaker 'meta' table)") from None
+                return None
+            raise
+        return None if row is None else row[0]
+
+    class _Txn:
+        def __init__(self, conn: sqlite3.Connection, mode: str):
+            self.conn, self.mode = conn, mode
+
+        def __enter__(self):
+            self.conn.execute(f"BEGIN {self.mode}")
+            return self.conn
+
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return False
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            return False
+
+    def _write(self) -> SpeakerRegistry._Txn:
+        """A write transaction: takes the write lock at once (waiting up to busy_timeout), commits or rolls back."""
+        return self._Txn(self._conn, "IMMEDIATE")
+
+    def _read(self) -> SpeakerRegistry._Txn:
+        """A read transaction: one consistent snapshot of the database."""
+        return self._Txn(self._conn, "DEFERRED")
+
+    def _bump(self) -> None:
+        """Every write transaction ends by bumping the change counter (identify's cache key)."""
+        self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'change_counter'")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SpeakerRegistry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ model and threshold
+
+    def meta(self) -> dict:
+        """``model_source``, ``model_fingerprint``, ``embedding_dim`` (None before the first enroll),
+        ``score``, ``threshold``, ``threshold_provenance``, ``schema_version``, ``change_counter``."""
+        rows = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        return {
+            "model_source": rows.get("model_source"),
+            "model_fingerprint": rows.get("model_fingerprint"),
+            "embedding_dim": int(rows["embedding_dim"]) if rows.get("embedding_dim") else None,
+            "score": rows.get("score", "cosine"),
+            "threshold": float(rows["threshold"]),
+            "threshold_provenance": rows.get("threshold_provenance"),
+            "schema_version": int(rows["schema_version"]),
+            "change_counter": int(rows["change_counter"]),
+        }
+
+    @property
+    def model(self) -> ModelInfo | None:
+        """The model this database was created with (None before the first enroll)."""
+        m = self.meta()
+        if m["model_fingerprint"] is None:
+            return None
+        return ModelInfo(m["model_source"], m["model_fingerprint"], m["embedding_dim"])
+
+    @property
+    def threshold(self) -> float:
+        return self.meta()["threshold"]
+
+    def _mismatch(self, have: ModelInfo, model) -> str | None:
+        if model.fingerprint == have.fingerprint and int(model.dim) == have.dim:
+            return None
+        return (f"{self.path} holds embeddings of model {have.source} (fingerprint {have.fingerprint}, "
+                f"dim {have.dim}); refusing model {model.source} (fingerprint {model.fingerprint}, dim {model.dim}): "
+                "embeddings of different models cannot be compared. Use that database's model, or a new --db "
+                "for this one")
+
+    def check_model(self, model) -> None:
+        """Refuse ``model`` (anything with ``source``, ``fingerprint``, ``dim``) if the database has another one."""
+        have = self.model
+        if have is not None and (msg := self._mismatch(have, model)):
+            raise SpeakerRegistryError(msg)
+
+    def set_threshold(self, value: float, provenance: str) -> None:
+        """Set the decision threshold (a cosine score in [-1, 1]) and say where it comes from."""
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise SpeakerRegistryError(f"threshold {value!r} is not a number") from None
+        if not math.isfinite(value) or not -1.0 <= value <= 1.0:
+            raise SpeakerRegistryError(f"threshold {value} is outside [-1, 1], the range of cosine scores")
+        if not provenance or not str(provenance).strip():
+            raise SpeakerRegistryError("say where the threshold comes from (provenance)")
+        with self._write() as c:
+            c.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                          [(repr(value), "threshold"), (str(provenance).strip(), "threshold_provenance")])
+            self._bump()
+
+    def calibrate_threshold(self, results_json_path: str | os.PathLike, target_far: float | None = None) -> dict:
+        """Set the threshold from a speaker evaluation's results.json (format in the module docstring).
+
+        Without ``target_far``: its ``eer_threshold``. With it: the lowest threshold in
+        ``calibration.thresholds`` whose ``calibration.far`` is ``<= target_far``.
+        Returns ``{"threshold", "provenance", "far"}`` (``far`` only with ``target_far``).
+        """
+        path = Path(results_json_path)
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpeakerRegistryError(f"{path}: file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SpeakerRegistryError(f"{path}: not a readable JSON file ({e})") from None
+        if not isinstance(results, dict):
+            raise SpeakerRegistryError(f"{path}: expected a JSON object with 'eer_threshold' and 'calibration'")
+        have = self.model
+        fp = results.get("model_fingerprint")
+        if fp is not None and have is not None and str(fp) != have.fingerprint:
+            raise SpeakerRegistryError(f"{path} evaluates model fingerprint {fp}, but {self.path} holds model "
+                                       f"{have.source} (fingerprint {have.fingerprint}): a threshold only holds "
+                                       "for the model it was measured on")
+        far_at = None
+        if target_far is None:
+            thr = results.get("eer_threshold")
+            if not isinstance(thr, int | float) or isinstance(thr, bool) or not math.isfinite(thr):
+                raise SpeakerRegistryError(f"{path}: no finite number under 'eer_threshold'")
+            eer = results.get("eer")
+            quoted = isinstance(eer, int | float) and not isinstance(eer, bool)
+            provenance = f"EER threshold of {path.resolve()}" + (f" (EER {eer:.4f})" if quoted else "")
+        else:
+            target_far = float(target_far)
+            if not 0.0 <= target_far <= 1.0:
+                raise SpeakerRegistryError(f"--target-far {target_far} is not a rate in [0, 1]")
+            thresholds, far = self._calibration_arrays(path, results)
+            ok = far <= target_far
+            if not ok.any():
+                raise SpeakerRegistryError(f"{path}: no listed threshold reaches FAR <= {target_far:g} (lowest FAR "
+                                           f"{far.min():.4g} at threshold {thresholds[far.argmin()]:.4f})")
+            i = int(np.flatnonzero(ok)[0])
+            thr, far_at = float(thresholds[i]), float(far[i])
+            provenance = f"FAR <= {target_far:g} (FAR {far_at:.4g} at this threshold) from {path.resolve()}"
+        if fp is not None:
+            provenance += f", model fingerprint {fp}"
+        self.set_threshold(thr, provenance)
+        out = {"threshold": float(thr), "provenance": provenance}
+        if far_at is not None:
+            out["far"] = far_at
+        return out
+
+    @staticmethod
+    def _calibration_arrays(path: Path, results: dict) -> tuple[np.ndarray, np.ndarray]:
+        cal = results.get("calibration")
+        if not isinstance(cal, dict) or "thresholds" not in cal or "far" not in cal:
+            raise SpeakerRegistryError(f"{path}: --target-far needs 'calibration': {{'thresholds': [...], "
+                                       "'far': [...]}} (false-accept rate at each threshold)")
+        try:
+            thresholds = np.asarray(cal["thresholds"], dtype=np.float64).reshape(-1)
+            far = np.asarray(cal["far"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise SpeakerRegistryError(f"{path}: 'calibration.thresholds' and 'calibration.far' must be lists of "
+                                       "numbers") from None
+        if thresholds.size != far.size or thresholds.size == 0:
+            raise SpeakerRegistryError(f"{path}: 'calibration.thresholds' ({thresholds.size}) and 'calibration.far' "
+                                       f"({far.size}) must be non-empty and of the same length")
+        keep = np.isfinite(thresholds) & np.isfinite(far)  # det curves may hold +-inf end points
+        thresholds, far = thresholds[keep], far[keep]
+        if thresholds.size == 0:
+            raise SpeakerRegistryError(f"{path}: no finite (threshold, far) pair in 'calibration'")
+        if (far < 0).any() or (far > 1).any():
+            raise SpeakerRegistryError(f"{path}: 'calibration.far' values must be rates in [0, 1]")
+        order = np.argsort(thresholds, kind="stable")
+        thresholds, far = thresholds[order], far[order]
+        if (np.diff(far) > 1e-9).any():
+            raise SpeakerRegistryError(f"{path}: 'calibration.far' rises with the threshold; it must be the "
+                                       "false-accept rate (accept when score > threshold), not the miss rate, "
+                                       "and scores must be similarities, not distances")
+        return thresholds, far
+
+    # ------------------------------------------------------------------ enrollment
+
+    def enroll(self, name: str, embeddings: list, clips: list[str], model=None, *, model_source: str | None = None,
+               model_fingerprint: str | None = None) -> dict:
+        """Add clips of speaker ``name`` (created if new) in one transaction; all or nothing.
+
+        ``embeddings[i]`` is the embedding of ``clips[i]`` by ``model`` (an Embedder, or anything
+        with ``source``, ``fingerprint``, ``dim``), or else by the model named by ``model_source`` and
+        ``model_fingerprint`` (its dim is the embeddings' size). The first enroll records the model;
+        another model, a clip already enrolled for this speaker, or a malformed embedding is refused.
+        Returns ``{"speaker", "created", "added", "n_clips"}``.
+        """
+        name = _check_name(name)
+        if (model is None) == (model_source is None or model_fingerprint is None):
+            raise SpeakerRegistryError("enroll needs the model that made the embeddings: model=<Embedder> "
+                                       "or model_source= and model_fingerprint=")
+        if model is None:
+            size = int(np.asarray(embeddings[0].detach().cpu() if hasattr(embeddings[0], "detach")
+                                  else embeddings[0]).size) if len(embeddings) else 0
+            model = ModelInfo(str(model_source), str(model_fingerprint), size)
+        clips = [str(c) for c in clips]
+        if len(embeddings) != len(clips):
+            raise SpeakerRegistryError(f"{len(embeddings)} embeddings for {len(clips)} clips")
+        if not clips:
+            raise SpeakerRegistryError(f"no clips to enroll for speaker '{name}'")
+        if len(set(clips)) != len(clips):
+            dup = sorted({c for c in clips if clips.count(c) > 1})
+            raise SpeakerRegistryError(f"the same clip given twice: {', '.join(dup)}")
+        vecs = [_vector(e, c) for e, c in zip(embeddings, clips, strict=True)]
+        dim = int(model.dim)
+        if any(v.size != dim for v in vecs):
+            bad = next(c for v, c in zip(vecs, clips, strict=True) if v.size != dim)
+            raise SpeakerRegistryError(f"{bad}: embedding of size {vecs[clips.index(bad)].size}, "
+                                       f"model {model.source} gives {dim}")
+        now = _now()
+        with self._write() as c:
+            have = self.model
+            if have is None:
+                c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                              [("model_source", str(model.source)), ("model_fingerprint", str(model.fingerprint)),
+                               ("embedding_dim", str(dim))])
+            elif msg := self._mismatch(have, model):
+                raise SpeakerRegistryError(msg)
+            row = c.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()
+            created = row is None
+            if created:
+                sid = c.execute("INSERT INTO speakers (name, centroid, created, updated) VALUES (?, ?, ?, ?)",
+                                (name, b"", now, now)).lastrowid
+            else:
+                sid = row[0]
+                placeholders = ",".join("?" * len(clips))
+                old = [r[0] for r in c.execute(f"SELECT clip FROM embeddings WHERE speaker_id = ? AND clip IN "
+                                               f"({placeholders})", (sid, *clips))]
+                if old:
+                    raise SpeakerRegistryError(f"already enrolled for speaker '{name}': {', '.join(old)}")
+            c.executemany("INSERT INTO embeddings (speaker_id, clip, embedding, added) VALUES (?, ?, ?, ?)",
+                          [(sid, clip, _blob(v), now) for clip, v in zip(clips, vecs, strict=True)])
+            n = self._update_centroid(sid, now)
+            self._bump()
+        return {"speaker": name, "created": created, "added": len(clips), "n_clips": n}
+
+    def _update_centroid(self, sid: int, now: str) -> int:
+        rows = self._conn.execute("SELECT embedding FROM embeddings WHERE speaker_id = ?", (sid,)).fetchall()
+        mean = np.stack([_unblob(r[0]) for r in rows]).astype(np.float64).mean(0)
+        centroid = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        self._conn.execute("UPDATE speakers SET centroid = ?, updated = ? WHERE id = ?", (_blob(centroid), now, sid))
+        return len(rows)
+
+    def speakers(self) -> list[tuple[str, int, str]]:
+        """``[(name, n_clips, created)]`` sorted by name; ``created`` is an ISO 8601 UTC time."""
+        return [(n, int(k), cr) for n, k, cr in self._conn.execute(
+            "SELECT s.name, count(e.id), s.created FROM speakers s LEFT JOIN embeddings e ON e.speaker_id = s.id "
+            "GROUP BY s.id ORDER BY s.name")]
+
+    def clips(self, name: str) -> list[str]:
+        """The clips enrolled for ``name``, in the order they were added."""
+        with self._read() as c:
+            sid = self._speaker_id(name)
+            return [r[0] for r in c.execute("SELECT clip FROM embeddings WHERE speaker_id = ? ORDER BY id", (sid,))]
+
+    def _speaker_id(self, name: str) -> int:
+        row = self._conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            names = [r[0] for r in self._conn.execute("SELECT name FROM speakers ORDER BY name LIMIT 11")]
+            listing = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") if names else "none"
+            raise SpeakerRegistryError(f"no speaker '{name}' in {self.path} (enrolled: {listing})")
+        return row[0]
+
+    def remove(self, name: str) -> int:
+        """Delete a speaker and all its clips; returns how many clips went."""
+        with self._write() as c:
+            sid = self._speaker_id(name)
+            n = c.execute("DELETE FROM embeddings WHERE speaker_id = ?", (sid,)).rowcount
+            c.execute("DELETE FROM speakers WHERE id = ?", (sid,))
+            self._bump()
+        return n
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a speaker; refused if ``old`` is missing or ``new`` exists."""
+        new = _check_name(new)
+        with self._write() as c:
+            sid = self._speaker_id(old)
+            if c.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone():
+                raise SpeakerRegistryError(f"speaker '{new}' already exists in {self.path}; remove it first "
+                                           "or pick another name")
+            c.execute("UPDATE speakers SET name = ?, updated = ? WHERE id = ?", (new, _now(), sid))
+            self._bump()
+
+    # ------------------------------------------------------------------ scoring
+
+    def _matrix(self) -> tuple[list[str], np.ndarray, float]:
+        """Names, ``(N, D)`` centroids and threshold, reloaded only when the change counter moved."""
+        counter = int(self._meta_value("change_counter"))
+        if self._cache is not None and self._cache[0] == counter:
+            return self._cache[1], self._cache[2], self._cache[3]
+        with self._read() as c:  # counter and rows from one snapshot
+            counter = int(c.execute("SELECT value FROM meta WHERE key = 'change_counter'").fetchone()[0])
+            threshold = float(c.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()[0])
+            rows = c.execute("SELECT name, centroid FROM speakers ORDER BY id").fetchall()
+        names = [r[0] for r in rows]
+        matrix = np.stack([_unblob(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        self._cache = (counter, names, matrix, threshold)
+        self.matrix_loads += 1
+        return names, matrix, threshold
+
+    def _probe(self, embedding, model) -> np.ndarray:
+        have = self.model
+        if have is None:
+            raise SpeakerRegistryError(f"no speakers enrolled in {self.path} yet; enroll some with `speech-tl enroll`")
+        if model is not None and (msg := self._mismatch(have, model)):
+            raise SpeakerRegistryError(msg)
+        v = _vector(embedding, "probe")
+        if v.size != have.dim:
+            raise SpeakerRegistryError(f"probe embedding of size {v.size}; {self.path} holds model {have.source} "
+                                       f"of dim {have.dim}")
+        return v
+
+    def identify(self, embedding, top_k: int = 5, model=None) -> dict:
+        """Who speaks? ``{"speaker": name or "unknown", "score", "threshold", "candidates": [{"speaker", "score"}]}``.
+
+        One matrix product of the probe with every speaker's centroid; ``candidates`` are the
+        ``top_k`` best, best first; ``speaker`` is the best one if its score is above the threshold.
+        """
+        if top_k < 1:
+            raise SpeakerRegistryError(f"top_k must be at least 1, got {top_k}")
+        v = self._probe(embedding, model)
+        names, matrix, threshold = self._matrix()
+        if not names:
+            raise SpeakerRegistryError(f"no speakers enrolled in {self.path}; enroll some with `speech-tl enroll`")
+        scores = matrix @ v
+        k = min(top_k, len(names))
+        best = np.argsort(-scores, kind="stable")[:k]
+        candidates = [{"speaker": names[i], "score": float(scores[i])} for i in best]
+        top = candidates[0]
+        return {"speaker": top["speaker"] if top["score"] > threshold else UNKNOWN, "score": top["score"],
+                "threshold": threshold, "candidates": candidates}
+
+    def verify(self, name: str, embedding, model=None) -> dict:
+        """Is it ``name``? ``{"speaker", "accepted", "score", "threshold"}``; an unknown name is an error."""
+        v = self._probe(embedding, model)
+        with self._read() as c:
+            row = c.execute("SELECT centroid FROM speakers WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                self._speaker_id(name)  # raises with the list of enrolled names
+            threshold = float(c.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()[0])
+        score = float(_unblob(row[0]) @ v)
+        return {"speaker": name, "accepted": score > threshold, "score": score, "threshold": threshold}
+
+
+def _split(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
