@@ -1,0 +1,124 @@
+"""`speech-tl manifest ...`: inspect, check, filter, split and export manifests."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import UserError, main, user_errors  # noqa: F401
+
+# --------------------------------------------------------------------------- manifest
+
+@main.group()
+def manifest() -> None:
+    """Inspect, check, filter and split manifests."""
+
+
+manifest_arg = click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
+
+
+@manifest.command("stats")
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--max-speakers", type=int, default=20, show_default=True, help="Speakers listed in the text output.")
+@user_errors
+def manifest_stats_cmd(manifests, as_json, max_speakers):
+    """Hours, utterances, speakers, per-speaker counts and the character inventory."""
+    from ..manifest import format_stats, manifest_stats, read_manifest
+
+    all_stats = {str(m): manifest_stats(read_manifest(m)) for m in manifests}
+    if as_json:
+        click.echo(json.dumps(all_stats, ensure_ascii=False, indent=1))
+    else:
+        click.echo("\n\n".join(format_stats(k, v, max_speakers) for k, v in all_stats.items()))
+
+
+@manifest.command("validate")
+@manifest_arg
+@click.option("--check-audio", is_flag=True, help="Also decode every file and check it (silence, clipping, ...).")
+@user_errors
+def manifest_validate_cmd(manifest_path, check_audio):
+    """Check every line; with --check-audio also every audio file. Exit 1 if anything is wrong."""
+    from ..audio import AudioError, load_checked
+    from ..manifest import check_audio_files, read_manifest
+
+    utts = read_manifest(manifest_path)
+    problems = [f"{u.id}: {msg}" for u, msg in check_audio_files(utts)]
+    if check_audio and not problems:
+        for u in utts:
+            try:
+                load_checked(u.audio_path(), offset=u.offset or 0.0,
+                             duration=u.duration if u.offset is not None else None)
+            except AudioError as e:
+                problems.append(f"{u.id}: {e}")
+    for p in problems:
+        click.echo(p, err=True)
+    click.echo(f"{manifest_path}: {len(utts)} utterances, {len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+@manifest.command("filter")
+@manifest_arg
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--min-duration", type=float, default=0.0, show_default=True)
+@click.option("--max-duration", type=float, default=float("inf"))
+@click.option("--vocab", default=None, help="Allowed characters (a string, or @FILE with one per line).")
+@user_errors
+def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab):
+    """Keep utterances within duration bounds and a character set; the rest go to OUT's .rejected.jsonl."""
+    from ..manifest import filter_duration, filter_vocabulary, read_manifest, write_jsonl, write_manifest
+
+    utts = read_manifest(manifest_path)
+    kept, rejected = filter_duration(utts, min_duration, max_duration)
+    if vocab:
+        chars = Path(vocab[1:]).read_text(encoding="utf-8").splitlines() if vocab.startswith("@") else list(vocab)
+        kept, bad = filter_vocabulary(kept, [c if c else " " for c in chars])
+        rejected += bad
+    write_manifest(out, kept)
+    rej = out.with_name(out.stem + ".rejected.jsonl")
+    write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
+    click.echo(f"kept {len(kept)} -> {out}; rejected {len(rejected)} -> {rej}")
+
+
+@manifest.command("split")
+@manifest_arg
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--by", type=click.Choice(["speaker", "text", "speaker+text"]), default="speaker", show_default=True)
+@click.option("--fractions", default="train=0.8,dev=0.1,test=0.1", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed):
+    """Seeded split into parts disjoint by speaker and/or text: writes <stem>_<part>.jsonl."""
+    from ..manifest import read_manifest, split_manifest, write_jsonl, write_manifest
+
+    try:
+        fr = {k.strip(): float(v) for k, v in (p.split("=") for p in fractions.split(","))}
+    except ValueError:
+        raise UserError(f"--fractions {fractions!r}: expected name=share pairs, e.g. train=0.8,dev=0.1,test=0.1") \
+            from None
+    parts, rejected = split_manifest(read_manifest(manifest_path), fr, by, seed)
+    stem = manifest_path.stem.removesuffix("_all")
+    for name, utts in parts.items():
+        n = write_manifest(out_dir / f"{stem}_{name}.jsonl", utts)
+        click.echo(f"{name:<8} {n:>7} utterances, {len({u.speaker for u in utts}):>5} speakers")
+    if rejected:
+        rej = out_dir / f"{stem}_split-rejected.jsonl"
+        write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
+        click.echo(f"not placed: {len(rejected)} utterances (speaker and text in different parts) -> {rej}")
+
+
+@manifest.command("to-kaldi")
+@manifest_arg
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def manifest_to_kaldi_cmd(manifest_path, data_dir):
+    """Export a manifest as a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, segments)."""
+    from ..manifest import read_manifest
+    from ..prepare import export_kaldi
+
+    utts = read_manifest(manifest_path)
+    export_kaldi(utts, data_dir)
+    click.echo(f"{len(utts)} utterances -> {data_dir}")

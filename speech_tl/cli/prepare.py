@@ -1,0 +1,154 @@
+"""`speech-tl prepare ...`: corpus preparers and the offline synthetic corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import UserError, main, user_errors  # noqa: F401
+
+# --------------------------------------------------------------------------- prepare
+
+@main.group()
+def prepare() -> None:
+    """Write JSONL manifests for a corpus (or synthesise an offline one)."""
+
+
+out_dir_opt = click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                           help="Folder for the manifests.")
+workers_opt = click.option("--workers", type=int, default=None, help="Processes (default: CPU cores, at most 8).")
+force_opt = click.option("--force", is_flag=True, help="Redo even if finished outputs exist.")
+corpus_arg = click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def _report(result) -> None:
+    click.echo(result.summary())
+
+
+@prepare.command("commonvoice")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="de", show_default=True, help="Language code of this Common Voice folder.")
+@click.option("--use-validated", is_flag=True, help="Train on validated.tsv minus dev/test clips and speakers.")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_commonvoice_cmd(corpus_dir, out_dir, lang, use_validated, workers, force):
+    """Common Voice: CORPUS_DIR holds train.tsv, dev.tsv, test.tsv and clips/."""
+    from ..prepare import prepare_commonvoice
+
+    _report(prepare_commonvoice(corpus_dir, out_dir, lang, use_validated, workers, force))
+
+
+@prepare.command("librispeech")
+@corpus_arg
+@out_dir_opt
+@workers_opt
+@force_opt
+@user_errors
+def prepare_librispeech_cmd(corpus_dir, out_dir, workers, force):
+    """LibriSpeech: one subset folder, or a folder of subsets."""
+    from ..prepare import prepare_librispeech
+
+    _report(prepare_librispeech(corpus_dir, out_dir, workers, force))
+
+
+@prepare.command("voxceleb")
+@corpus_arg
+@out_dir_opt
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="VoxCeleb1 iden_split.txt (default: CORPUS_DIR/iden_split.txt if present).")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_voxceleb_cmd(corpus_dir, out_dir, split_file, workers, force):
+    """VoxCeleb: wav/idNNNNN/<video>/<utt>.wav."""
+    from ..prepare import prepare_voxceleb
+
+    _report(prepare_voxceleb(corpus_dir, out_dir, split_file, workers, force))
+
+
+@prepare.command("mailabs")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="de", show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_mailabs_cmd(corpus_dir, out_dir, lang, workers, force):
+    """M-AILABS: by_book/<female|male|mix>/<speaker>/<book>/metadata.csv + wavs/."""
+    from ..prepare import prepare_mailabs
+
+    _report(prepare_mailabs(corpus_dir, out_dir, lang, workers, force))
+
+
+@prepare.command("folder")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True, help="Language code written into the manifest.")
+@click.option("--name", default="folder", show_default=True, help="Corpus name used in the manifest file names.")
+@click.option("--speaker-level", type=int, default=1, show_default=True,
+              help="Folder level naming the speaker (1 = the file's parent folder, 0 = one speaker per file).")
+@click.option("--speaker-regex", default=None, help="Take the speaker from the file name: first group of this regex.")
+@click.option("--no-text", is_flag=True, help="Transcripts are optional (speaker corpora).")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_folder_cmd(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, no_text, workers, force):
+    """A folder of audio files with same-name .txt transcripts."""
+    from ..prepare import prepare_folder
+
+    _report(prepare_folder(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, not no_text, workers,
+                           force))
+
+
+@prepare.command("kaldi")
+@corpus_arg
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True)
+@click.option("--name", default="kaldi", show_default=True, help="Corpus name used in the manifest file names.")
+@workers_opt
+@force_opt
+@user_errors
+def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force):
+    """A Kaldi data dir: wav.scp, text, utt2spk (+ segments)."""
+    from ..prepare import prepare_kaldi
+
+    _report(prepare_kaldi(corpus_dir, out_dir, lang, name, workers, force))
+
+
+@prepare.command("synth-asr")
+@out_dir_opt
+@click.option("--lang", default="de", show_default=True)
+@click.option("--num-utterances", type=int, default=3000, show_default=True)
+@click.option("--sentences", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="One sentence per line (default: German sentences of Debian's trans-de-en).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, workers, force):
+    """Offline German ASR corpus spoken by espeak-ng, MBROLA and pico voices."""
+    from ..prepare import prepare_synth_asr
+
+    _report(prepare_synth_asr(out_dir, lang, num_utterances, sentences, seed, workers, force))
+
+
+@prepare.command("synth-speakers")
+@out_dir_opt
+@click.option("--utterances-per-speaker", type=int, default=24, show_default=True)
+@click.option("--num-test-speakers", type=int, default=20, show_default=True)
+@click.option("--num-dev-speakers", type=int, default=10, show_default=True)
+@click.option("--max-speakers", type=int, default=None, help="Use at most this many voices (quick runs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_synth_speakers_cmd(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, max_speakers,
+                               seed, workers, force):
+    """Offline speaker-ID corpus from MBROLA, pico and espeak-ng voices, with augmentation."""
+    from ..prepare import prepare_synth_speakers
+
+    _report(prepare_synth_speakers(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, seed,
+                                   workers, force, max_speakers))

@@ -1,0 +1,118 @@
+"""`speech-tl train | evaluate | transcribe`: adapt, score and use models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import UserError, main, user_errors  # noqa: F401
+
+# --------------------------------------------------------------------------- train / evaluate / transcribe
+
+@main.group()
+def train() -> None:
+    """Adapt a pretrained backbone to a task (one training loop for every task)."""
+
+
+@train.command("asr", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_asr_cmd(config, overrides):
+    """CTC character head on a pretrained encoder. OVERRIDES: dotted key=value, e.g. freeze.bottom_layers=2."""
+    from ..asr.task import AsrConfig, train_asr
+    from ..config import load_config
+
+    cfg = load_config(AsrConfig, config, list(overrides))
+    summary = train_asr(cfg)
+    click.echo(json.dumps(summary, indent=1))
+
+
+@train.command("speaker", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_speaker_cmd(config, overrides):
+    """AAM-softmax adaptation of a speaker encoder. OVERRIDES: dotted key=value, e.g. freeze.bottom_layers=2."""
+    from ..config import load_config
+    from ..speaker.task import SpeakerConfig, train_speaker
+
+    cfg = load_config(SpeakerConfig, config, list(overrides))
+    click.echo(json.dumps(train_speaker(cfg), indent=1))
+
+
+@main.group()
+def evaluate() -> None:
+    """Score a checkpoint (or a pretrained backbone) on a manifest."""
+
+
+@evaluate.command("asr")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="results.json to write")
+@click.option("--beam", type=int, default=0, show_default=True, help="Beam width (0: greedy).")
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
+    """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST."""
+    from ..asr.evaluate import evaluate_asr
+
+    r = evaluate_asr(checkpoint, manifest_path, out, beam, device)
+    click.echo(f"{manifest_path}: WER {r['wer']:.4f} [{r['wer_ci95'][0]:.4f}, {r['wer_ci95'][1]:.4f}]  "
+               f"CER {r['cer']:.4f} [{r['cer_ci95'][0]:.4f}, {r['cer_ci95'][1]:.4f}]  "
+               f"({r['num_utterances']} utterances, {r['decoding']}) -> {out}")
+
+
+@main.command("transcribe")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--beam", type=int, default=0, show_default=True)
+@user_errors
+def transcribe_cmd(checkpoint, audio, beam):
+    """Print a transcript for each AUDIO file."""
+    from ..asr.evaluate import transcribe_files
+
+    for path, text in transcribe_files(checkpoint, list(audio), beam):
+        click.echo(f"{path}\t{text}")
+
+
+# --------------------------------------------------------------------------- speaker evaluation
+
+@evaluate.command("speaker")
+@click.argument("model")
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="results.json to write (the embeddings go beside it, as <stem>.embeddings.pt).")
+@click.option("--trials", "trials_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="VoxCeleb-style trial list 'LABEL ENROLL TEST' (default: all same-speaker pairs and sampled "
+                   "different-speaker pairs of MANIFEST).")
+@click.option("--cohort", "cohort_manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Manifest of other speakers: also score with AS-Norm against their embeddings.")
+@click.option("--asnorm-top-k", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Cohort scores averaged per utterance by AS-Norm.")
+@click.option("--enroll-per-speaker", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Identification: utterances (first by id) averaged into each speaker's enrolment.")
+@click.option("--nontarget-per-target", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Generated trials: sampled different-speaker pairs per same-speaker pair.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Trial sampling and bootstrap seed.")
+@user_errors
+def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest, asnorm_top_k, enroll_per_speaker,
+                         nontarget_per_target, seed):
+    """Verification EER/minDCF and identification accuracy of MODEL on MANIFEST.
+
+    MODEL is a speaker checkpoint folder or a backbone source string, e.g. ge2e:resemblyzer.
+    """
+    from ..speaker.evaluate import evaluate_speaker
+
+    r = evaluate_speaker(model, manifest_path, out, trials_file, cohort_manifest, asnorm_top_k, enroll_per_speaker,
+                         seed, nontarget_per_target)
+    line = (f"{manifest_path}: EER {r['eer']:.4f} [{r['eer_ci95'][0]:.4f}, {r['eer_ci95'][1]:.4f}]  "
+            f"minDCF(0.01) {r['min_dcf']:.4f}  ({r['num_trials']} trials, {r['num_target_trials']} target)")
+    if r["asnorm"] is not None:
+        line += f"  AS-Norm EER {r['asnorm']['eer']:.4f} minDCF {r['asnorm']['min_dcf']:.4f}"
+    if r["identification_accuracy"] is not None:
+        line += (f"  identification top-1 {r['identification_accuracy']:.4f} "
+                 f"top-5 {r['identification_top5_accuracy']:.4f}")
+    click.echo(line + f" -> {out}")
