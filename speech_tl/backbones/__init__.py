@@ -8,8 +8,8 @@
   (downloaded into torch hub's cache); ``torchaudio:<BUNDLE>@<state_dict.pt>`` reads the weights from a
   file instead, and ``torchaudio:custom@<checkpoint.pt>`` a ``{"params": ..., "state_dict": ...}`` dict for
   any architecture ``torchaudio.models.wav2vec2_model`` builds (see :func:`.wav2vec2.load_torchaudio`)
-
-More sources (``ge2e:``, ``speechbrain:``) are added by the speaker issues behind the same function.
+- ``ge2e:resemblyzer`` (or ``ge2e:<checkpoint.pt>``): the GE2E speaker encoder resemblyzer ships
+- ``speechbrain:<folder or hub id>``: an ECAPA-TDNN speaker encoder (``hyperparams.yaml`` read as data)
 """
 
 from __future__ import annotations
@@ -60,11 +60,16 @@ def load_backbone(source: str, pretrained: bool = True) -> Backbone:
         from .wav2vec2 import load_torchaudio
 
         return load_torchaudio(spec, pretrained)
+    if scheme == "speechbrain":
+        from .ecapa import load_ecapa
+
+        return load_ecapa(spec, pretrained)
     if scheme == "ge2e":
         from .ge2e import load_ge2e
 
         return load_ge2e(spec, pretrained)
-    raise BackboneError(f"{source!r}: unknown scheme {scheme!r}; use whisper-ct2:, hf:, torchaudio: or ge2e:")
+    raise BackboneError(f"{source!r}: unknown scheme {scheme!r}; "
+                        "use whisper-ct2:, hf:, torchaudio:, ge2e: or speechbrain:")
 
 
 __all__ = ["Backbone", "BackboneError", "load_backbone", "DEFAULT_ASR_BACKBONE"]

@@ -54,7 +54,9 @@ def load_embedder(model: str) -> Embedder:
                         lambda w: embed_utterance(backbone, w))
 
     def mean_pool(wave: torch.Tensor) -> torch.Tensor:
-        feats, _ = backbone(wave[None], torch.tensor([wave.numel()]))
+        feats, lengths = backbone(wave[None], torch.tensor([wave.numel()]))
+        if hasattr(backbone, "pool"):  # ECAPA: its own attentive statistics pooling
+            return backbone.pool(feats, lengths)[0]
         return feats[0].mean(0)
 
     return Embedder(model, fingerprint(backbone), backbone.output_dim, mean_pool)

@@ -57,15 +57,20 @@ class SpeakerModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         is_ge2e = backbone.source.startswith("ge2e:")
-        self.pooling = ("last" if is_ge2e else "mean") if pooling == "auto" else pooling
-        if self.pooling not in ("last", "mean"):
-            raise ValueError(f"model.pooling must be auto, last or mean, got {pooling!r}")
+        if pooling == "auto":  # the pooling the backbone was pretrained with
+            pooling = "backbone" if hasattr(backbone, "pool") else "last" if is_ge2e else "mean"
+        self.pooling = pooling
+        known = ("last", "mean", "backbone") if hasattr(backbone, "pool") else ("last", "mean")
+        if self.pooling not in known:
+            raise ValueError(f"model.pooling must be auto, last, mean (or backbone for ECAPA), got {pooling!r}")
         self.project = nn.Linear(backbone.output_dim, embedding_dim) if embedding_dim else nn.Identity()
         self.embedding_dim = embedding_dim or backbone.output_dim
         self.head = AAMSoftmax(self.embedding_dim, num_speakers, margin, scale)
 
     def pool(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(B, T', D)`` frame features -> ``(B, D)``: the last valid frame, or the mean of the valid ones."""
+        if self.pooling == "backbone":
+            return self.backbone.pool(feats, lengths)
         if self.pooling == "last":
             idx = (lengths - 1).clamp(min=0).to(feats.device)
             return feats[torch.arange(feats.shape[0], device=feats.device), idx]

@@ -45,7 +45,7 @@ class SpeakerDataConfig(DataConfig):
 class SpeakerModelConfig:
     backbone: str = DEFAULT_SPEAKER_BACKBONE
     pretrained: bool = True
-    pooling: str = "auto"  # auto (GE2E: last frame; others: mean) | last | mean
+    pooling: str = "auto"  # auto (GE2E: last frame; ECAPA: its own; others: mean) | last | mean | backbone
     embedding_dim: int | None = None  # a projection after pooling (None: the backbone's width)
     margin: float = 0.2
     scale: float = 30.0
