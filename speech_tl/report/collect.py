@@ -1,0 +1,225 @@
+"""Find and read what a run folder holds: summary, config, training log, results files, hypotheses.
+
+A RUN_DIR is a training run folder (``summary.json``, ``config.yaml``, ``train_log.jsonl``, results files
+written by ``speech-tl evaluate`` beside them) or an evaluation-only folder (results files only, e.g. the
+unadapted baseline of the speaker recipe). A results file is any ``*.json`` directly in the folder whose
+top level has ``task`` or ``wer``/``eer``. Nothing is computed here; values are read as written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+TASKS = ("asr", "speaker")
+
+
+@dataclass
+class Result:
+    """One results file (``<stem>.json``) and, for ASR, its ``<stem>.hypotheses.jsonl``."""
+
+    path: Path
+    data: dict
+    task: str
+    hypotheses: list[dict] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    task: str
+    summary: dict | None = None
+    config: dict | None = None
+    log: list[dict] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ what the comparison names a run by
+    @property
+    def freeze(self) -> str:
+        """The freeze policy as the trainer logged it (without the parameter counts), or why there is none."""
+        text = (self.summary or {}).get("freeze")
+        if text is None:
+            for r in self.results:
+                text = (r.data.get("train") or {}).get("freeze")
+                if text:
+                    break
+        if not text:
+            f = (self.config or {}).get("freeze") or {}
+            if self.summary is None and isinstance(f, dict) and f.get("mode"):  # a run still training
+                return f"{f['mode']}: bottom_layers={f.get('bottom_layers')} (config.yaml)"
+            return "not adapted (pretrained model evaluated as is)" if self.pretrained_only else "-"
+        return str(text).split(";")[0].removeprefix("freeze ").strip()
+
+    @property
+    def trained(self) -> bool:
+        """Whether this folder is (or is becoming) a training run, not only evaluations."""
+        return self.summary is not None or bool(self.log) or self.config is not None
+
+    @property
+    def pretrained_only(self) -> bool:
+        """An evaluation folder of an unadapted backbone (e.g. the speaker recipe's baseline): no training cost."""
+        if self.trained:
+            return False
+        for r in self.results:
+            model = r.data.get("model")
+            if r.task == "asr" or r.data.get("train"):  # ASR is always evaluated from a trained checkpoint
+                return False
+            if isinstance(model, str) and not re.match(r"[\w.+-]+:", model):  # a checkpoint folder, no source
+                return False
+        return True
+
+    @property
+    def freeze_short(self) -> str:
+        """``bottom, 2/4 layers frozen``, ``full, 0/4 layers frozen``, ``not adapted``: for axis labels."""
+        m = re.match(r"(\S+): frontend (\w+), (\d+)/(\d+) layers frozen", self.freeze)
+        if m:
+            return f"{m[1]}, {m[3]}/{m[4]} layers frozen"
+        if self.freeze.endswith(" (config.yaml)"):
+            return self.freeze.removesuffix(" (config.yaml)") + ", training"
+        return "not adapted" if self.freeze.startswith("not adapted") else self.freeze[:32]
+
+    @property
+    def backbone(self) -> str:
+        if self.summary and self.summary.get("backbone"):
+            return str(self.summary["backbone"])
+        model = (self.config or {}).get("model") or {}
+        if isinstance(model, dict) and model.get("backbone"):
+            return str(model["backbone"])
+        for r in self.results:
+            for key in ("backbone", "model"):
+                if r.data.get(key):
+                    return str(r.data[key])
+        return "-"
+
+    @property
+    def train_minutes(self) -> float | None:
+        if self.summary is None:
+            return 0.0 if self.pretrained_only else None
+        return self.summary.get("train_minutes")
+
+    @property
+    def trainable_parameters(self) -> int | None:
+        if self.summary is not None:
+            return self.summary.get("trainable_parameters")
+        for r in self.results:  # an evaluation folder of a trained checkpoint: the trainer's freeze line
+            m = re.search(r"trainable ([\d,]+) of", str((r.data.get("train") or {}).get("freeze", "")))
+            if m:
+                return int(m[1].replace(",", ""))
+        return 0 if self.pretrained_only else None
+
+    @property
+    def total_parameters(self) -> int | None:
+        return (self.summary or {}).get("total_parameters")
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def result_task(data: object) -> str | None:
+    """``asr``/``speaker`` for a results mapping, another task name, or None when it is not a results file."""
+    if not isinstance(data, dict):
+        return None
+    if "task" in data:
+        return str(data["task"])
+    if "wer" in data:
+        return "asr"
+    if "eer" in data:
+        return "speaker"
+    return None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill: the rest is still worth showing
+                rows.append({"_bad_line": k})
+    return [r for r in rows if isinstance(r, dict) and "_bad_line" not in r]
+
+
+def _summary_task(summary: dict | None, log: list[dict]) -> str | None:
+    keys = set(summary or {}) | {k for r in log for k in r}
+    if {"best_dev_wer", "dev_wer", "dev_cer"} & keys:
+        return "asr"
+    if {"best_dev_eer", "dev_eer"} & keys:
+        return "speaker"
+    return None
+
+
+def collect_run(path: str | Path) -> Run:
+    """Read one RUN_DIR (see the module docstring); ``ValueError`` when it holds neither a summary nor results."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a folder")
+    summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else None
+    if summary is not None and not isinstance(summary, dict):
+        raise ValueError(f"{path / 'summary.json'}: expected a JSON object")
+    config = None
+    if (path / "config.yaml").is_file():
+        try:
+            config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path / 'config.yaml'}: not valid YAML ({e})") from None
+    log = read_jsonl(path / "train_log.jsonl") if (path / "train_log.jsonl").is_file() else []
+    results, notes = [], []
+    for p in sorted(path.glob("*.json")):
+        if p.name == "summary.json":
+            continue
+        data = _read_json(p)
+        task = result_task(data)
+        if task is None:
+            continue
+        if task not in TASKS:
+            notes.append(f"{p.name}: task {task!r} is not reported")
+            continue
+        hyp_path = p.with_name(p.stem + ".hypotheses.jsonl")
+        results.append(Result(p, data, task, read_jsonl(hyp_path) if task == "asr" and hyp_path.is_file() else None))
+    if summary is None and not results and not log:
+        raise ValueError(f"{path}: no summary.json, train_log.jsonl or results *.json (with 'task', 'wer' or "
+                         "'eer') found")
+    if summary is None and log:
+        notes.append("Training has not finished: no summary.json yet (curves from train_log.jsonl so far).")
+    tasks = {r.task for r in results} | ({t} if (t := _summary_task(summary, log)) else set())
+    if config and not tasks:  # a summary of a run that never evaluated: the config's shape says which task
+        tasks = {"asr"} if "decode" in config or "language" in config else {"speaker"}
+    if len(tasks) > 1:
+        raise ValueError(f"{path}: results of several tasks ({', '.join(sorted(tasks))}) in one run folder")
+    task = tasks.pop() if tasks else "asr"
+    # the test results first ("test*"), then the others, each group by name
+    results.sort(key=lambda r: (not r.name.startswith("test"), r.name))
+    return Run(path, path.name or str(path), task, summary, config, log, results, notes)
+
+
+def collect_runs(paths: list[str | Path]) -> list[Run]:
+    """Read every RUN_DIR; runs with the same folder name are told apart by their parent folders."""
+    if not paths:
+        raise ValueError("no run folders given")
+    runs = [collect_run(p) for p in paths]
+    seen: dict[str, int] = {}
+    for r in runs:
+        seen[r.name] = seen.get(r.name, 0) + 1
+    for r in runs:
+        if seen[r.name] > 1:
+            parts = r.path.resolve().parts
+            r.name = "/".join(parts[-2:]) if len(parts) >= 2 else str(r.path)
+    names = [r.name for r in runs]
+    for k, r in enumerate(runs):
+        if names.count(r.name) > 1:  # same parent too (a folder given twice): number them
+            r.name = f"{r.name} ({k + 1})"
+    return runs
