@@ -222,6 +222,25 @@ def filter_vocabulary(utterances: Iterable[Utterance], vocabulary: Iterable[str]
     return kept, rejected
 
 
+def cap_per_speaker(utterances: list[Utterance], n: int, seed: int = 0
+                    ) -> tuple[list[Utterance], list[tuple[Utterance, str]]]:
+    """Keep a seeded random ``n`` utterances of each speaker (in their original order); the rest with a reason."""
+    if n < 1:
+        raise ValueError(f"max per speaker must be >= 1, got {n}")
+    rng = random.Random(seed)
+    by_speaker: dict[str, list[int]] = {}
+    for i, u in enumerate(utterances):
+        by_speaker.setdefault(u.speaker, []).append(i)
+    keep = set()
+    for spk in sorted(by_speaker):
+        idx = by_speaker[spk]
+        keep.update(idx if len(idx) <= n else rng.sample(idx, n))
+    kept = [u for i, u in enumerate(utterances) if i in keep]
+    rejected = [(u, f"more than {n} utterances of speaker {u.speaker!r}") for i, u in enumerate(utterances)
+                if i not in keep]
+    return kept, rejected
+
+
 # --------------------------------------------------------------------------- splits
 
 def split_manifest(utterances: list[Utterance], fractions: dict[str, float], by: str = "speaker",
@@ -320,6 +339,6 @@ def format_stats(name: str, stats: dict, max_speakers: int = 20) -> str:
 
 __all__ = [
     "ManifestError", "Utterance", "utterance_from_dict", "iter_manifest", "read_manifest", "write_manifest",
-    "write_jsonl", "atomic_write_text", "check_audio_files", "filter_duration", "filter_vocabulary",
+    "write_jsonl", "atomic_write_text", "check_audio_files", "filter_duration", "filter_vocabulary", "cap_per_speaker",
     "split_manifest", "manifest_stats", "format_stats",
 ]

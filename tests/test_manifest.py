@@ -502,3 +502,16 @@ def test_manifest_stats_from_file_matches_content(tmp_path):
     assert st["per_speaker"]["s0"]["seconds"] == 1.0 + 4.0 + 7.0
     assert st["characters"]["ß"] == 7 and st["characters"]["ü"] == 7 and st["characters"][" "] == 7
     assert not math.isnan(st["duration_median"])
+
+
+def test_cap_per_speaker_is_seeded_and_explains_the_rest():
+    from speech_tl.manifest import cap_per_speaker
+
+    utts = [Utterance(id=f"{s}{i}", audio="a.wav", duration=1.0, text="", speaker=s, language="und")
+            for s in "ab" for i in range(5)] + [Utterance(id="c0", audio="a.wav", duration=1.0, text="",
+                                                          speaker="c", language="und")]
+    kept, rejected = cap_per_speaker(utts, 2, seed=3)
+    assert sorted(u.speaker for u in kept) == ["a", "a", "b", "b", "c"]
+    assert len(kept) + len(rejected) == len(utts)
+    assert all("more than 2 utterances" in why for _, why in rejected)
+    assert [u.id for u in cap_per_speaker(utts, 2, seed=3)[0]] == [u.id for u in kept]

@@ -14,6 +14,7 @@ cd "$(dirname "$0")/../.."
 stage=0; stop_stage=4; minutes=5; vox_dir=""; exp=exp/speaker_id; data=manifests
 conditions="bottom2 full"
 fsdd=../shared/data/fsdd/recordings
+readme=recipes/speaker_id/README.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2;;
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
     --minutes) minutes=$2; shift 2;;
     --vox-dir) vox_dir=$2; shift 2;;
     --exp) exp=$2; shift 2;;
+    --readme) readme=$2; shift 2;;  # "none": print the table only
     --conditions) conditions=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
@@ -32,7 +34,7 @@ else
   train=$data/synth-speakers_mul_train.jsonl; dev=$data/synth-speakers_mul_dev.jsonl
   test=$data/synth-speakers_mul_test.jsonl
 fi
-real=$data/fsdd_und_all.jsonl
+real=$data/fsdd_und_50.jsonl
 mkdir -p "$exp"
 
 overrides() {
@@ -52,6 +54,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
   if [ -d "$fsdd" ]; then
     $st prepare folder "$fsdd" --out-dir $data --name fsdd --speaker-regex '^\d+_([a-z]+)_\d+$' --no-text
+    # 50 clips per speaker keep the trial list (all target pairs) small enough for bootstrap intervals
+    $st manifest filter $data/fsdd_und_all.jsonl --out "$real" --max-per-speaker 50 --seed 0
   fi
 fi
 
@@ -89,5 +93,5 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "== stage 4: results table"
   .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
-    --readme recipes/speaker_id/README.md
+    $([ "$readme" = none ] || echo --readme "$readme")
 fi

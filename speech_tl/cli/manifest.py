@@ -66,16 +66,28 @@ def manifest_validate_cmd(manifest_path, check_audio):
 @click.option("--min-duration", type=float, default=0.0, show_default=True)
 @click.option("--max-duration", type=float, default=float("inf"))
 @click.option("--vocab", default=None, help="Allowed characters (a string, or @FILE with one per line).")
+@click.option("--max-per-speaker", type=int, default=None, help="Keep at most N utterances per speaker (seeded).")
+@click.option("--seed", type=int, default=0, show_default=True)
 @user_errors
-def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab):
+def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, max_per_speaker, seed):
     """Keep utterances within duration bounds and a character set; the rest go to OUT's .rejected.jsonl."""
-    from ..manifest import filter_duration, filter_vocabulary, read_manifest, write_jsonl, write_manifest
+    from ..manifest import (
+        cap_per_speaker,
+        filter_duration,
+        filter_vocabulary,
+        read_manifest,
+        write_jsonl,
+        write_manifest,
+    )
 
     utts = read_manifest(manifest_path)
     kept, rejected = filter_duration(utts, min_duration, max_duration)
     if vocab:
         chars = Path(vocab[1:]).read_text(encoding="utf-8").splitlines() if vocab.startswith("@") else list(vocab)
         kept, bad = filter_vocabulary(kept, [c if c else " " for c in chars])
+        rejected += bad
+    if max_per_speaker is not None:
+        kept, bad = cap_per_speaker(kept, max_per_speaker, seed)
         rejected += bad
     write_manifest(out, kept)
     rej = out.with_name(out.stem + ".rejected.jsonl")

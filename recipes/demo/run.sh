@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job on the built-in offline data, at a short budget: both corpora, the ASR freeze sweep,
+# speaker adaptation and the enrollment demo, one report per task and reports/index.html.
+#
+#   recipes/demo/run.sh [--asr-minutes M] [--speaker-minutes M]      (make demo runs it)
+#
+# For real numbers run the recipes themselves with their default budgets (recipes/*/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+asr_minutes=1; speaker_minutes=1; exp=exp/demo; reports=reports
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --asr-minutes) asr_minutes=$2; shift 2;;
+    --speaker-minutes) speaker_minutes=$2; shift 2;;
+    --exp) exp=$2; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+st=${SPEECH_TL:-.venv/bin/speech-tl}
+start=$(date +%s)
+
+recipes/asr_de/run.sh --minutes "$asr_minutes" --exp "$exp/asr_de" --readme none
+recipes/speaker_id/run.sh --minutes "$speaker_minutes" --exp "$exp/speaker_id" --readme none
+
+mkdir -p "$reports"
+$st report "$exp"/asr_de/*/ --out "$reports/asr_de.html" --title "German ASR by transfer (demo budget)"
+$st report "$exp"/speaker_id/*/ --out "$reports/speaker_id.html" --title "Speaker identification by transfer (demo budget)"
+.venv/bin/python recipes/demo/summary.py --exp "$exp" --reports "$reports" --seconds $(( $(date +%s) - start ))
