@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 stage=0; stop_stage=3; minutes=10; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
+readme=recipes/asr_de/README.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2;;
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
     --num-utterances) num_utts=$2; shift 2;;
     --cv-dir) cv_dir=$2; shift 2;;
     --exp) exp=$2; shift 2;;
+    --readme) readme=$2; shift 2;;  # "none": print the table only
     --conditions) conditions=$2; shift 2;;
     --beam) beam=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
@@ -72,5 +74,5 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "== stage 3: results table"
   .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
-    --readme recipes/asr_de/README.md
+    $([ "$readme" = none ] || echo --readme "$readme")
 fi
