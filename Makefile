@@ -7,7 +7,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMPS := .make
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_DIR ?= manifests
 
 # Debian packages: TTS voices (mbrola and its voices, pico are in contrib/non-free), sox, the
 # trans-de-en dictionary whose German sentences the synthetic corpus speaks; Chromium renders the HTML
@@ -57,10 +56,10 @@ test: system-deps venv lint
 	$(PY) -m pytest -q
 
 demo: system-deps venv
-	$(VENV)/bin/speech-tl prepare synth-asr --lang de --out-dir $(DEMO_DIR)
-	$(VENV)/bin/speech-tl prepare synth-speakers --out-dir $(DEMO_DIR)
-	$(VENV)/bin/speech-tl manifest stats $(DEMO_DIR)/synth-asr_de_{train,dev,test}.jsonl
-	$(VENV)/bin/speech-tl manifest stats --max-speakers 10 $(DEMO_DIR)/synth-speakers_mul_{train,dev,test}.jsonl
+	$(VENV)/bin/speech-tl prepare synth-asr --lang de --out-dir manifests --num-utterances 6000
+	$(VENV)/bin/speech-tl prepare synth-speakers --out-dir manifests
+	$(VENV)/bin/speech-tl manifest stats --max-speakers 10 manifests/synth-asr_de_{train,dev,test}.jsonl
+	$(VENV)/bin/speech-tl manifest stats --max-speakers 10 manifests/synth-speakers_mul_{train,dev,test}.jsonl
 
 clean:
 	rm -rf $(STAMPS) $(VENV) *.egg-info
