@@ -87,7 +87,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "== stage 3: enroll held-out speakers with the adapted model, identify their other clips"
   model=$exp/$(echo $conditions | cut -d' ' -f1)
   .venv/bin/python recipes/speaker_id/enroll_demo.py --model "$model" --manifest "$test" --db "$exp/speakers.db" \
-    --speakers 10 --enroll-clips 3 --out "$exp/enroll_demo.json"
+    --speakers 10 --enroll-clips 3 --calibration "$model/test.json" --out "$exp/enroll_demo.json"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
