@@ -57,10 +57,7 @@ test: system-deps venv lint
 	$(PY) -m pytest -q
 
 demo: system-deps venv
-	$(VENV)/bin/speech-tl prepare synth-asr --lang de --out-dir manifests --num-utterances 6000
-	$(VENV)/bin/speech-tl prepare synth-speakers --out-dir manifests
-	$(VENV)/bin/speech-tl manifest stats --max-speakers 10 manifests/synth-asr_de_{train,dev,test}.jsonl
-	$(VENV)/bin/speech-tl manifest stats --max-speakers 10 manifests/synth-speakers_mul_{train,dev,test}.jsonl
+	recipes/demo/run.sh
 
 clean:
 	rm -rf $(STAMPS) $(VENV) *.egg-info

@@ -29,6 +29,7 @@ done
 st=${SPEECH_TL:-.venv/bin/speech-tl}
 if [ -n "$cv_dir" ]; then corpus=commonvoice; else corpus=synth-asr; fi
 train=$data/${corpus}_de_train.jsonl; dev=$data/${corpus}_de_dev.jsonl; test=$data/${corpus}_de_test.jsonl
+mkdir -p "$(dirname "$exp")"
 
 overrides() {  # the freeze policy (and init) of one condition
   case "$1" in

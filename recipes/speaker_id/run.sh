@@ -57,6 +57,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     # 50 clips per speaker keep the trial list (all target pairs) small enough for bootstrap intervals
     $st manifest filter $data/fsdd_und_all.jsonl --out "$real" --max-per-speaker 50 --seed 0
   fi
+  $st manifest stats --max-speakers 5 "$train" "$dev" "$test"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
