@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import host, replace_section
 
 REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
@@ -175,21 +175,8 @@ def run_child(name: str, args: argparse.Namespace, manifest: Path, work: Path) -
 
 
 def machine(results: list[dict]) -> str:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     r = results[0]
-    return (f"{os.cpu_count()} CPUs ({affinity} usable, {cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {r['torch']} ({r['threads']} threads), device {r['device']}")
+    return (f"{host()}, torch {r['torch']} ({r['threads']} threads), device {r['device']}")
 
 
 def summarize(r: dict, warm: bool) -> dict:
@@ -248,12 +235,7 @@ def table(results: list[dict], args: argparse.Namespace, manifest: str) -> tuple
 
 
 def write_readme(text: str) -> None:
-    readme = README.read_text(encoding="utf-8")
-    if START not in readme or END not in readme:
-        raise SystemExit(f"{README}: markers {START} / {END} not found")
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+    replace_section(README, START, END, text)
     log(f"wrote the table into {README}")
 
 

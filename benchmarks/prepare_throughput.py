@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _common import host, replace_section
 
 REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
@@ -142,20 +142,7 @@ def import_seconds(repeats: int) -> float:
 def machine() -> str:
     import speech_tl
 
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs ({affinity} usable, {cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, soundfile {sf.__version__} (libsndfile "
+    return (f"{host()}, soundfile {sf.__version__} (libsndfile "
             f"{sf.__libsndfile_version__}), numpy {np.__version__}, speech-tl "
             f"{getattr(speech_tl, '__version__', '?')}")
 
@@ -178,12 +165,7 @@ def table(n: int, rows: list[tuple[str, float, list[float]]], naive_s: float, re
 
 
 def write_readme(text: str) -> None:
-    readme = README.read_text(encoding="utf-8")
-    if START not in readme or END not in readme:
-        raise SystemExit(f"{README}: markers {START} / {END} not found")
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+    replace_section(README, START, END, text)
     print(f"wrote the table into {README}", file=sys.stderr)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import host, replace_section
 
 REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
@@ -227,6 +227,7 @@ import torch
 warnings.simplefilter("ignore")
 torch.set_num_threads(int(sys.argv[2]))
 from resemblyzer import VoiceEncoder
+
 data = np.load(sys.argv[1])
 waves = [data[f"w{i}"] for i in range(len(data.files))]
 enc = VoiceEncoder("cpu", verbose=False)
@@ -288,17 +289,7 @@ def bench_ge2e(args) -> tuple[list[dict], str]:
 def machine(threads: int) -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{os.cpu_count()} CPUs ({affinity} usable, {cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
+    return (f"{host()}, numpy {np.__version__}, torch {torch.__version__} "
             f"({threads} thread{'s' * (threads > 1)} for (c))")
 
 
@@ -332,12 +323,7 @@ def report(args, metrics: list[dict], ident: list[dict], ident_note: str, ge2e: 
 
 
 def write_readme(text: str, readme: Path) -> None:
-    content = readme.read_text(encoding="utf-8")
-    if START not in content or END not in content:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+    replace_section(readme, START, END, text)
     log(f"wrote the tables into {readme}")
 
 
