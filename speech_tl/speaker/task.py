@@ -29,6 +29,9 @@ DEFAULT_SPEAKER_BACKBONE = "ge2e:resemblyzer"
 @dataclass
 class SpeakerDataConfig(DataConfig):
     crop_seconds: float = 1.6  # training crop (GE2E was trained on 1.6 s partials)
+    # None: every crop is crop_seconds of speech. A value below crop_seconds: each crop holds a random
+    # min_crop_seconds..crop_seconds of speech, zero-padded to crop_seconds, as a short clip is at test time
+    min_crop_seconds: float | None = None
     min_duration: float = 0.5
     batch_seconds: float = 64.0
     max_duration: float = 60.0
@@ -39,6 +42,9 @@ class SpeakerDataConfig(DataConfig):
         if self.crop_seconds <= 0 or self.batch_seconds < self.crop_seconds:
             raise ValueError(f"data.batch_seconds ({self.batch_seconds}) must be >= data.crop_seconds "
                              f"({self.crop_seconds}) > 0")
+        if self.min_crop_seconds is not None and not 0 < self.min_crop_seconds <= self.crop_seconds:
+            raise ValueError(f"data.min_crop_seconds must be in (0, data.crop_seconds={self.crop_seconds}], "
+                             f"got {self.min_crop_seconds}")
 
 
 @dataclass
@@ -61,22 +67,30 @@ class SpeakerConfig:
 
 
 class CropDataset(UtteranceDataset):
-    """Item ``i``: a ``crop_seconds`` piece of utterance ``i`` at a seeded random offset that changes each epoch."""
+    """Item ``i``: a ``crop_seconds`` piece ``(T,)`` of utterance ``i`` at a seeded random offset, new each epoch.
 
-    def __init__(self, utterances, crop_seconds: float, seed: int):
+    With ``min_crop_seconds``, the piece holds a random ``min_crop_seconds..crop_seconds`` of speech and is
+    zero-padded to ``crop_seconds``: the model then also learns from clips as short as those it meets at
+    test time (embedding a clip shorter than one window pads it the same way).
+    """
+
+    def __init__(self, utterances, crop_seconds: float, seed: int, min_crop_seconds: float | None = None):
         super().__init__(utterances)
         self.crop, self.seed, self.epoch = crop_seconds, seed, 0
+        self.min_crop = min_crop_seconds
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __getitem__(self, i: int):
         wave, _ = super().__getitem__(i)
-        n = int(self.crop * self.sample_rate)
-        if wave.numel() <= n:
-            return torch.nn.functional.pad(wave, (0, n - wave.numel())), i
-        start = int(np.random.default_rng([self.seed, self.epoch, i]).integers(0, wave.numel() - n + 1))
-        return wave[start:start + n], i
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        full = int(self.crop * self.sample_rate)
+        n = full if self.min_crop is None else int(rng.uniform(self.min_crop, self.crop) * self.sample_rate)
+        if wave.numel() > n:
+            start = int(rng.integers(0, wave.numel() - n + 1))
+            wave = wave[start:start + n]
+        return torch.nn.functional.pad(wave, (0, full - wave.numel())), i
 
     @property
     def durations(self) -> list[float]:
@@ -113,7 +127,7 @@ class SpeakerTask:
             raise ValueError(f"{cfg.data.train}: {len(self.speakers)} speaker(s); speaker adaptation needs at least 2")
         index = {s: i for i, s in enumerate(self.speakers)}
         self.labels = torch.tensor([index[u.speaker] for u in train_utts])
-        self.train_set = CropDataset(train_utts, cfg.data.crop_seconds, cfg.train.seed)
+        self.train_set = CropDataset(train_utts, cfg.data.crop_seconds, cfg.train.seed, cfg.data.min_crop_seconds)
         self.dev_set = None
         if cfg.data.dev:
             dev = load_training_manifest(cfg.data.dev, cfg.data, need_text=False, out_dir=out, name="dev")

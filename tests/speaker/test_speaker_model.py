@@ -112,3 +112,21 @@ def test_one_speaker_is_refused(pitch_speakers, tmp_path):
     cfg.data.train = str(tmp_path / "one.jsonl")
     with pytest.raises(ValueError, match="needs at least 2"):
         train_speaker(cfg, lambda *a: None)
+
+
+def test_short_crops_hold_less_speech_and_are_padded_to_the_window(pitch_speakers, tmp_path):
+    cfg = config(pitch_speakers, tmp_path / "m")
+    cfg.data.min_crop_seconds = 0.3
+    task = SpeakerTask(cfg, lambda *a: None)
+    speech = []
+    for epoch in range(8):
+        task.train_set.set_epoch(epoch)
+        wave = task.train_set[0][0]
+        assert wave.numel() == int(1.6 * 16000)
+        nonzero = int(torch.nonzero(wave).max()) + 1
+        assert torch.all(wave[nonzero:] == 0)
+        speech.append(nonzero / 16000)
+    assert min(speech) >= 0.3 - 1e-3 and max(speech) <= 1.6 and max(speech) - min(speech) > 0.3
+    cfg.data.min_crop_seconds = 2.0
+    with pytest.raises(ValueError, match="min_crop_seconds must be in"):
+        cfg.data.check()
