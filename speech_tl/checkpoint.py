@@ -24,10 +24,11 @@ class CheckpointError(ValueError):
     """A folder that is not a usable checkpoint (or one of another task)."""
 
 
-def fingerprint(module: torch.nn.Module) -> str:
-    """sha256 over parameter names, shapes and values: identifies the exact weights."""
+def fingerprint(module: torch.nn.Module | dict[str, torch.Tensor]) -> str:
+    """sha256 over parameter names, shapes and values (of a module or a state dict): identifies the exact weights."""
     h = hashlib.sha256()
-    for name, p in sorted(module.state_dict().items()):
+    state = module if isinstance(module, dict) else module.state_dict()
+    for name, p in sorted(state.items()):
         h.update(name.encode())
         h.update(str(tuple(p.shape)).encode())
         h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if p.numel() else b"")
@@ -46,12 +47,12 @@ def save_checkpoint(folder: str | Path, files: dict[str, object]) -> Path:
     try:
         for name, value in files.items():
             target = tmp / name
-            if name.endswith(".pt"):
+            if isinstance(value, Path):
+                shutil.copyfile(value, target)
+            elif name.endswith(".pt"):
                 torch.save(value, target)
             elif name.endswith(".json"):
                 target.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
-            elif isinstance(value, Path):
-                shutil.copyfile(value, target)
             else:
                 target.write_text(str(value), encoding="utf-8")
         for f in tmp.iterdir():  # make the data durable before the rename makes it visible

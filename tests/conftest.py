@@ -37,3 +37,4 @@ def make_tone():
 
 
 from tests.tiny_asr import tiny_whisper, tone_corpus  # noqa: E402,F401  (fixtures shared by ASR and training tests)
+from tests.tiny_speakers import pitch_speakers  # noqa: E402,F401  (fixture shared by speaker tests)

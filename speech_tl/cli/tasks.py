@@ -116,3 +116,25 @@ def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest
         line += (f"  identification top-1 {r['identification_accuracy']:.4f} "
                  f"top-5 {r['identification_top5_accuracy']:.4f}")
     click.echo(line + f" -> {out}")
+
+
+# --------------------------------------------------------------------------- weight-space interpolation
+
+@main.command("interpolate")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="0: the pretrained backbone, 1: the fine-tuned one.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoint folder to write.")
+@user_errors
+def interpolate_cmd(checkpoint, alpha, out):
+    """WiSE-FT: a checkpoint whose backbone lies ALPHA of the way from the pretrained weights to CHECKPOINT's.
+
+    Keeps more of the pretrained model's robustness on speech unlike the adaptation data (e.g. real
+    speech after adapting on synthetic voices). Evaluate and use the result like any checkpoint.
+    """
+    from ..interpolate import interpolate_checkpoint
+
+    meta = interpolate_checkpoint(checkpoint, alpha, out)
+    click.echo(f"{out}: {meta['interpolation']['tensors']} backbone tensors at alpha {alpha} between "
+               f"{meta['backbone']} and {meta['interpolation']['finetuned']}")

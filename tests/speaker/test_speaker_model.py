@@ -6,16 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from speech_tl.backbones import load_backbone
 from speech_tl.backbones.ge2e import embed_utterance
-from speech_tl.config import build
 from speech_tl.speaker.embedder import load_embedder
 from speech_tl.speaker.model import AAMSoftmax, SpeakerModel
-from speech_tl.speaker.task import SpeakerConfig, SpeakerTask, train_speaker
+from speech_tl.speaker.task import SpeakerTask, train_speaker
 from speech_tl.train import Trainer
+from tests.tiny_speakers import speaker_config as config
 
 
 def test_aam_margin_penalises_the_true_class():
@@ -40,37 +39,6 @@ def test_untrained_model_embeds_like_the_pretrained_ge2e():
     with torch.no_grad():
         assert torch.allclose(model.embed_utterance(wave), embed_utterance(bb, wave), atol=1e-6)
     assert model.pooling == "last" and model.embedding_dim == 256
-
-
-@pytest.fixture(scope="module")
-def pitch_speakers(tmp_path_factory):
-    """Four 'speakers', each a voice-like tone at its own pitch and timbre, 6 clips of 2 s."""
-    root = tmp_path_factory.mktemp("spk")
-    rows = {"train": [], "dev": []}
-    for s, (f0, harmonics) in enumerate([(110, 3), (160, 6), (220, 2), (300, 5)]):
-        for k in range(6):
-            rng = np.random.default_rng(100 * s + k)
-            t = np.arange(32000) / 16000
-            f = f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t))
-            phase = 2 * np.pi * np.cumsum(f) / 16000
-            x = sum(np.sin(h * phase) / h for h in range(1, harmonics + 1)) * 0.1 + 0.01 * rng.standard_normal(t.size)
-            name = f"s{s}_{k}.wav"
-            sf.write(root / name, x.astype(np.float32), 16000)
-            split = "dev" if k >= 4 else "train"
-            rows[split].append({"id": name[:-4], "audio": name, "duration": 2.0, "text": "", "speaker": f"s{s}",
-                                "language": "und"})
-    for split, r in rows.items():
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r))
-    return root
-
-
-def config(root, out, **train):
-    return build(SpeakerConfig, {
-        "out_dir": str(out), "data": {"train": str(root / "train.jsonl"), "dev": str(root / "dev.jsonl"),
-                                      "batch_seconds": 16.0},
-        "freeze": {"mode": "bottom", "bottom_layers": 2},
-        "train": {"lr": 2e-3, "warmup_steps": 2, "max_steps": 12, "eval_every": 6, "checkpoint_every": 6,
-                  "log_every": 3, **train}})
 
 
 def test_adaptation_trains_only_the_top_and_saves_a_usable_model(pitch_speakers, tmp_path):

@@ -1,0 +1,67 @@
+"""WiSE-FT interpolation of a real (short) GE2E adaptation towards resemblyzer's pretrained weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from speech_tl.backbones import load_backbone
+from speech_tl.checkpoint import CheckpointError, load_tensors, read_meta
+from speech_tl.cli import main
+from speech_tl.interpolate import interpolate_checkpoint, interpolate_state
+from speech_tl.speaker.embedder import load_embedder
+from speech_tl.speaker.task import train_speaker
+from tests.tiny_speakers import speaker_config
+
+
+@pytest.fixture(scope="module")
+def adapted(pitch_speakers, tmp_path_factory):
+    out = tmp_path_factory.mktemp("adapt") / "run"
+    train_speaker(speaker_config(pitch_speakers, out, max_steps=6, eval_every=6, lr=5e-3), lambda *a: None)
+    return out
+
+
+def test_alpha_walks_the_line_between_pretrained_and_finetuned(adapted, tmp_path):
+    pre = load_backbone("ge2e:resemblyzer").state_dict()
+    ft = load_tensors(adapted / "best" / "model.pt")
+    name = "backbone.layers.2.weight_hh_l0"
+    assert name in ft and not torch.equal(ft[name], pre[name[len("backbone."):]])
+    for alpha in (0.0, 0.5, 1.0):
+        meta = interpolate_checkpoint(adapted, alpha, tmp_path / f"a{alpha}")
+        got = load_tensors(tmp_path / f"a{alpha}" / "model.pt")
+        want = pre[name[9:]] + alpha * (ft[name] - pre[name[9:]])
+        assert torch.allclose(got[name], want, atol=1e-6)
+        frozen = "backbone.layers.0.weight_ih_l0"
+        assert torch.equal(got[frozen], pre[frozen[9:]])  # frozen layers stay pretrained
+        assert torch.equal(got["head.weight"], ft["head.weight"])  # the new head has no pretrained value
+        assert meta["interpolation"]["alpha"] == alpha and meta["task"] == "speaker"
+        assert not (tmp_path / f"a{alpha}" / "optimizer.pt").exists()
+    # alpha 0 embeds exactly like the unadapted model; alpha 1 like the adapted one
+    wave = torch.randn(24000) * 0.1
+    base, tuned = load_embedder("ge2e:resemblyzer"), load_embedder(str(adapted))
+    zero, one = load_embedder(str(tmp_path / "a0.0")), load_embedder(str(tmp_path / "a1.0"))
+    assert torch.allclose(zero.embed(wave), base.embed(wave), atol=1e-5)
+    assert torch.allclose(one.embed(wave), tuned.embed(wave), atol=1e-6)
+    half = load_embedder(str(tmp_path / "a0.5"))
+    assert len({base.fingerprint, tuned.fingerprint, half.fingerprint}) == 3
+    assert half.fingerprint == read_meta(tmp_path / "a0.5")["fingerprint"]
+
+
+def test_cli_writes_a_checkpoint_and_refuses_bad_requests(adapted, tmp_path):
+    r = CliRunner().invoke(main, ["interpolate", str(adapted), "--alpha", "0.25", "--out", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    assert "alpha 0.25" in r.output
+    assert json.loads((tmp_path / "w" / "meta.json").read_text())["interpolation"]["alpha"] == 0.25
+    assert (tmp_path / "w" / "speakers.json").is_file() and (tmp_path / "w" / "config.yaml").is_file()
+    r = CliRunner().invoke(main, ["interpolate", str(adapted), "--alpha", "1.5", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "1.5" in r.output
+    r = CliRunner().invoke(main, ["interpolate", str(adapted / "best"), "--out", str(adapted / "best")])
+    assert r.exit_code == 2 and "the checkpoint itself" in r.output
+
+
+def test_shape_mismatch_names_the_tensor():
+    with pytest.raises(CheckpointError, match="backbone.w: fine-tuned shape"):
+        interpolate_state({"backbone.w": torch.zeros(3)}, {"w": torch.zeros(4)}, 0.5)
