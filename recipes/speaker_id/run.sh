@@ -5,13 +5,14 @@
 #
 # Stages: 0 data (synthetic multi-speaker corpus by default, VoxCeleb with --vox-dir; FSDD as real
 #           speech when ../shared/data/fsdd exists)
-#         1 train the adaptations at the same budget (bottom-2 frozen, all trainable)
+#         1 train the adaptations at the same budget (bottom-2 frozen, all trainable), and for each a
+#           WiSE-FT interpolation halfway back to the pretrained weights (<condition>-wise, --wise 0 skips)
 #         2 evaluate the unadapted baseline and each adaptation on held-out speakers (and FSDD)
 #         3 enroll held-out speakers with the adapted model and identify their other clips
 #         4 write the results table into recipes/speaker_id/README.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=4; minutes=5; vox_dir=""; exp=exp/speaker_id; data=manifests
+stage=0; stop_stage=4; minutes=5; wise=0.5; vox_dir=""; exp=exp/speaker_id; data=manifests
 conditions="bottom2 full"
 fsdd=../shared/data/fsdd/recordings
 readme=recipes/speaker_id/README.md
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --exp) exp=$2; shift 2;;
     --readme) readme=$2; shift 2;;  # "none": print the table only
     --conditions) conditions=$2; shift 2;;
+    --wise) wise=$2; shift 2;;  # alpha of the WiSE-FT interpolation (0: none)
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -70,7 +72,16 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     mv "$exp/$c.log" "$exp/$c/train.log"
     grep "dev eer" "$exp/$c/train.log" | tail -1
   done
+  if [ "$wise" != 0 ]; then
+    for c in $conditions; do
+      [ -d "$exp/$c-wise/best" ] && continue
+      $st interpolate "$exp/$c" --alpha "$wise" --out "$exp/$c-wise/best"
+      cp "$exp/$c/summary.json" "$exp/$c/config.yaml" "$exp/$c-wise/"
+    done
+  fi
 fi
+evaluated=$conditions
+[ "$wise" = 0 ] || for c in $conditions; do evaluated="$evaluated $c-wise"; done
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "== stage 2: evaluate"
@@ -78,7 +89,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   [ -f "$exp/baseline/test.json" ] || $st evaluate speaker ge2e:resemblyzer "$test" --out "$exp/baseline/test.json"
   [ ! -f "$real" ] || [ -f "$exp/baseline/fsdd.json" ] || \
     $st evaluate speaker ge2e:resemblyzer "$real" --out "$exp/baseline/fsdd.json"
-  for c in $conditions; do
+  for c in $evaluated; do
     [ -f "$exp/$c/test.json" ] || $st evaluate speaker "$exp/$c" "$test" --out "$exp/$c/test.json"
     [ ! -f "$real" ] || [ -f "$exp/$c/fsdd.json" ] || $st evaluate speaker "$exp/$c" "$real" --out "$exp/$c/fsdd.json"
   done
@@ -93,6 +104,6 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "== stage 4: results table"
-  .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
+  .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$evaluated" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")
 fi

@@ -11,7 +11,11 @@ LABELS = {"baseline": "GE2E unadapted (pretrained on English)", "full": "adapted
           "bottom0": "adapted, frontend frozen"}
 
 
-def label(c: str) -> str:
+def label(c: str, exp: Path | None = None) -> str:
+    if c.endswith("-wise"):
+        meta = load(exp / c / "best" / "meta.json") if exp else None
+        alpha = meta["interpolation"]["alpha"] if meta else "?"
+        return f"{label(c[:-5])}, then WiSE-FT alpha {alpha}"
     return LABELS.get(c, f"adapted, bottom {c[6:]} of 3 LSTM layers frozen" if c.startswith("bottom") else c)
 
 
@@ -38,7 +42,7 @@ def main() -> None:
         t, f = load(exp / c / "test.json"), load(exp / c / "fsdd.json")
         params = f"{s['trainable_parameters']:,}" if s else "0"
         minutes = f"{s['train_minutes']:.1f}" if s else "0"
-        rows.append(f"| {label(c)} | {params} | {minutes} | {fmt(t, 'eer')} | {fmt(t, 'min_dcf')} | "
+        rows.append(f"| {label(c, exp)} | {params} | {minutes} | {fmt(t, 'eer')} | {fmt(t, 'min_dcf')} | "
                     f"{fmt(t, 'identification_accuracy')} | {fmt(f, 'eer')} | {fmt(f, 'min_dcf')} |")
     demo = load(exp / "enroll_demo.json")
     table = "\n".join(rows)

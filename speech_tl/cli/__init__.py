@@ -42,4 +42,4 @@ def main() -> None:
 
 
 # the command groups register themselves on ``main``
-from . import manifest, prepare, report, speakers, tasks  # noqa: E402,F401
+from . import manifest, prepare, probe, report, speakers, tasks  # noqa: E402,F401
