@@ -84,6 +84,11 @@ def runs(tone_corpus, tiny_whisper, tmp_path_factory):
         train_asr(cfg, log=quiet)
         evaluate_asr(root / name, tone_corpus / "dev.jsonl", root / name / "test.json", beam=0, device="cpu")
         dirs[name] = root / name
+    from speech_tl.probe.asr import probe_asr
+
+    probe_asr(tiny_whisper, tone_corpus / "train.jsonl", root / "probe" / "probe.json",
+              eval_manifest=tone_corpus / "dev.jsonl", steps=30, log=quiet)
+    dirs["probe"] = root / "probe"
     manifest = _speaker_manifest(root / "speaker_audio")
     if manifest is not None:
         from speech_tl.speaker.evaluate import evaluate_speaker
@@ -163,10 +168,29 @@ def expected_ids(runs: dict) -> tuple[set[str], set[str]]:
                 "run-full-training", "run-full-test", "run-full-test-speakers", "run-full-test-confusions",
                 "run-full-test-examples"}
     figures = {"fig-comparison-asr", "fig-bottom1-training", "fig-full-training"}
+    sections |= {"run-probe", "run-probe-probe"}
+    figures |= {"fig-probe-probe-probe"}
     if "baseline" in runs:
         sections |= {"comparison-speaker", "run-baseline", "run-baseline-test", "run-baseline-test-speakers"}
         figures |= {"fig-comparison-speaker", "fig-baseline-test-det", "fig-baseline-test-scores"}
     return sections, figures
+
+
+def test_probe_curve_shows_the_sweep_beside_the_probe(runs, report):
+    import json
+
+    from speech_tl.report.build import build_document
+    from speech_tl.report.collect import collect_runs
+
+    probe = json.loads((runs["probe"] / "probe.json").read_text())
+    text = report[0].read_text(encoding="utf-8")
+    assert f"{probe['recommended_freeze_depth']} (recommended)" in text
+    assert "Layer probe (asr" in text and "squares: the CER of this report" in text
+    collected = collect_runs(list(runs.values()))
+    assert {r.name: r.frozen_depth for r in collected if r.task == "asr"} == {"bottom1": 1, "full": 0}
+    alone = build_document(collect_runs([runs["probe"]]))  # without the sweep: the curve alone
+    captions = [f.caption for f in alone.figures()]
+    assert len(captions) == 1 and captions[0].startswith("Probe CER") and "squares" not in captions[0]
 
 
 def check_png(data: bytes) -> tuple[int, int]:

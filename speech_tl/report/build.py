@@ -15,6 +15,10 @@ from .document import Aligned, Document, Examples, Figure, Ids, Para, Section, S
 MAX_SPEAKER_ROWS = 40
 PRIMARY = {"asr": ("wer", "cer"), "speaker": ("eer", "min_dcf")}  # ranking metric, tie-break
 TASK_TITLE = {"asr": "Speech recognition", "speaker": "Speaker verification and identification"}
+PROBE_TASK = {"asr": "asr", "speaker": "speaker"}  # probe kind -> the task whose runs it predicts
+PROBE_COLUMNS = {"cer": "CER", "wer": "WER", "eer": "EER", "eer_no_lda": "EER without LDA", "dim": "feature dim",
+                 "lda_dim": "LDA dim"}
+PROBE_RATES = {"cer", "wer", "eer", "eer_no_lda"}
 
 
 def pct(v) -> str:
@@ -282,8 +286,42 @@ def speaker_result(run: Run, res: Result, ids: Ids) -> Section:
     return sec
 
 
-def run_section(run: Run, ids: Ids, examples: int, top: int) -> Section:
-    kind = "ASR" if run.task == "asr" else "speaker"
+def probe_result(run: Run, res: Result, runs: list[Run], ids: Ids) -> Section:
+    """Per-depth table and curve of a probe.json; the sweep's fine-tuned runs of that backbone drawn beside it."""
+    d = res.data
+    metric = str(d.get("metric", "eer"))
+    layers = [row for row in d.get("layers") or [] if isinstance(row, dict)]
+    sec = Section(ids("run", run.name, res.name), f"Layer probe ({d.get('probe')}, {d.get('backbone')})")
+    sec.add(Para(f"Whole backbone frozen; head per depth: {d.get('head', '-')}. Evaluated on {d.get('eval', '-')}. "
+                 f"Rule: {d.get('rule', '-')}."))
+    rec, best = d.get("recommended_freeze_depth"), d.get("best_depth")
+    cols = [k for k in PROBE_COLUMNS if any(k in row for row in layers)]
+    rows = [[str(row["depth"]) + (" (recommended)" if row["depth"] == rec else ""),
+             *[pct(row.get(k)) if k in PROBE_RATES else num(row.get(k)) for k in cols]] for row in layers]
+    sec.add(Table(["depth", *[PROBE_COLUMNS[k] for k in cols]], rows, [False, *[True] * len(cols)]))
+    finetuned = []
+    for other in runs:
+        if other.task != PROBE_TASK.get(str(d.get("probe"))) or other.backbone != d.get("backbone"):
+            continue
+        k = other.frozen_depth
+        stem = ranking_stem([other])
+        v = _value(other, stem, metric) if stem else None
+        if k is not None and v is not None:
+            finetuned.append((k, v))
+    if layers and isinstance(rec, int) and isinstance(best, int):
+        depths = [int(row["depth"]) for row in layers]
+        sec.add(Figure(ids("fig", run.name, res.name, "probe"),
+                       plots.probe_curve(depths, [float(row[metric]) for row in layers], metric, rec, best,
+                                         finetuned, f"{d.get('backbone')}: {metric.upper()} per depth"),
+                       alt=f"Probe {metric.upper()} over freeze depth for {d.get('backbone')}, recommended depth {rec}",
+                       caption=f"Probe {metric.upper()} at each depth (frozen backbone) and the recommended freeze "
+                               f"depth {rec}" + (f"; squares: the {metric.upper()} of this report's fine-tuned runs "
+                                                 "with the bottom k layers frozen" if finetuned else "") + "."))
+    return sec
+
+
+def run_section(run: Run, ids: Ids, examples: int, top: int, runs: list[Run] | None = None) -> Section:
+    kind = {"asr": "ASR", "speaker": "speaker", "probe": "probe"}[run.task]
     sec = Section(ids("run", run.name), f"{kind} run {run.name}: {run.freeze_short}")
     sec.add(run_info(run))
     for n in run.notes:
@@ -301,8 +339,11 @@ def run_section(run: Run, ids: Ids, examples: int, top: int) -> Section:
     if not run.results:
         sec.add(Para("No results files in this folder (run `speech-tl evaluate` to add test results)."))
     for res in run.results:
-        sec.children.append(asr_result(run, res, ids, examples, top) if res.task == "asr"
-                            else speaker_result(run, res, ids))
+        if res.task == "probe":
+            sec.children.append(probe_result(run, res, runs or [run], ids))
+        else:
+            sec.children.append(asr_result(run, res, ids, examples, top) if res.task == "asr"
+                                else speaker_result(run, res, ids))
     return sec
 
 
@@ -314,7 +355,7 @@ def build_document(runs: list[Run], title: str = "speech-tl report", examples: i
         group = [r for r in runs if r.task == task]
         if group:
             sections.append(comparison(group, task, ids))
-    sections += [run_section(r, ids, examples, top) for r in runs]
+    sections += [run_section(r, ids, examples, top, runs) for r in runs]
     overview = Table(["run", "task", "folder", "results files"],
                      [[[Span(r.name, "b")], r.task, [Span(str(r.path), "code")],
                        ", ".join(x.path.name for x in r.results) or "-"] for r in runs])

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-TASKS = ("asr", "speaker")
+FREEZE_LINE = re.compile(r"(\S+): frontend (\w+), (\d+)/(\d+) layers frozen")
+TASKS = ("asr", "speaker", "probe")  # probe: a probe.json of `speech-tl probe`
 
 
 @dataclass
@@ -79,9 +80,15 @@ class Run:
         return True
 
     @property
+    def frozen_depth(self) -> int | None:
+        """``k`` of a run with the frontend and bottom ``k`` layers frozen (full: 0), from its freeze line."""
+        m = FREEZE_LINE.match(self.freeze)
+        return int(m[3]) if m else None
+
+    @property
     def freeze_short(self) -> str:
         """``bottom, 2/4 layers frozen``, ``full, 0/4 layers frozen``, ``not adapted``: for axis labels."""
-        m = re.match(r"(\S+): frontend (\w+), (\d+)/(\d+) layers frozen", self.freeze)
+        m = FREEZE_LINE.match(self.freeze)
         if m:
             return f"{m[1]}, {m[3]}/{m[4]} layers frozen"
         if self.freeze.endswith(" (config.yaml)"):

@@ -156,3 +156,23 @@ def score_histogram(bins: list[float], target: list[int], nontarget: list[int], 
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return _png(fig)
+
+
+def probe_curve(depths: list[int], errors: list[float], metric: str, recommended: int, best: int,
+                finetuned: list[tuple[int, float]], title: str) -> bytes:
+    """Probe error over freeze depth; the recommended depth marked; fine-tuned runs' test errors when given."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
+    ax.plot(depths, errors, marker="o", lw=1.8, color=COLORS[0], label=f"probe {metric.upper()} (frozen backbone)")
+    ax.axvline(recommended, color=COLORS[2], ls="--", lw=1.2, label=f"recommended freeze depth {recommended}")
+    ax.plot([best], [errors[depths.index(best)]], marker="*", ms=13, color=COLORS[1], ls="none",
+            label=f"best probe (depth {best})")
+    if finetuned:
+        xs, ys = zip(*sorted(finetuned), strict=True)
+        ax.plot(xs, ys, marker="s", lw=1.2, color=COLORS[3], label=f"fine-tuned, bottom k frozen ({metric.upper()})")
+    ax.set(xlabel="depth k (frontend + bottom k layers)", ylabel=metric.upper(), title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
