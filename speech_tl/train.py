@@ -318,6 +318,8 @@ class Trainer:
         model.train()
         self.plan.restore_eval()
         lr = self._set_lr(batches_per_epoch)
+        if hasattr(self.task, "set_progress"):  # schedules inside the task (domain confusion's reversal weight)
+            self.task.set_progress(self.progress(batches_per_epoch))
         self.model.backbone.augmenting = True
         try:
             output = self._batch_output(model, indices, self.epoch)

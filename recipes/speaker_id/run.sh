@@ -10,10 +10,14 @@
 #         2 evaluate the unadapted baseline and each adaptation on held-out speakers (and FSDD)
 #         3 enroll held-out speakers with the adapted model and identify their other clips
 #         4 write the results table into recipes/speaker_id/README.md
+#         5 layer probe of the unadapted backbone (LDA + cosine EER per depth) -> $exp/probe/probe.json
+#         6 domain confusion across languages: the synthetic cross-language corpus (espeak-ng variants reading
+#           English and German), adaptation with and without a language classifier behind gradient reversal,
+#           EER on English-enrolment / German-test trials of held-out variants -> $exp/xlang/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=4; minutes=5; wise=0.5; vox_dir=""; exp=exp/speaker_id; data=manifests
-conditions="bottom2 full"
+stage=0; stop_stage=6; minutes=2; wise=0.5; vox_dir=""; exp=exp/speaker_id; data=manifests
+conditions="bottom2 bottom1 bottom3 full"
 fsdd=../shared/data/fsdd/recordings
 readme=recipes/speaker_id/README.md
 while [ $# -gt 0 ]; do
@@ -104,6 +108,34 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "== stage 4: results table"
+  .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$evaluated" --minutes "$minutes" \
+    $([ "$readme" = none ] || echo --readme "$readme")
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "== stage 5: layer probe of the unadapted backbone (fitted on the training speakers, EER on the dev speakers)"
+  [ -f "$exp/probe/probe.json" ] || $st probe speaker ge2e:resemblyzer "$train" --eval "$dev" --out "$exp/probe/probe.json"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "== stage 6: domain confusion across languages"
+  $st prepare synth-crosslingual --out-dir $data
+  xl=$exp/xlang; mkdir -p "$xl/baseline"
+  trials=$data/synth-xlang_mul_test_trials.txt
+  for c in plain confusion; do
+    [ -f "$xl/$c/summary.json" ] && continue
+    extra=""; [ "$c" = confusion ] && extra="domain.field=language domain.weight=1.0"
+    # shellcheck disable=SC2086
+    $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$xl/$c data.train=$data/synth-xlang_mul_train.jsonl \
+      data.dev=null train.max_minutes=$minutes $extra > "$xl/$c.log" 2>&1 || { tail -20 "$xl/$c.log"; exit 1; }
+    mv "$xl/$c.log" "$xl/$c/train.log"
+  done
+  [ -f "$xl/baseline/xlang.json" ] || $st evaluate speaker ge2e:resemblyzer $data/synth-xlang_mul_test.jsonl \
+    --trials "$trials" --out "$xl/baseline/xlang.json"
+  for c in plain confusion; do
+    [ -f "$xl/$c/xlang.json" ] || $st evaluate speaker "$xl/$c" $data/synth-xlang_mul_test.jsonl --trials "$trials" \
+      --out "$xl/$c/xlang.json"
+  done
   .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$evaluated" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")
 fi

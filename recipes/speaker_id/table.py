@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 LABELS = {"baseline": "GE2E unadapted (pretrained on English)", "full": "adapted, all layers trainable",
           "bottom0": "adapted, frontend frozen"}
 
@@ -25,6 +24,53 @@ def load(path: Path) -> dict | None:
 
 def fmt(r: dict | None, key: str) -> str:
     return "-" if r is None or r.get(key) is None else f"{r[key]:.3f}"
+
+
+def replace_block(text: str, name: str, table: str) -> str:
+    """Put ``table`` between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` (text unchanged without them)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        return text
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table}\n{end}{tail}"
+
+
+DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3}
+
+
+def probe_table(exp: Path, conditions: list[str]) -> str | None:
+    """Probe EER per depth beside the test EER of the sweep run with that many layers frozen."""
+    p = load(exp / "probe" / "probe.json")
+    if p is None:
+        return None
+    sweep = {DEPTH[c]: load(exp / c / "test.json") for c in conditions if c in DEPTH}
+    rows = ["| depth k | probe EER (LDA, dev speakers) | probe EER without LDA | sweep: test EER, bottom k frozen |",
+            "|---:|---:|---:|---:|"]
+    for r in p["layers"]:
+        mark = " (recommended)" if r["depth"] == p["recommended_freeze_depth"] else ""
+        swept = fmt(sweep.get(r["depth"]), "eer")
+        rows.append(f"| {r['depth']}{mark} | {r['eer']:.3f} | {r['eer_no_lda']:.3f} | {swept} |")
+    scored = {k: v["eer"] for k, v in sweep.items() if v}
+    best = min(scored, key=scored.get) if scored else None
+    rec = p["recommended_freeze_depth"]
+    verdict = "-" if best is None else f"{abs(rec - best)} layer(s) apart: " + (
+        "agrees within one layer" if abs(rec - best) <= 1 else "does NOT agree within one layer")
+    return "\n".join(rows) + (f"\n\nProbe recommends freezing {rec} layer(s); the sweep's best is {best} "
+                               f"({verdict}). Probe time {p['seconds']:.0f} s.")
+
+
+def xlang_table(exp: Path) -> str | None:
+    xl = exp / "xlang"
+    rows = ["| model | cross-language EER (en enrol, de test) | minDCF | trials |", "|---|---:|---:|---:|"]
+    names = {"baseline": "GE2E unadapted", "plain": "adapted (bottom 2 frozen), no domain confusion",
+             "confusion": "adapted (bottom 2 frozen), with language confusion (GRL)"}
+    found = False
+    for c, label_ in names.items():
+        r = load(xl / c / "xlang.json")
+        found |= r is not None
+        rows.append(f"| {label_} | {fmt(r, 'eer')} | {fmt(r, 'min_dcf')} | {r['num_trials'] if r else '-'} |")
+    return "\n".join(rows) if found else None
 
 
 def main() -> None:
@@ -52,13 +98,16 @@ def main() -> None:
                   f"accuracy {demo['top1_accuracy']:.3f}, {demo['unknown']} answered unknown "
                   f"(threshold {demo['threshold']:.3f}).")
     print(table)
+    probe, xlang = probe_table(exp, a.conditions.split()), xlang_table(exp)
+    for t in (probe, xlang):
+        if t:
+            print("\n" + t)
     if a.readme:
         path = Path(a.readme)
-        text = path.read_text(encoding="utf-8")
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            path.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+        text = replace_block(path.read_text(encoding="utf-8"), "results", table)
+        text = replace_block(text, "probe", probe) if probe else text
+        text = replace_block(text, "xlang", xlang) if xlang else text
+        path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

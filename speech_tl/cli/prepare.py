@@ -123,7 +123,7 @@ def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force):
 @click.option("--lang", default="de", show_default=True)
 @click.option("--num-utterances", type=int, default=3000, show_default=True)
 @click.option("--sentences", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="One sentence per line (default: German sentences of Debian's trans-de-en).")
+              help="One sentence per line (default: sentences of Debian's trans-de-en in --lang, de or en).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @workers_opt
 @force_opt
@@ -152,3 +152,21 @@ def prepare_synth_speakers_cmd(out_dir, utterances_per_speaker, num_test_speaker
 
     _report(prepare_synth_speakers(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, seed,
                                    workers, force, max_speakers))
+
+
+@prepare.command("synth-crosslingual")
+@out_dir_opt
+@click.option("--utterances-per-language", type=int, default=12, show_default=True)
+@click.option("--num-test-speakers", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_opt
+@force_opt
+@user_errors
+def prepare_synth_crosslingual_cmd(out_dir, utterances_per_language, num_test_speakers, seed, workers, force):
+    """Cross-language speaker corpus: each espeak-ng voice variant reads English and German texts.
+
+    Also writes synth-xlang_mul_test_trials.txt: English enrolment against German test utterances.
+    """
+    from ..prepare import prepare_synth_crosslingual
+
+    _report(prepare_synth_crosslingual(out_dir, utterances_per_language, num_test_speakers, seed, workers, force))

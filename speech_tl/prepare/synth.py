@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_write_text
 from ..manifest import Utterance
 from .common import PrepareResult, Rejection, already_done, default_workers, write_outputs
 from .sentences import dictionary_sentences, file_sentences
@@ -41,6 +42,14 @@ ASR_VOICES_DE = {
     "dev": [Voice("mbrola", "mb-de7", "de"), Voice("espeak", "de+m3", "de")],
     "test": [Voice("mbrola", "mb-de5", "de"), Voice("mbrola", "mb-de6", "de"), Voice("espeak", "de+f4", "de")],
 }
+# synth-asr, English: the source-language data for domain confusion (MBROLA English voices, espeak-ng, pico)
+ASR_VOICES_EN = {
+    "train": [Voice("mbrola", "mb-en1", "en"), Voice("mbrola", "mb-us1", "en"), Voice("mbrola", "mb-us2", "en"),
+              Voice("espeak", "en+m1", "en"), Voice("espeak", "en+f2", "en"), Voice("pico", "en-US", "en")],
+    "dev": [Voice("mbrola", "mb-us3", "en")],
+    "test": [Voice("espeak", "en+f4", "en"), Voice("pico", "en-GB", "en")],
+}
+ASR_VOICES = {"de": ASR_VOICES_DE, "en": ASR_VOICES_EN}
 ESPEAK_SPEAKER_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
                            "klatt2", "klatt3", "croak", "grandma", "grandpa", "Andy", "Annie", "steph", "max")
 PROBE_TEXT = {"de": "Der Zug fährt heute später ab als gestern.", "en": "The birch canoe slid on the smooth planks."}
@@ -58,6 +67,7 @@ class SynthItem:
     pitch: float
     augment: dict = field(default_factory=dict)  # {"noise_snr": dB, "rt60": s, "telephone": bool}
     seed: int = 0
+    speaker: str | None = None  # the speaker label (default: the voice's id)
 
     def rel_path(self) -> str:
         """Audio path; a hash of what is spoken and how keeps a resumed run from reusing a file of another plan."""
@@ -145,7 +155,7 @@ def collect(items: Sequence[SynthItem], results, root: Path, language_of=None
             extra["augment"] = item.augment
         splits[item.split].append(Utterance(
             id=uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4), text=item.text,
-            speaker=item.voice.id, language=language_of(item) if language_of else item.voice.language,
+            speaker=item.speaker or item.voice.id, language=language_of(item) if language_of else item.voice.language,
             sample_rate=SAMPLE_RATE, extra=extra))
     return splits, rejected
 
@@ -193,20 +203,20 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
                       sentences: str | Path | None = None, seed: int = 0, workers: int | None = None,
                       force: bool = False) -> PrepareResult:
     """Write ``synth-asr_<lang>_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/synth-asr/``."""
-    if language != "de":
-        raise ValueError(f"synth-asr has voices for German only (got --lang {language}); "
-                         "give German, or prepare a real corpus")
+    if language not in ASR_VOICES:
+        raise ValueError(f"synth-asr has voices for {' and '.join(ASR_VOICES)} only (got --lang {language}); "
+                         "prepare a real corpus for other languages")
     out_dir = Path(out_dir)
     params = {"language": language, "num_utterances": num_utterances, "seed": seed,
               "sentences": str(Path(sentences).resolve()) if sentences else "trans-de-en"}
     if not force and (done := already_done(out_dir, "synth-asr", language, params)):
         return done
     texts = file_sentences(sentences) if sentences else dictionary_sentences(language)
-    every = [v for vs in ASR_VOICES_DE.values() for v in vs]
+    every = [v for vs in ASR_VOICES[language].values() for v in vs]
     ok, bad = usable_voices(every, workers)
     if bad:
         raise ToolMissing("some voices of synth-asr are not usable:\n  " + "\n  ".join(bad))
-    items = plan_asr(texts, ASR_VOICES_DE, num_utterances, seed)
+    items = plan_asr(texts, ASR_VOICES[language], num_utterances, seed)
     root = out_dir / "synth-asr"
     results = render_all(items, root, workers, desc="synth-asr")
     splits, rejected = collect(items, results, root)
@@ -283,4 +293,70 @@ def prepare_synth_speakers(out_dir: str | Path, utterances_per_speaker: int = 24
     return write_outputs(out_dir, "synth-speakers", "mul", splits, rejected, params)
 
 
-__all__ = ["prepare_synth_asr", "prepare_synth_speakers", "plan_asr", "plan_speakers", "render", "SynthItem"]
+# --------------------------------------------------------------------------- synth-crosslingual
+
+CROSS_LANGUAGES = ("en", "de")
+
+
+def plan_crosslingual(variants: Sequence[str], texts: dict[str, list[str]], per_language: int, seed: int,
+                      num_test: int) -> list[SynthItem]:
+    """Seeded plan: each espeak-ng voice variant is one speaker reading ``per_language`` texts in English and German.
+
+    Speakers are shuffled into test (``num_test``) and train; the speaker label ``espeak-<variant>`` is the
+    same in both languages, the utterance's ``language`` says which one it speaks.
+    """
+    rng = random.Random(seed)
+    order = sorted(variants)
+    rng.shuffle(order)
+    test = set(order[:num_test])
+    items = []
+    for v in sorted(variants):
+        for lang in CROSS_LANGUAGES:
+            voice = Voice("espeak", f"{lang}+{v}", lang)
+            for k, text in enumerate(rng.sample(texts[lang], per_language)):
+                items.append(SynthItem(id=f"xl-{v}-{lang}-{k:03d}", voice=voice, text=text,
+                                       split="test" if v in test else "train", rate=rng.uniform(0.85, 1.2),
+                                       pitch=rng.uniform(0.9, 1.1), augment=draw_augment(rng),
+                                       seed=rng.randrange(2**31), speaker=f"espeak-{v}"))
+    return items
+
+
+def cross_language_trials(utts: Sequence[Utterance], enroll: str = "en", test: str = "de") -> list[str]:
+    """VoxCeleb-style lines ``LABEL ENROLL_ID TEST_ID``: every ``enroll``-language utterance against every
+    ``test``-language one (same speaker: 1, else 0)."""
+    a = [u for u in utts if u.language == enroll]
+    b = [u for u in utts if u.language == test]
+    return [f"{int(x.speaker == y.speaker)} {x.id} {y.id}" for x in a for y in b]
+
+
+def prepare_synth_crosslingual(out_dir: str | Path, utterances_per_language: int = 12, num_test_speakers: int = 8,
+                               seed: int = 0, workers: int | None = None, force: bool = False) -> PrepareResult:
+    """Write ``synth-xlang_mul_{train,test,rejected}.jsonl``, audio under ``out_dir/synth-xlang/`` and
+    ``synth-xlang_mul_test_trials.txt`` (English enrolment against German test utterances of the test speakers)."""
+    out_dir = Path(out_dir)
+    params = {"utterances_per_language": utterances_per_language, "num_test_speakers": num_test_speakers,
+              "seed": seed}
+    trials_path = out_dir / "synth-xlang_mul_test_trials.txt"
+    if not force and trials_path.is_file() and (done := already_done(out_dir, "synth-xlang", "mul", params)):
+        return done
+    voices = [Voice("espeak", f"{lang}+{v}", lang) for v in ESPEAK_SPEAKER_VARIANTS for lang in CROSS_LANGUAGES]
+    ok, bad = usable_voices(voices, workers)
+    speaks = {v.name for v in ok}
+    variants = [v for v in ESPEAK_SPEAKER_VARIANTS if all(f"{lang}+{v}" in speaks for lang in CROSS_LANGUAGES)]
+    if len(variants) < num_test_speakers + 2:
+        raise ToolMissing(f"only {len(variants)} espeak-ng variants speak both English and German; "
+                          f"{num_test_speakers + 2} needed (`make system-deps` installs espeak-ng)")
+    texts = {lang: dictionary_sentences(lang) for lang in CROSS_LANGUAGES}
+    items = plan_crosslingual(variants, texts, utterances_per_language, seed, num_test_speakers)
+    root = out_dir / "synth-xlang"
+    results = render_all(items, root, workers, desc="synth-xlang")
+    splits, rejected = collect(items, results, root)
+    rejected += [Rejection("voice unusable", reason, "voices", None, reason.split(":")[0]) for reason in bad]
+    atomic_write_text(trials_path, "\n".join(cross_language_trials(splits.get("test", []))) + "\n")
+    result = write_outputs(out_dir, "synth-xlang", "mul", splits, rejected, params)
+    result.files["trials"] = trials_path
+    return result
+
+
+__all__ = ["prepare_synth_asr", "prepare_synth_speakers", "prepare_synth_crosslingual", "cross_language_trials",
+           "plan_asr", "plan_speakers", "plan_crosslingual", "render", "SynthItem"]

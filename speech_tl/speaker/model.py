@@ -21,6 +21,7 @@ from torch import nn
 from ..backbones import load_backbone
 from ..backbones.base import Backbone
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
+from ..domain import strip_training_modules
 
 
 class AAMSoftmax(nn.Module):
@@ -114,5 +115,5 @@ def load_speaker_model(folder: str | Path) -> tuple[SpeakerModel, dict]:
     backbone = load_backbone(meta["backbone"], pretrained=False)
     model = SpeakerModel(backbone, len(speakers), m.get("pooling", "auto"), m.get("embedding_dim"),
                          m.get("margin", 0.2), m.get("scale", 30.0))
-    model.load_state_dict(load_tensors(found / "model.pt"))
+    model.load_state_dict(strip_training_modules(load_tensors(found / "model.pt")))
     return model.eval(), {**meta, "config": cfg, "speakers": speakers}

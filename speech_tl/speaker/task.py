@@ -19,6 +19,7 @@ from ..backbones import load_backbone
 from ..checkpoint import fingerprint
 from ..config import dump_config, to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
+from ..domain import DomainConfig, DomainConfusion
 from ..freeze import FreezeConfig, FreezePlan
 from ..train import TrainConfig, Trainer
 from .model import SpeakerModel
@@ -64,6 +65,7 @@ class SpeakerConfig:
     model: SpeakerModelConfig = field(default_factory=SpeakerModelConfig)
     freeze: FreezeConfig = field(default_factory=lambda: FreezeConfig(bottom_layers=2))
     train: TrainConfig = field(default_factory=TrainConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)  # domain confusion on the embedding (off by default)
 
 
 class CropDataset(UtteranceDataset):
@@ -138,12 +140,24 @@ class SpeakerTask:
         m = cfg.model
         self.model = SpeakerModel(backbone, len(self.speakers), m.pooling, m.embedding_dim, m.margin, m.scale)
         self.plan = FreezePlan(backbone, cfg.freeze)
+        self.domain = None
+        if cfg.domain.enabled:
+            self.domain = DomainConfusion(cfg.domain, self.model, self.model.embedding_dim, train_utts, cfg.data.train)
+            log(f"domain confusion on {cfg.domain.field}: {', '.join(self.domain.names)} "
+                f"(reversal weight 0 -> {cfg.domain.weight})")
         log(f"speakers: {len(self.speakers)} in training, {len(train_utts)} utterances "
             f"({sum(u.duration for u in train_utts) / 3600:.2f} h)"
             + (f"; dev {len(self.dev_set)} utterances" if self.dev_set is not None else ""))
 
+    def set_progress(self, progress: float) -> None:
+        if self.domain is not None:
+            self.domain.progress = progress
+
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
+        """AAM-softmax on the embeddings ``(B, D)``, plus the domain classifier's loss when domain confusion is on."""
         loss, _ = self.model.head(output, self.labels[indices].to(output.device))
+        if self.domain is not None:
+            loss = loss + self.domain.loss(output, indices)
         return loss
 
     def evaluate(self, model, device) -> dict:
