@@ -141,6 +141,7 @@ class SpeakerTask:
         self.model = SpeakerModel(backbone, len(self.speakers), m.pooling, m.embedding_dim, m.margin, m.scale)
         self.plan = FreezePlan(backbone, cfg.freeze)
         self.domain = None
+        cfg.domain.check()
         if cfg.domain.enabled:
             self.domain = DomainConfusion(cfg.domain, self.model, self.model.embedding_dim, train_utts, cfg.data.train)
             log(f"domain confusion on {cfg.domain.field}: {', '.join(self.domain.names)} "

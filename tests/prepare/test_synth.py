@@ -128,3 +128,23 @@ def test_synth_speakers_small(tmp_path):
     assert all(len([u for v in parts.values() for u in v if u.speaker == s]) == 3
                for s in speakers["train"])
     assert {u.extra["domain"] for v in parts.values() for u in v} <= {"tts-espeak", "tts-mbrola", "tts-pico"}
+
+
+def test_crosslingual_plan_gives_each_variant_both_languages_under_one_speaker():
+    from speech_tl.manifest import Utterance
+    from speech_tl.prepare.synth import cross_language_trials, plan_crosslingual
+
+    texts = {"en": [f"english sentence {i}" for i in range(10)], "de": [f"deutscher Satz {i}" for i in range(10)]}
+    items = plan_crosslingual(["m1", "f1", "klatt", "Andy"], texts, 3, seed=1, num_test=2)
+    assert len(items) == 4 * 2 * 3
+    by_speaker = {}
+    for it in items:
+        by_speaker.setdefault(it.speaker, set()).add((it.voice.language, it.split))
+        assert it.voice.name.startswith(it.voice.language + "+") and it.text in texts[it.voice.language]
+    assert set(by_speaker) == {"espeak-m1", "espeak-f1", "espeak-klatt", "espeak-Andy"}
+    assert all({lang for lang, _ in v} == {"en", "de"} and len({s for _, s in v}) == 1 for v in by_speaker.values())
+    assert sum(next(iter(v))[1] == "test" for v in by_speaker.values()) == 2
+    assert plan_crosslingual(["m1", "f1", "klatt", "Andy"], texts, 3, seed=1, num_test=2) == items
+    utts = [Utterance(id=f"{s}-{lang}", audio="x.wav", duration=1.0, text="", speaker=s, language=lang)
+            for s in ("a", "b") for lang in ("en", "de")]
+    assert sorted(cross_language_trials(utts)) == ["0 a-en b-de", "0 b-en a-de", "1 a-en a-de", "1 b-en b-de"]

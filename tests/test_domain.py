@@ -1,0 +1,71 @@
+"""Domain confusion: gradient reversal, its schedule, labels from manifests, and a real short adaptation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from speech_tl.domain import domain_labels, reversal_weight, reverse_gradient
+from speech_tl.manifest import read_manifest
+from speech_tl.speaker.embedder import load_embedder
+from speech_tl.speaker.task import SpeakerTask, train_speaker
+from tests.tiny_speakers import speaker_config
+
+
+def test_gradient_is_reversed_and_scaled():
+    x = torch.randn(3, 4, requires_grad=True)
+    y = reverse_gradient(x, 0.5)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, -0.5))
+
+
+def test_weight_rises_from_zero_to_the_configured_value():
+    ws = [reversal_weight(p, 2.0) for p in (0.0, 0.1, 0.5, 1.0)]
+    assert ws[0] == 0.0 and ws == sorted(ws) and 1.9 < ws[-1] <= 2.0
+    assert reversal_weight(3.0, 2.0) == ws[-1]
+
+
+def _two_languages(root, tmp_path):
+    rows = [json.loads(x) for x in (root / "train.jsonl").read_text().splitlines()]
+    for k, r in enumerate(rows):
+        r["audio"] = str(root / r["audio"])
+        r["language"] = "en" if k % 2 else "de"
+    path = tmp_path / "train2.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_labels_need_two_domains_and_name_the_line(pitch_speakers, tmp_path):
+    utts = read_manifest(_two_languages(pitch_speakers, tmp_path))
+    names, labels = domain_labels(utts, "language", "m.jsonl")
+    assert names == ["de", "en"] and labels.tolist() == [k % 2 for k in range(len(utts))]
+    with pytest.raises(ValueError, match="at least two"):
+        domain_labels(read_manifest(pitch_speakers / "train.jsonl"), "language", "m.jsonl")
+    with pytest.raises(ValueError, match=r"m.jsonl:1: utterance .* has no 'domain'"):
+        domain_labels(utts, "domain", "m.jsonl")
+
+
+def test_adaptation_with_domain_confusion_trains_the_classifier_and_saves_a_plain_model(pitch_speakers, tmp_path):
+    cfg = speaker_config(pitch_speakers, tmp_path / "run", max_steps=6)
+    cfg.data.train = str(_two_languages(pitch_speakers, tmp_path))
+    cfg.domain.field, cfg.domain.weight = "language", 1.0
+    task = SpeakerTask(cfg, lambda *a: None)
+    assert task.domain is not None and task.domain.names == ["de", "en"]
+    before = [p.detach().clone() for p in task.model.domain_classifier.parameters()]
+    summary = train_speaker(cfg, lambda *a: None)
+    assert summary["steps"] == 6
+    state = torch.load(tmp_path / "run" / "checkpoint" / "model.pt", weights_only=True)
+    trained = [v for k, v in state.items() if k.startswith("domain_classifier.")]
+    assert len(trained) == len(before) and any(not torch.equal(a, b) for a, b in zip(before, trained, strict=True))
+    emb = load_embedder(str(tmp_path / "run"))  # the classifier is left out of the usable model
+    assert emb.embed_file(pitch_speakers / "s0_5.wav").shape == (256,)
+
+
+def test_weight_without_field_is_refused(pitch_speakers, tmp_path):
+    cfg = speaker_config(pitch_speakers, tmp_path / "r")
+    cfg.domain.weight = 1.0
+    with pytest.raises(ValueError, match="needs domain.field"):
+        SpeakerTask(cfg, lambda *a: None)
