@@ -69,3 +69,29 @@ def test_weight_without_field_is_refused(pitch_speakers, tmp_path):
     cfg.domain.weight = 1.0
     with pytest.raises(ValueError, match="needs domain.field"):
         SpeakerTask(cfg, lambda *a: None)
+
+
+def test_asr_domain_confusion_reaches_the_encoder_through_the_prefix_cache(tone_corpus, tiny_whisper, tmp_path):
+    from speech_tl.asr.evaluate import evaluate_asr
+    from speech_tl.asr.task import AsrTask, train_asr
+    from speech_tl.train import Trainer
+    from tests.tiny_asr import asr_config
+
+    rows = [json.loads(x) for x in (tone_corpus / "train.jsonl").read_text().splitlines()]
+    for k, r in enumerate(rows):
+        r["audio"], r["language"] = str(tone_corpus / r["audio"]), ("de", "en")[k % 2]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", max_steps=6)
+    cfg.data.train = str(tmp_path / "mixed.jsonl")
+    cfg.domain.field, cfg.domain.weight = "language", 1.0
+    task = AsrTask(cfg, lambda *a: None)
+    trainer = Trainer(task, cfg.train, cfg.out_dir, cfg.data, lambda *a: None)
+    assert trainer.cache is not None  # the frozen bottom layer is cached; the domain loss uses the top
+    top = [p.detach().clone() for p in task.model.backbone.layers[1].parameters()]
+    trainer.run()
+    assert task.domain.last["reversal"] > 0 and 0 <= task.domain.last["domain_acc"] <= 1
+    assert any(not torch.equal(a, p) for a, p in zip(top, task.model.backbone.layers[1].parameters(), strict=True))
+    summary = train_asr(cfg, lambda *a: None)  # resumes the finished run: nothing more to do
+    assert summary["steps"] == 6
+    r = evaluate_asr(tmp_path / "run", tone_corpus / "dev.jsonl", tmp_path / "test.json", beam=0, device="cpu")
+    assert 0 <= r["cer"]

@@ -19,6 +19,7 @@ from ..audio import load_audio
 from ..backbones import load_backbone
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..data import UtteranceDataset, pad_waves
+from ..domain import strip_training_modules
 from ..manifest import read_manifest, write_jsonl
 from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
@@ -34,7 +35,7 @@ def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tupl
     cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     backbone = load_backbone(meta["backbone"], pretrained=False)
     model = CtcModel(backbone, len(vocab), cfg.get("model", {}).get("dropout", 0.1))
-    model.load_state_dict(load_tensors(folder / "model.pt"))
+    model.load_state_dict(strip_training_modules(load_tensors(folder / "model.pt")))
     return model.to(device).eval(), vocab, {**meta, "config": cfg}
 
 

@@ -3,6 +3,8 @@
 ``forward(wave=(B, T), lengths=(B,))`` -> log-probabilities ``(B, T', V)`` and frame
 lengths ``(B,)``. With ``frozen_depth=k`` the frontend and ``layers[:k]`` run under
 ``no_grad``; with ``hidden=`` (from the prefix cache) they are skipped altogether.
+With domain confusion on (a ``domain_classifier`` attached by the task), ``forward`` also keeps
+the mean-pooled encoder output ``(B, D)`` as ``pooled`` for the domain loss.
 """
 
 from __future__ import annotations
@@ -31,8 +33,16 @@ class CtcModel(nn.Module):
             with torch.no_grad() if frozen else contextlib.nullcontext():
                 hidden, lengths = self.backbone.forward_to(start, wave, lengths)
         feats = self.backbone.forward_from(start, hidden, lengths)
+        if hasattr(self, "domain_classifier"):  # domain confusion reads the utterance-level encoder output
+            self.pooled = mean_pool(feats, lengths)
         logits = self.head(self.dropout(feats))
         return logits.float().log_softmax(dim=-1), lengths
+
+
+def mean_pool(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T', D)`` -> ``(B, D)``: the mean of each sequence's valid frames."""
+    mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None].to(feats.device)
+    return (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
 def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:

@@ -16,6 +16,7 @@ from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
 from ..backbones.base import set_dropout
 from ..config import dump_config, to_dict
 from ..data import DataConfig, UtteranceDataset, collate, duration_batches, load_training_manifest, subset
+from ..domain import DomainConfig, DomainConfusion
 from ..freeze import FreezeConfig, FreezePlan
 from ..text import Vocabulary, normalize
 from ..train import TrainConfig, Trainer
@@ -54,6 +55,7 @@ class AsrConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)  # domain confusion on the encoder output (off)
 
 
 def transcribe_batches(model: CtcModel, dataset: UtteranceDataset, vocab: Vocabulary, device: torch.device,
@@ -108,6 +110,12 @@ class AsrTask:
             set_dropout(backbone, cfg.model.backbone_dropout)
         self.model = CtcModel(backbone, len(self.vocab), cfg.model.dropout)
         self.plan = FreezePlan(backbone, cfg.freeze)
+        cfg.domain.check()
+        self.domain = None
+        if cfg.domain.enabled:
+            self.domain = DomainConfusion(cfg.domain, self.model, backbone.output_dim, train_utts, cfg.data.train)
+            log(f"domain confusion on {cfg.domain.field}: {', '.join(self.domain.names)} "
+                f"(reversal weight 0 -> {cfg.domain.weight})")
         if cfg.data.spec_augment:
             if not hasattr(backbone, "input_augment"):
                 raise ValueError(f"data.spec_augment is not supported for backbone {backbone.source}")
@@ -124,9 +132,17 @@ class AsrTask:
             f"({sum(self.train_set.durations) / 3600:.2f} h)"
             + (f", dev {len(self.dev_set)}" if self.dev_set is not None else ""))
 
+    def set_progress(self, progress: float) -> None:
+        if self.domain is not None:
+            self.domain.progress = progress
+
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
+        """CTC per target character, plus the domain classifier's loss when domain confusion is on."""
         log_probs, lengths = output
-        return ctc_loss(log_probs, lengths, [self.targets[int(i)] for i in indices])
+        loss = ctc_loss(log_probs, lengths, [self.targets[int(i)] for i in indices])
+        if self.domain is not None:
+            loss = loss + self.domain.loss(self.model.pooled, indices)
+        return loss
 
     def evaluate(self, model, device) -> dict:
         if self.dev_set is None:
