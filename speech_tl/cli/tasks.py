@@ -43,6 +43,19 @@ def train_speaker_cmd(config, overrides):
     click.echo(json.dumps(train_speaker(cfg), indent=1))
 
 
+@train.command("multitask", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_multitask_cmd(config, overrides):
+    """One shared encoder trained jointly for CTC ASR and speaker classification; writes asr/ and speaker/ views."""
+    from ..config import load_config
+    from ..multitask.task import MultitaskConfig, train_multitask
+
+    cfg = load_config(MultitaskConfig, config, list(overrides))
+    click.echo(json.dumps(train_multitask(cfg), indent=1))
+
+
 @main.group()
 def evaluate() -> None:
     """Score a checkpoint (or a pretrained backbone) on a manifest."""
