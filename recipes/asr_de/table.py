@@ -1,4 +1,8 @@
-"""Collect the sweep's results into a Markdown table (printed, and written into the README between markers)."""
+"""Collect the ASR recipe's results into Markdown tables (printed, and written into the README between markers).
+
+Blocks: ``results`` (the freeze sweep), ``probe`` (layer probe beside the sweep), ``confusion`` (English
+source data with and without domain confusion) and ``multitask`` (shared encoder against single-task runs).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,89 @@ import argparse
 import json
 from pathlib import Path
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+from speech_tl.report.readme import update_readme
+
 LABELS = {"full": "full fine-tuning (all trainable)", "bottom0": "frontend frozen",
           "feature_extraction": "feature extraction (encoder frozen, head only)",
           "scratch": "random init, all trainable (no transfer)"}
+DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3, "feature_extraction": 4}
 
 
 def label(c: str) -> str:
     if c.startswith("bottom") and c != "bottom0":
         return f"frontend + bottom {c[6:]} of 4 blocks frozen"
     return LABELS.get(c, c)
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fmt(r: dict | None, key: str) -> str:
+    return "-" if r is None or r.get(key) is None else f"{r[key]:.3f}"
+
+
+def asr_row(name: str, d: Path) -> str:
+    s, g, b = load(d / "summary.json"), load(d / "test_greedy.json"), load(d / "test_beam.json")
+    if s is None or g is None or b is None:
+        return f"| {name} | missing results in {d} | | | | | | |"
+    return (f"| {name} | {s['trainable_parameters']:,} | {s['steps']} | {s['train_minutes']:.1f} | "
+            f"{g['cer']:.3f} | {g['wer']:.3f} | {b['cer']:.3f} | {b['wer']:.3f} |")
+
+
+HEADER = ["| condition | trainable params | steps | train min | test CER | test WER | CER beam+LM | WER beam+LM |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+
+def sweep_table(exp: Path, conditions: list[str]) -> str:
+    return "\n".join(HEADER + [asr_row(label(c), exp / c) for c in conditions])
+
+
+def probe_table(exp: Path, conditions: list[str]) -> str | None:
+    p = load(exp / "probe" / "probe.json")
+    if p is None:
+        return None
+    sweep = {DEPTH[c]: load(exp / c / "test_greedy.json") for c in conditions if c in DEPTH}
+    rows = ["| depth k | probe CER (dev voices) | probe WER | sweep: test CER, k frozen (greedy) |",
+            "|---:|---:|---:|---:|"]
+    for r in p["layers"]:
+        mark = " (recommended)" if r["depth"] == p["recommended_freeze_depth"] else ""
+        rows.append(f"| {r['depth']}{mark} | {r['cer']:.3f} | {r['wer']:.3f} | {fmt(sweep.get(r['depth']), 'cer')} |")
+    scored = {k: v["cer"] for k, v in sweep.items() if v}
+    best = min(scored, key=scored.get) if scored else None
+    rec = p["recommended_freeze_depth"]
+    verdict = "-" if best is None else f"{abs(rec - best)} layer(s) apart: " + (
+        "agrees within one layer" if abs(rec - best) <= 1 else "does NOT agree within one layer")
+    return "\n".join(rows) + (f"\n\nProbe recommends freezing {rec} block(s); the sweep's best is {best} "
+                              f"({verdict}). Probe time {p['seconds'] / 60:.1f} min, {p['steps']} steps on "
+                              f"{p['train_utterances']} utterances.")
+
+
+def confusion_table(exp: Path) -> str | None:
+    if not (exp / "bilingual").is_dir():
+        return None
+    return "\n".join(HEADER + [
+        asr_row("German only, bottom 2 frozen (the sweep's run)", exp / "bottom2"),
+        asr_row("German + English CTC, bottom 2 frozen", exp / "bilingual"),
+        asr_row("German + English CTC + language confusion (GRL)", exp / "bilingual_confusion")])
+
+
+def multitask_table(exp: Path) -> str | None:
+    mt = exp / "multitask"
+    if not mt.is_dir():
+        return None
+    asr = "\n".join(HEADER + [asr_row("single-task ASR, bottom 2 frozen (the sweep's run)", exp / "bottom2"),
+                              asr_row("multitask (CTC + speaker), bottom 2 frozen", mt / "asr")])
+    rows = ["| speaker model on the Whisper encoder | train min | test EER | test minDCF | test ID acc |",
+            "|---|---:|---:|---:|---:|"]
+    for name, d in (("unadapted encoder, mean-pooled", exp / "speaker_whisper_unadapted"),
+                    ("single-task speaker, bottom 2 frozen", exp / "speaker_whisper"),
+                    ("multitask (CTC + speaker), bottom 2 frozen", mt / "speaker")):
+        s, t = load(d / "summary.json"), load(d / "test.json")
+        minutes = f"{s['train_minutes']:.1f}" if s else "0"
+        rows.append(f"| {name} | {minutes} | {fmt(t, 'eer')} | {fmt(t, 'min_dcf')} | "
+                    f"{fmt(t, 'identification_accuracy')} |")
+    return asr + "\n\n" + "\n".join(rows)
 
 
 def main() -> None:
@@ -25,28 +102,12 @@ def main() -> None:
     ap.add_argument("--minutes", required=True)
     ap.add_argument("--readme")
     a = ap.parse_args()
-    rows = ["| condition | trainable params | steps | train min | test CER | test WER | CER beam+LM | WER beam+LM |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for c in a.conditions.split():
-        d = Path(a.exp) / c
-        try:
-            s = json.loads((d / "summary.json").read_text())
-            g = json.loads((d / "test_greedy.json").read_text())
-            b = json.loads((d / "test_beam.json").read_text())
-        except FileNotFoundError as e:
-            rows.append(f"| {label(c)} | missing: {e.filename} | | | | | | |")
-            continue
-        rows.append(f"| {label(c)} | {s['trainable_parameters']:,} | {s['steps']} | {s['train_minutes']:.1f} | "
-                    f"{g['cer']:.3f} | {g['wer']:.3f} | {b['cer']:.3f} | {b['wer']:.3f} |")
-    table = "\n".join(rows)
-    print(table)
+    exp, conditions = Path(a.exp), a.conditions.split()
+    blocks = {"results": sweep_table(exp, conditions), "probe": probe_table(exp, conditions),
+              "confusion": confusion_table(exp), "multitask": multitask_table(exp)}
+    print("\n\n".join(t for t in blocks.values() if t))
     if a.readme:
-        path = Path(a.readme)
-        text = path.read_text(encoding="utf-8")
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            path.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+        update_readme(a.readme, blocks)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from speech_tl.report.readme import update_readme
+
 LABELS = {"baseline": "GE2E unadapted (pretrained on English)", "full": "adapted, all layers trainable",
           "bottom0": "adapted, frontend frozen"}
 
@@ -24,16 +26,6 @@ def load(path: Path) -> dict | None:
 
 def fmt(r: dict | None, key: str) -> str:
     return "-" if r is None or r.get(key) is None else f"{r[key]:.3f}"
-
-
-def replace_block(text: str, name: str, table: str) -> str:
-    """Put ``table`` between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` (text unchanged without them)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        return text
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{table}\n{end}{tail}"
 
 
 DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3}
@@ -103,11 +95,7 @@ def main() -> None:
         if t:
             print("\n" + t)
     if a.readme:
-        path = Path(a.readme)
-        text = replace_block(path.read_text(encoding="utf-8"), "results", table)
-        text = replace_block(text, "probe", probe) if probe else text
-        text = replace_block(text, "xlang", xlang) if xlang else text
-        path.write_text(text, encoding="utf-8")
+        update_readme(a.readme, {"results": table, "probe": probe, "xlang": xlang})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""Measured tables into a README: the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` is replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+
+
+def replace_block(text: str, name: str, table: str) -> str:
+    """``text`` with the block ``name`` holding ``table``; ``ValueError`` when the markers are missing."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no {start} ... {end} markers; add them where the table belongs")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table}\n{end}{tail}"
+
+
+def update_readme(path: str | Path, blocks: dict[str, str | None]) -> None:
+    """Write each non-empty ``blocks[name]`` into its markers of ``path`` (atomically, all or nothing)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    for name, table in blocks.items():
+        if table:
+            try:
+                text = replace_block(text, name, table)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
+    atomic_write_text(path, text)
