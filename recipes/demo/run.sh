@@ -19,8 +19,10 @@ done
 st=${SPEECH_TL:-.venv/bin/speech-tl}
 start=$(date +%s)
 
-recipes/asr_de/run.sh --minutes "$asr_minutes" --exp "$exp/asr_de" --readme none
-recipes/speaker_id/run.sh --minutes "$speaker_minutes" --exp "$exp/speaker_id" --readme none
+# the sweeps only (the probe, domain-confusion and multitask stages are the recipes' longer experiments)
+recipes/asr_de/run.sh --minutes "$asr_minutes" --exp "$exp/asr_de" --readme none --stop-stage 3
+recipes/speaker_id/run.sh --minutes "$speaker_minutes" --exp "$exp/speaker_id" --readme none --stop-stage 4 \
+  --conditions "bottom2 full"
 
 mkdir -p "$reports"
 $st report "$exp"/asr_de/*/ --out "$reports/asr_de.html" --title "German ASR by transfer (demo budget)"
