@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from speech_tl.probe.result import probe_markdown
 from speech_tl.report.readme import update_readme
 
 LABELS = {"full": "full fine-tuning (all trainable)", "bottom0": "frontend frozen",
@@ -49,23 +50,12 @@ def sweep_table(exp: Path, conditions: list[str]) -> str:
 
 
 def probe_table(exp: Path, conditions: list[str]) -> str | None:
+    """The probe's curve beside the sweep's test CER at the same freeze depth."""
     p = load(exp / "probe" / "probe.json")
     if p is None:
         return None
-    sweep = {DEPTH[c]: load(exp / c / "test_greedy.json") for c in conditions if c in DEPTH}
-    rows = ["| depth k | probe CER (dev voices) | probe WER | sweep: test CER, k frozen (greedy) |",
-            "|---:|---:|---:|---:|"]
-    for r in p["layers"]:
-        mark = " (recommended)" if r["depth"] == p["recommended_freeze_depth"] else ""
-        rows.append(f"| {r['depth']}{mark} | {r['cer']:.3f} | {r['wer']:.3f} | {fmt(sweep.get(r['depth']), 'cer')} |")
-    scored = {k: v["cer"] for k, v in sweep.items() if v}
-    best = min(scored, key=scored.get) if scored else None
-    rec = p["recommended_freeze_depth"]
-    verdict = "-" if best is None else f"{abs(rec - best)} layer(s) apart: " + (
-        "agrees within one layer" if abs(rec - best) <= 1 else "does NOT agree within one layer")
-    return "\n".join(rows) + (f"\n\nProbe recommends freezing {rec} block(s); the sweep's best is {best} "
-                              f"({verdict}). Probe time {p['seconds'] / 60:.1f} min, {p['steps']} steps on "
-                              f"{p['train_utterances']} utterances.")
+    swept = {DEPTH[c]: (load(exp / c / "test_greedy.json") or {}).get("cer") for c in conditions if c in DEPTH}
+    return probe_markdown(p, swept, "sweep: test CER, k blocks frozen (greedy)")
 
 
 def confusion_table(exp: Path) -> str | None:

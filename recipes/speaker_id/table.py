@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from speech_tl.probe.result import probe_markdown
 from speech_tl.report.readme import update_readme
 
 LABELS = {"baseline": "GE2E unadapted (pretrained on English)", "full": "adapted, all layers trainable",
@@ -32,24 +33,12 @@ DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3}
 
 
 def probe_table(exp: Path, conditions: list[str]) -> str | None:
-    """Probe EER per depth beside the test EER of the sweep run with that many layers frozen."""
+    """The probe's curve beside the sweep's test EER at the same freeze depth."""
     p = load(exp / "probe" / "probe.json")
     if p is None:
         return None
-    sweep = {DEPTH[c]: load(exp / c / "test.json") for c in conditions if c in DEPTH}
-    rows = ["| depth k | probe EER (LDA, dev speakers) | probe EER without LDA | sweep: test EER, bottom k frozen |",
-            "|---:|---:|---:|---:|"]
-    for r in p["layers"]:
-        mark = " (recommended)" if r["depth"] == p["recommended_freeze_depth"] else ""
-        swept = fmt(sweep.get(r["depth"]), "eer")
-        rows.append(f"| {r['depth']}{mark} | {r['eer']:.3f} | {r['eer_no_lda']:.3f} | {swept} |")
-    scored = {k: v["eer"] for k, v in sweep.items() if v}
-    best = min(scored, key=scored.get) if scored else None
-    rec = p["recommended_freeze_depth"]
-    verdict = "-" if best is None else f"{abs(rec - best)} layer(s) apart: " + (
-        "agrees within one layer" if abs(rec - best) <= 1 else "does NOT agree within one layer")
-    return "\n".join(rows) + (f"\n\nProbe recommends freezing {rec} layer(s); the sweep's best is {best} "
-                               f"({verdict}). Probe time {p['seconds']:.0f} s.")
+    swept = {DEPTH[c]: (load(exp / c / "test.json") or {}).get("eer") for c in conditions if c in DEPTH}
+    return probe_markdown(p, swept, "sweep: test EER, k layers frozen")
 
 
 def xlang_table(exp: Path) -> str | None:

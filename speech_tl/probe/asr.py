@@ -19,13 +19,13 @@ from torch import nn
 from ..asr.decode import greedy_decode
 from ..asr.model import ctc_loss
 from ..backbones import load_backbone
-from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
+from ..data import UtteranceDataset
 from ..metrics import error_counts
 from ..text import Vocabulary, normalize
 from .features import collect, moments
 from .recommend import DEFAULT_TOLERANCE
 from .result import probe_result, write_probe
-from .split import held_out_split
+from .split import probe_data
 
 
 class ProbeHead(nn.Module):
@@ -57,14 +57,7 @@ def probe_asr(backbone: str, manifest: str | Path, out: str | Path, eval_manifes
     held-out utterances; without it, held-out speakers of ``manifest`` (see :func:`.split.held_out_split`).
     """
     started = time.time()
-    data_cfg = DataConfig(train=str(manifest), min_duration=0.1, max_duration=60.0, batch_seconds=60.0)
-    utts = load_training_manifest(manifest, data_cfg, need_text=True, out_dir=None, name="probe")
-    if eval_manifest is not None:
-        test = load_training_manifest(eval_manifest, data_cfg, need_text=True, out_dir=None, name="probe-eval")
-        train, how = utts, f"{eval_manifest}"
-    else:
-        train, test, how = held_out_split(utts, seed)
-    train, test = subset(train, max_utterances, seed), subset(test, max_eval_utterances, seed)
+    train, test, how = probe_data(manifest, eval_manifest, True, max_utterances, max_eval_utterances, seed)
     language = language or Counter(u.language for u in train).most_common(1)[0][0]
     vocab = Vocabulary.build((u.text for u in train), language=language)
     targets = [vocab.encode(u.text)[0] for u in train]

@@ -16,12 +16,12 @@ import scipy.linalg
 import torch
 
 from ..backbones import load_backbone
-from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
+from ..data import UtteranceDataset
 from ..metrics import eer
 from .features import collect, moments
 from .recommend import DEFAULT_TOLERANCE
 from .result import probe_result, write_probe
-from .split import held_out_split
+from .split import probe_data
 
 
 def pooled(feats: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
@@ -75,14 +75,7 @@ def probe_speaker(backbone: str, manifest: str | Path, out: str | Path, eval_man
     it, held-out speakers of ``manifest``.
     """
     started = time.time()
-    data_cfg = DataConfig(train=str(manifest), min_duration=0.2, max_duration=60.0, batch_seconds=60.0)
-    utts = load_training_manifest(manifest, data_cfg, need_text=False, out_dir=None, name="probe")
-    if eval_manifest is not None:
-        test = load_training_manifest(eval_manifest, data_cfg, need_text=False, out_dir=None, name="probe-eval")
-        train, how = utts, str(eval_manifest)
-    else:
-        train, test, how = held_out_split(utts, seed)
-    train, test = subset(train, max_utterances, seed), subset(test, max_eval_utterances, seed)
+    train, test, how = probe_data(manifest, eval_manifest, False, max_utterances, max_eval_utterances, seed)
     overlap = {u.speaker for u in train} & {u.speaker for u in test}
     if overlap:
         raise ValueError(f"{eval_manifest}: speakers {sorted(overlap)[:5]} are also in {manifest}; a speaker probe "
