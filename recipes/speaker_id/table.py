@@ -43,14 +43,16 @@ def probe_table(exp: Path, conditions: list[str]) -> str | None:
 
 def xlang_table(exp: Path) -> str | None:
     xl = exp / "xlang"
-    rows = ["| model | cross-language EER (en enrol, de test) | minDCF | trials |", "|---|---:|---:|---:|"]
+    rows = ["| model | cross-language EER (en enrol, de test) | EER 95% CI | minDCF | trials |",
+            "|---|---:|---:|---:|---:|"]
     names = {"baseline": "GE2E unadapted", "plain": "adapted (bottom 2 frozen), no domain confusion",
              "confusion": "adapted (bottom 2 frozen), with language confusion (GRL)"}
     found = False
     for c, label_ in names.items():
         r = load(xl / c / "xlang.json")
         found |= r is not None
-        rows.append(f"| {label_} | {fmt(r, 'eer')} | {fmt(r, 'min_dcf')} | {r['num_trials'] if r else '-'} |")
+        ci = f"[{r['eer_ci95'][0]:.3f}, {r['eer_ci95'][1]:.3f}]" if r and r.get("eer_ci95") else "-"
+        rows.append(f"| {label_} | {fmt(r, 'eer')} | {ci} | {fmt(r, 'min_dcf')} | {r['num_trials'] if r else '-'} |")
     return "\n".join(rows) if found else None
 
 
