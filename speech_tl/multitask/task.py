@@ -126,10 +126,14 @@ class MultitaskTask:
             targets = [self.targets[int(indices[j])] for j in sel]
             total = total + self.cfg.loss.asr * ctc_loss(log_probs[sel.to(log_probs.device)],
                                                           lengths[sel.to(lengths.device)], targets)
+        else:  # zero-weight terms keep every parameter in the graph (DDP expects gradients for all of them)
+            total = total + 0.0 * log_probs.sum()
         if (~is_asr).any() and self.cfg.loss.speaker > 0:
             sel = (~is_asr).nonzero().squeeze(1)
             spk, _ = self.model.head["speaker"](emb[sel.to(emb.device)], self.labels[indices[sel]].to(emb.device))
             total = total + self.cfg.loss.speaker * spk
+        else:
+            total = total + 0.0 * (emb.sum() + self.model.head["speaker"].weight.sum())
         return total
 
     def evaluate(self, model, device) -> dict:
