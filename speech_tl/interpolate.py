@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import yaml
 
 from .checkpoint import CheckpointError, fingerprint, load_tensors, read_meta, resolve_checkpoint, save_checkpoint
 
@@ -53,9 +54,16 @@ def interpolate_checkpoint(checkpoint: str | Path, alpha: float, out: str | Path
     from .backbones import load_backbone
 
     src = resolve_checkpoint(checkpoint)
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"--out {out} exists; interpolation writes a new checkpoint folder (remove it first, "
+                         "or give another path)")
+    if src.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"--out {out} would hold the checkpoint itself ({src}); give a new folder")
     meta = read_meta(src)
-    config = (src / "config.yaml").read_text(encoding="utf-8") if (src / "config.yaml").is_file() else ""
-    if "pretrained: false" in config:
+    config = yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) if (src / "config.yaml").is_file() \
+        else {}
+    if ((config or {}).get("model") or {}).get("pretrained") is False:
         raise CheckpointError(f"{src}: trained from random initialisation (model.pretrained: false); "
                               "there is no pretrained point to interpolate towards")
     pretrained = load_backbone(meta["backbone"], pretrained=True).state_dict()
@@ -71,8 +79,5 @@ def interpolate_checkpoint(checkpoint: str | Path, alpha: float, out: str | Path
             files[f.name] = f
     meta["fingerprint"] = fingerprint(state)
     files["meta.json"] = meta
-    out = Path(out)
-    if out.resolve() == src.resolve():
-        raise ValueError(f"--out {out} is the checkpoint itself; give a new folder")
     save_checkpoint(out, files)
     return meta

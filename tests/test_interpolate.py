@@ -58,8 +58,10 @@ def test_cli_writes_a_checkpoint_and_refuses_bad_requests(adapted, tmp_path):
     assert (tmp_path / "w" / "speakers.json").is_file() and (tmp_path / "w" / "config.yaml").is_file()
     r = CliRunner().invoke(main, ["interpolate", str(adapted), "--alpha", "1.5", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "1.5" in r.output
-    r = CliRunner().invoke(main, ["interpolate", str(adapted / "best"), "--out", str(adapted / "best")])
-    assert r.exit_code == 2 and "the checkpoint itself" in r.output
+    r = CliRunner().invoke(main, ["interpolate", str(adapted), "--out", str(adapted)])  # would replace the run
+    assert r.exit_code == 2 and "exists" in r.output and (adapted / "best" / "model.pt").is_file()
+    r = CliRunner().invoke(main, ["interpolate", str(adapted), "--out", str(tmp_path / "w")])
+    assert r.exit_code == 2 and "exists" in r.output
 
 
 def test_shape_mismatch_names_the_tensor():

@@ -39,12 +39,16 @@ mkdir -p "$(dirname "$exp")"
 overrides() {  # the freeze policy (and init) of one condition
   case "$1" in
     full) echo "freeze.mode=full freeze.bottom_layers=0";;
-    bottom*) echo "freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
+    bottom[0-9]) echo "freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
     feature_extraction) echo "freeze.mode=feature_extraction";;
     scratch) echo "freeze.mode=full freeze.bottom_layers=0 model.pretrained=false";;
-    *) echo "unknown condition $1" >&2; exit 2;;
+    *) return 1;;
   esac
 }
+for c in $conditions; do  # a typo must stop the recipe, not train the default under a wrong name
+  overrides "$c" > /dev/null || { echo "unknown condition $c (known: full bottom0..bottom4 feature_extraction scratch)" >&2
+                                  exit 2; }
+done
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: data ($corpus)"

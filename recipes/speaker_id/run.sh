@@ -45,11 +45,14 @@ mkdir -p "$exp"
 
 overrides() {
   case "$1" in
-    bottom*) echo "freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
+    bottom[0-9]) echo "freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
     full) echo "freeze.mode=full freeze.bottom_layers=0";;
-    *) echo "unknown condition $1" >&2; exit 2;;
+    *) return 1;;
   esac
 }
+for c in $conditions; do  # a typo must stop the recipe, not train the default under a wrong name
+  overrides "$c" > /dev/null || { echo "unknown condition $c (known: bottom0..bottom3, full)" >&2; exit 2; }
+done
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: data"
@@ -74,13 +77,18 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
       train.max_minutes=$minutes $(overrides "$c") > "$exp/$c.log" 2>&1 || { tail -20 "$exp/$c.log"; exit 1; }
     mv "$exp/$c.log" "$exp/$c/train.log"
-    grep "dev eer" "$exp/$c/train.log" | tail -1
+    grep "dev eer" "$exp/$c/train.log" | tail -1 || true
   done
   if [ "$wise" != 0 ]; then
     for c in $conditions; do
       [ -d "$exp/$c-wise/best" ] && continue
       $st interpolate "$exp/$c" --alpha "$wise" --out "$exp/$c-wise/best"
-      cp "$exp/$c/summary.json" "$exp/$c/config.yaml" "$exp/$c-wise/"
+      cp "$exp/$c/config.yaml" "$exp/$c-wise/"
+      # the training cost is the fine-tuned run's; its dev results are not this model's
+      .venv/bin/python -c 'import json, sys; s = json.load(open(sys.argv[1]))
+s = {k: v for k, v in s.items() if not k.startswith("best_dev_")}
+s["interpolation"] = {"alpha": float(sys.argv[3]), "finetuned": sys.argv[4]}
+json.dump(s, open(sys.argv[2], "w"), indent=1)' "$exp/$c/summary.json" "$exp/$c-wise/summary.json" "$wise" "$exp/$c"
     done
   fi
 fi

@@ -31,6 +31,8 @@ def show(r: dict) -> None:
     for row in r["layers"]:
         mark = "  <- recommended freeze depth" if row["depth"] == r["recommended_freeze_depth"] else ""
         click.echo(f"depth {row['depth']}: {m.upper()} {row[m]:.4f}{mark}")
+    if r.get("note"):
+        click.echo(f"note: {r['note']}")
     click.echo(f"recommended: freeze the frontend and the bottom {r['recommended_freeze_depth']} of "
                f"{r['num_layers']} layers (best probe at depth {r['best_depth']}; {r['seconds']:.0f} s)")
 

@@ -45,7 +45,7 @@ class MultitaskModel(nn.Module):
 
     def embed_utterance(self, wave: torch.Tensor) -> torch.Tensor:
         """Whole utterance ``(T,)`` -> L2-normalised speaker embedding ``(E,)``."""
-        return self.forward(wave=wave[None], lengths=torch.tensor([wave.numel()]))[2][0]
+        return self.forward(wave=wave[None], lengths=torch.tensor([wave.numel()], device=wave.device))[2][0]
 
 
 class AsrView(nn.Module):

@@ -1,9 +1,11 @@
 """Multitask config, the task the one training loop runs, and the export of the two single-task checkpoints.
 
-Each training batch mixes transcribed utterances (``data.train``, CTC loss) and speaker-labelled ones
-(``data.speaker_train``, AAM-softmax loss); the loss is ``loss.asr * CTC + loss.speaker * AAM`` over the
-items of each kind in the batch. Whole utterances are used (no random crops), so a frozen prefix is cached.
-The dev metric that selects the best checkpoint is the mean of dev CER and dev EER.
+The training set is the transcribed utterances (``data.train``, CTC loss) and the speaker-labelled ones
+(``data.speaker_train``, AAM-softmax loss) together; batches are drawn by duration from both, so a batch
+may hold either kind or both. The loss is ``loss.asr * CTC + loss.speaker * AAM`` over the items of each
+kind in the batch. Whole utterances are used (no random crops), so a frozen prefix is cached. The dev
+metric that selects the best checkpoint is the mean of dev CER and dev EER. With ``decode.lm_order`` an
+n-gram LM is trained on the transcripts and goes with the ``asr/`` export, as in single-task ASR.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class MultitaskDataConfig(DataConfig):
 
     def check(self) -> None:
         super().check()
+        if self.spec_augment or self.speed_perturb:
+            raise ValueError("data.spec_augment / data.speed_perturb are not supported by multitask training")
         if not self.speaker_train:
             raise ValueError("data.speaker_train: required (a speaker-labelled manifest .jsonl)")
 
@@ -113,6 +117,12 @@ class MultitaskTask:
         self.model = MultitaskModel(backbone, len(self.vocab), len(self.speakers), m.dropout, m.embedding_dim,
                                     m.margin, m.scale)
         self.plan = FreezePlan(backbone, cfg.freeze)
+        self.lm_path = None
+        if cfg.decode.lm_order > 0:
+            from ..asr.lm import train_ngram_lm
+
+            self.lm_path = train_ngram_lm([u.text for u in asr_utts], cfg.decode.lm_order, cfg.decode.lm_unit,
+                                          out / "lm.arpa")
         log(f"multitask: {len(asr_utts)} transcribed utterances ({sum(u.duration for u in asr_utts) / 3600:.2f} h), "
             f"{len(spk_utts)} of {len(self.speakers)} speakers ({sum(u.duration for u in spk_utts) / 3600:.2f} h); "
             f"loss = {cfg.loss.asr} CTC + {cfg.loss.speaker} AAM")
@@ -150,8 +160,11 @@ class MultitaskTask:
         return metrics
 
     def checkpoint_files(self) -> dict:
-        return {"vocab.json": {"symbols": self.vocab.symbols}, "speakers.json": {"speakers": self.speakers},
-                "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
+        files = {"vocab.json": {"symbols": self.vocab.symbols}, "speakers.json": {"speakers": self.speakers},
+                 "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
+        if self.lm_path is not None:
+            files["lm.arpa"] = self.lm_path
+        return files
 
 
 def export_views(run: Path, cfg: MultitaskConfig) -> dict[str, Path]:
@@ -163,11 +176,14 @@ def export_views(run: Path, cfg: MultitaskConfig) -> dict[str, Path]:
     base = to_dict(cfg)
     asr_cfg = {k: base[k] for k in ("out_dir", "language", "data", "model", "freeze", "train", "decode")}
     spk_cfg = {"out_dir": base["out_dir"], "data": {"train": cfg.data.speaker_train, "dev": cfg.data.speaker_dev},
-               "model": {"backbone": cfg.model.backbone, "pooling": "mean", "embedding_dim": cfg.model.embedding_dim,
-                         "margin": cfg.model.margin, "scale": cfg.model.scale},
+               "model": {"backbone": cfg.model.backbone, "pretrained": cfg.model.pretrained, "pooling": "mean",
+                         "embedding_dim": cfg.model.embedding_dim, "margin": cfg.model.margin,
+                         "scale": cfg.model.scale},
                "freeze": base["freeze"], "train": base["train"]}
     views = {
-        "asr": (asr_state(state), asr_cfg, {"vocab.json": source / "vocab.json"}),
+        "asr": (asr_state(state), asr_cfg, {"vocab.json": source / "vocab.json",
+                                            **({"lm.arpa": source / "lm.arpa"} if (source / "lm.arpa").is_file()
+                                               else {})}),
         "speaker": (speaker_state(state), spk_cfg, {"speakers.json": source / "speakers.json"}),
     }
     out = {}
@@ -189,7 +205,13 @@ def train_multitask(cfg: MultitaskConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     task = MultitaskTask(cfg, log)
-    summary = Trainer(task, cfg.train, out, cfg.data, log).run()
-    views = export_views(out, cfg)
-    log("single-task views: " + ", ".join(f"{k} -> {v}" for k, v in views.items()))
+    trainer = Trainer(task, cfg.train, out, cfg.data, log)
+    summary = trainer.run()
+    if trainer.dist.main:  # one process writes the exports; the others wait for them
+        views = export_views(out, cfg)
+        log("single-task views: " + ", ".join(f"{k} -> {v}" for k, v in views.items()))
+    if trainer.dist.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     return summary

@@ -9,6 +9,8 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from .recommend import recommend_depth
 
+FLAT = 0.01  # a spread of probe errors below this is noise, not a curve
+
 
 def probe_result(kind: str, backbone: str, metric: str, layers: list[dict], tolerance: float, started: float,
                  extra: dict) -> dict:
@@ -16,10 +18,13 @@ def probe_result(kind: str, backbone: str, metric: str, layers: list[dict], tole
     errors = [row[metric] for row in layers]
     depth = recommend_depth(errors, tolerance)
     best = min(range(len(errors)), key=errors.__getitem__)
+    flat = max(errors) - min(errors) < FLAT
+    note = (f"the probe {metric} differs by less than {FLAT} between depths: the recommendation says little "
+            "(did the heads learn? try more --steps or data)") if flat else ""
     return {"task": "probe", "probe": kind, "backbone": backbone, "metric": metric, "num_layers": len(layers) - 1,
             "layers": layers, "best_depth": best, "recommended_freeze_depth": depth, "tolerance": tolerance,
             "rule": f"shallowest depth whose {metric} is within {tolerance:g} x (worst - best) of the best",
-            "seconds": round(time.time() - started, 1), **extra}
+            "seconds": round(time.time() - started, 1), "note": note, **extra}
 
 
 def write_probe(out: str | Path, result: dict) -> None:

@@ -77,6 +77,9 @@ def probe_speaker(backbone: str, manifest: str | Path, out: str | Path, eval_man
     started = time.time()
     train, test, how = probe_data(manifest, eval_manifest, False, max_utterances, max_eval_utterances, seed)
     overlap = {u.speaker for u in train} & {u.speaker for u in test}
+    if overlap and eval_manifest is None:
+        raise ValueError(f"{manifest}: fewer than 4 speakers, so none can be held out; give --eval with the "
+                         "utterances of other speakers")
     if overlap:
         raise ValueError(f"{eval_manifest}: speakers {sorted(overlap)[:5]} are also in {manifest}; a speaker probe "
                          "is evaluated on speakers it was not fitted on")

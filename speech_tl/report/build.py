@@ -299,15 +299,17 @@ def probe_result(run: Run, res: Result, runs: list[Run], ids: Ids) -> Section:
     rows = [[str(row["depth"]) + (" (recommended)" if row["depth"] == rec else ""),
              *[pct(row.get(k)) if k in PROBE_RATES else num(row.get(k)) for k in cols]] for row in layers]
     sec.add(Table(["depth", *[PROBE_COLUMNS[k] for k in cols]], rows, [False, *[True] * len(cols)]))
-    finetuned = []
+    per_depth: dict[int, float] = {}  # the best plain bottom-k run of this backbone at each k
     for other in runs:
-        if other.task != PROBE_TASK.get(str(d.get("probe"))) or other.backbone != d.get("backbone"):
+        if (other.task != PROBE_TASK.get(str(d.get("probe"))) or other.backbone != d.get("backbone")
+                or not other.plain_adaptation):
             continue
         k = other.frozen_depth
         stem = ranking_stem([other])
         v = _value(other, stem, metric) if stem else None
         if k is not None and v is not None:
-            finetuned.append((k, v))
+            per_depth[k] = min(v, per_depth.get(k, v))
+    finetuned = sorted(per_depth.items())
     if layers and isinstance(rec, int) and isinstance(best, int):
         depths = [int(row["depth"]) for row in layers]
         sec.add(Figure(ids("fig", run.name, res.name, "probe"),

@@ -43,6 +43,15 @@ class Run:
     log: list[dict] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    checkpoint_meta: dict | None = None  # best/meta.json (or checkpoint/), when the folder holds one
+
+    @property
+    def plain_adaptation(self) -> bool:
+        """Trained by freezing alone: not interpolated, not multitask, no domain confusion (a freeze-sweep point)."""
+        meta = self.checkpoint_meta or {}
+        domain = (self.config or {}).get("domain") or {}
+        return (self.trained and not meta.get("interpolation") and not meta.get("multitask_run")
+                and not (isinstance(domain, dict) and domain.get("weight")))
 
     # ------------------------------------------------------------------ what the comparison names a run by
     @property
@@ -210,7 +219,13 @@ def collect_run(path: str | Path) -> Run:
     task = tasks.pop() if tasks else "asr"
     # the test results first ("test*"), then the others, each group by name
     results.sort(key=lambda r: (not r.name.startswith("test"), r.name))
-    return Run(path, path.name or str(path), task, summary, config, log, results, notes)
+    meta = None
+    for sub in ("best", "checkpoint"):
+        if (path / sub / "meta.json").is_file():
+            meta = _read_json(path / sub / "meta.json")
+            break
+    return Run(path, path.name or str(path), task, summary, config, log, results, notes,
+               meta if isinstance(meta, dict) else None)
 
 
 def collect_runs(paths: list[str | Path]) -> list[Run]:

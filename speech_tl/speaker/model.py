@@ -96,13 +96,13 @@ class SpeakerModel(nn.Module):
             need = slices[-1][1] * 160
             if need >= wave.numel():
                 wave = nn.functional.pad(wave, (0, need - wave.numel()))
-            mel, _ = self.backbone.frontend(wave[None], torch.tensor([wave.numel()]))
+            mel, _ = self.backbone.frontend(wave[None], torch.tensor([wave.numel()], device=wave.device))
             windows = torch.stack([mel[0, a:b] for a, b in slices])
             lengths = torch.full((windows.shape[0],), PARTIAL_FRAMES, dtype=torch.long)
             emb = self.forward(hidden=windows, lengths=lengths, frozen_depth=0)
             mean = emb.mean(0)
             return mean / mean.norm().clamp(min=1e-12)
-        return self.forward(wave=wave[None], lengths=torch.tensor([wave.numel()]))[0]
+        return self.forward(wave=wave[None], lengths=torch.tensor([wave.numel()], device=wave.device))[0]
 
 
 def load_speaker_model(folder: str | Path) -> tuple[SpeakerModel, dict]:

@@ -103,7 +103,8 @@ def dev_eer(model: SpeakerModel, dev: UtteranceDataset) -> dict:
     """EER over all pairs of the dev utterances (cosine of whole-utterance embeddings)."""
     from ..metrics import eer
 
-    emb = torch.stack([model.embed_utterance(dev[i][0]) for i in range(len(dev))]).float()
+    device = next(model.parameters()).device
+    emb = torch.stack([model.embed_utterance(dev[i][0].to(device)) for i in range(len(dev))]).float().cpu()
     scores = (emb @ emb.T).numpy()
     spk = np.array([u.speaker for u in dev.utterances])
     iu = np.triu_indices(len(spk), k=1)

@@ -29,3 +29,12 @@ def test_probe_markdown_puts_the_sweep_beside_the_probe():
     assert "the sweep's best froze 2 (agrees within one layer)" in text
     far = probe_markdown(p, {0: 0.1, 3: 0.2}, "sweep CER")
     assert "does NOT agree" in far
+
+
+def test_a_flat_probe_curve_is_flagged():
+    from speech_tl.probe.result import probe_result
+
+    flat = probe_result("asr", "x", "cer", [{"depth": k, "cer": 1.0} for k in range(3)], 0.1, 0.0, {})
+    assert flat["recommended_freeze_depth"] == 0 and "says little" in flat["note"]
+    curve = probe_result("asr", "x", "cer", [{"depth": k, "cer": c} for k, c in enumerate([0.9, 0.3])], 0.1, 0.0, {})
+    assert curve["note"] == ""
