@@ -86,7 +86,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       cp "$exp/$c/config.yaml" "$exp/$c-wise/"
       # the training cost is the fine-tuned run's; its dev results are not this model's
       .venv/bin/python -c 'import json, sys; s = json.load(open(sys.argv[1]))
-s = {k: v for k, v in s.items() if not k.startswith("best_dev_")}
+s = {k: v for k, v in s.items() if not k.startswith(("best_", "last_dev"))}
 s["interpolation"] = {"alpha": float(sys.argv[3]), "finetuned": sys.argv[4]}
 json.dump(s, open(sys.argv[2], "w"), indent=1)' "$exp/$c/summary.json" "$exp/$c-wise/summary.json" "$wise" "$exp/$c"
     done
