@@ -125,9 +125,11 @@ class AsrTask:
         if cfg.decode.lm_order > 0:
             from .lm import train_ngram_lm
 
-            self.lm_path = train_ngram_lm([u.text for u in train_utts], cfg.decode.lm_order, cfg.decode.lm_unit,
-                                          out / "lm.arpa")
-            log(f"{cfg.decode.lm_unit} {cfg.decode.lm_order}-gram LM on the training text -> {self.lm_path}")
+            # the LM models the target language: with source-language data in the mix, only the target's text
+            texts = [u.text for u in train_utts if u.language == cfg.language] or [u.text for u in train_utts]
+            self.lm_path = train_ngram_lm(texts, cfg.decode.lm_order, cfg.decode.lm_unit, out / "lm.arpa")
+            log(f"{cfg.decode.lm_unit} {cfg.decode.lm_order}-gram LM on {len(texts)} training transcripts "
+                f"-> {self.lm_path}")
         log(f"vocabulary: {len(self.vocab)} symbols; train {len(self.train_set)} utterances "
             f"({sum(self.train_set.durations) / 3600:.2f} h)"
             + (f", dev {len(self.dev_set)}" if self.dev_set is not None else ""))
