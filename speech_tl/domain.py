@@ -103,6 +103,18 @@ class DomainConfusion:
         self.progress = 0.0
         self.last: dict[str, float] = {}
 
+    @classmethod
+    def attach(cls, cfg: DomainConfig, model: nn.Module, dim: int, utts: list[Utterance], manifest: str,
+               log=print) -> DomainConfusion | None:
+        """Check ``cfg``; when domain confusion is on, attach the classifier to ``model`` and return the
+        confusion (else None)."""
+        cfg.check()
+        if not cfg.enabled:
+            return None
+        confusion = cls(cfg, model, dim, utts, manifest)
+        log(f"domain confusion on {cfg.field}: {', '.join(confusion.names)} (reversal weight 0 -> {cfg.weight})")
+        return confusion
+
     def loss(self, pooled: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Domain cross-entropy on ``pooled`` ``(B, D)``; its gradient reaches the encoder reversed."""
         w = reversal_weight(self.progress, self.cfg.weight, self.cfg.gamma)

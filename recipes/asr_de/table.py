@@ -7,11 +7,11 @@ source data with and without domain confusion) and ``multitask`` (shared encoder
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from speech_tl.probe.result import probe_markdown
-from speech_tl.report.readme import update_readme
+from speech_tl.report.readme import fmt, update_readme
+from speech_tl.report.readme import load_result as load
 
 LABELS = {"full": "full fine-tuning (all trainable)", "bottom0": "frontend frozen",
           "feature_extraction": "feature extraction (encoder frozen, head only)",
@@ -23,14 +23,6 @@ def label(c: str) -> str:
     if c.startswith("bottom") and c != "bottom0":
         return f"frontend + bottom {c[6:]} of 4 blocks frozen"
     return LABELS.get(c, c)
-
-
-def load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def fmt(r: dict | None, key: str) -> str:
-    return "-" if r is None or r.get(key) is None else f"{r[key]:.3f}"
 
 
 def asr_row(name: str, d: Path) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from speech_tl.probe.result import probe_markdown
-from speech_tl.report.readme import update_readme
+from speech_tl.report.readme import fmt, update_readme
+from speech_tl.report.readme import load_result as load
 
 LABELS = {"baseline": "GE2E unadapted (pretrained on English)", "full": "adapted, all layers trainable",
           "bottom0": "adapted, frontend frozen"}
@@ -19,14 +19,6 @@ def label(c: str, exp: Path | None = None) -> str:
         alpha = meta["interpolation"]["alpha"] if meta else "?"
         return f"{label(c[:-5])}, then WiSE-FT alpha {alpha}"
     return LABELS.get(c, f"adapted, bottom {c[6:]} of 3 LSTM layers frozen" if c.startswith("bottom") else c)
-
-
-def load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def fmt(r: dict | None, key: str) -> str:
-    return "-" if r is None or r.get(key) is None else f"{r[key]:.3f}"
 
 
 DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3}

@@ -14,7 +14,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ..backbones.base import Backbone
+from ..backbones.base import Backbone, mean_pool
 
 
 class CtcModel(nn.Module):
@@ -37,12 +37,6 @@ class CtcModel(nn.Module):
             self.pooled = mean_pool(feats, lengths)
         logits = self.head(self.dropout(feats))
         return logits.float().log_softmax(dim=-1), lengths
-
-
-def mean_pool(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``(B, T', D)`` -> ``(B, D)``: the mean of each sequence's valid frames."""
-    mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None].to(feats.device)
-    return (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
 def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:

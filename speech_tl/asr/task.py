@@ -110,12 +110,8 @@ class AsrTask:
             set_dropout(backbone, cfg.model.backbone_dropout)
         self.model = CtcModel(backbone, len(self.vocab), cfg.model.dropout)
         self.plan = FreezePlan(backbone, cfg.freeze)
-        cfg.domain.check()
-        self.domain = None
-        if cfg.domain.enabled:
-            self.domain = DomainConfusion(cfg.domain, self.model, backbone.output_dim, train_utts, cfg.data.train)
-            log(f"domain confusion on {cfg.domain.field}: {', '.join(self.domain.names)} "
-                f"(reversal weight 0 -> {cfg.domain.weight})")
+        self.domain = DomainConfusion.attach(cfg.domain, self.model, backbone.output_dim, train_utts, cfg.data.train,
+                                             log)
         if cfg.data.spec_augment:
             if not hasattr(backbone, "input_augment"):
                 raise ValueError(f"data.spec_augment is not supported for backbone {backbone.source}")

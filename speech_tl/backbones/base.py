@@ -67,6 +67,12 @@ def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def mean_pool(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T', D)`` frame features -> ``(B, D)``: the mean of each sequence's valid frames."""
+    mask = padding_mask(lengths.to(feats.device), feats.shape[1])
+    return (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+
 def set_dropout(backbone: nn.Module, p: float) -> None:
     """Set every dropout probability inside ``backbone.layers`` (``nn.Dropout`` modules and the float
     ``dropout``/``activation_dropout``/``attention_dropout`` attributes transformers layers use)."""

@@ -7,8 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ..asr.model import mean_pool
-from ..backbones.base import Backbone
+from ..backbones.base import Backbone, mean_pool
 from ..speaker.model import AAMSoftmax
 
 

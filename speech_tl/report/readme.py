@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..atomic import atomic_write_text
@@ -28,3 +29,14 @@ def update_readme(path: str | Path, blocks: dict[str, str | None]) -> None:
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
     atomic_write_text(path, text)
+
+
+def load_result(path: str | Path) -> dict | None:
+    """A results/summary JSON file, or None when the run has not written it (its table cell shows "-")."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def fmt(result: dict | None, key: str) -> str:
+    """``result[key]`` with 3 decimals, or "-" when the file or the value is missing."""
+    return "-" if result is None or result.get(key) is None else f"{result[key]:.3f}"

@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 
 from ..backbones import load_backbone
-from ..backbones.base import Backbone
+from ..backbones.base import Backbone, mean_pool
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..domain import strip_training_modules
 
@@ -75,8 +75,7 @@ class SpeakerModel(nn.Module):
         if self.pooling == "last":
             idx = (lengths - 1).clamp(min=0).to(feats.device)
             return feats[torch.arange(feats.shape[0], device=feats.device), idx]
-        mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None].to(feats.device))
-        return (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return mean_pool(feats, lengths)
 
     def forward(self, wave: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 hidden: torch.Tensor | None = None, frozen_depth: int | None = None) -> torch.Tensor:

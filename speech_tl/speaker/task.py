@@ -141,12 +141,8 @@ class SpeakerTask:
         m = cfg.model
         self.model = SpeakerModel(backbone, len(self.speakers), m.pooling, m.embedding_dim, m.margin, m.scale)
         self.plan = FreezePlan(backbone, cfg.freeze)
-        self.domain = None
-        cfg.domain.check()
-        if cfg.domain.enabled:
-            self.domain = DomainConfusion(cfg.domain, self.model, self.model.embedding_dim, train_utts, cfg.data.train)
-            log(f"domain confusion on {cfg.domain.field}: {', '.join(self.domain.names)} "
-                f"(reversal weight 0 -> {cfg.domain.weight})")
+        self.domain = DomainConfusion.attach(cfg.domain, self.model, self.model.embedding_dim, train_utts,
+                                             cfg.data.train, log)
         log(f"speakers: {len(self.speakers)} in training, {len(train_utts)} utterances "
             f"({sum(u.duration for u in train_utts) / 3600:.2f} h)"
             + (f"; dev {len(self.dev_set)} utterances" if self.dev_set is not None else ""))
