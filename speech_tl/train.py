@@ -283,10 +283,11 @@ class Trainer:
         if self.cache is not None:
             self.cache.reset(depth)
 
-            def compute(missing):
-                wave, lengths = self._load(missing, epoch)
+            def compute(index: int) -> torch.Tensor:  # one utterance alone: see PrefixCache
+                wave, lengths = self._load([index], epoch)
                 with torch.no_grad(), self._autocast():
-                    return self.model.backbone.forward_to(depth, wave, lengths)
+                    hidden, out_lengths = self.model.backbone.forward_to(depth, wave, lengths)
+                return hidden[0, : int(out_lengths[0])]
 
             hidden, lengths = self.cache.batch(indices, compute, self.device)
             with self._autocast():
