@@ -6,7 +6,8 @@ once, for each utterance on its own, and kept in memory (float16) or on disk (on
 file per utterance). On its own, not in the padded training batch: a padded batch changes
 the last bits of the values with its composition (enough to flip float16 roundings), and
 an utterance that first arrives in another batch after a resume would then get other
-values, so resumed training would not be exact. On CPU it is also no slower (no padding).
+values, so resumed training would not be exact. The cost: the filling epoch runs the
+prefix without batching (``benchmarks/asr_training_speed.py`` reports that epoch).
 
 Shapes: one entry is ``(T'_i, D)``; a batch comes back padded as ``(B, max T', D)``.
 """
