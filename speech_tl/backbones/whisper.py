@@ -55,7 +55,7 @@ class WhisperLogMel(nn.Module):
 def reflect_tails(wave: torch.Tensor, lengths: torch.Tensor, n: int) -> torch.Tensor:
     """Fill the ``n`` samples after each utterance's end with its reflection, as ``torch.stft``'s
     centre padding does at the end of an unpadded signal, so a padded batch gives each
-    utterance exactly the features it gets alone. ``wave`` ``(B, T)``."""
+    utterance the features it gets alone (up to float rounding). ``wave`` ``(B, T)``."""
     short = [(i, int(n_)) for i, n_ in enumerate(lengths.tolist()) if n_ < wave.shape[1]]
     if not short:
         return wave
