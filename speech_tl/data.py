@@ -29,13 +29,27 @@ class DataConfig:
     max_batch_size: int = 64
     dev_max_utterances: int | None = 300  # dev evaluation subset (seeded), None = all
     speed_perturb: list[float] | None = None  # e.g. [0.9, 1.0, 1.1]; turns the prefix cache off
-    spec_augment: bool = False  # time and frequency masking of the backbone input
+    spec_augment: bool = False  # time and frequency masking of the backbone input; turns the prefix cache off
+    # masking of the frozen prefix's output (the trainable layers' input); keeps the prefix cache on
+    hidden_time_masks: int = 0  # time masks per utterance
+    hidden_time_width: float = 0.05  # a time mask spans up to this fraction of the utterance
+    hidden_channel_masks: int = 0  # channel masks per utterance
+    hidden_channel_width: int = 32  # a channel mask spans up to this many channels
+    hidden_noise: float = 0.0  # Gaussian noise, as a fraction of each utterance's hidden-state std
+
+    @property
+    def hidden_augment(self) -> bool:
+        return bool(self.hidden_time_masks or self.hidden_channel_masks or self.hidden_noise)
 
     def check(self) -> None:
         if not self.train:
             raise ValueError("data.train: required (a manifest .jsonl)")
         if not 0 <= self.min_duration < self.max_duration:
             raise ValueError(f"data.min_duration {self.min_duration} must be >= 0 and < max_duration")
+        if min(self.hidden_time_masks, self.hidden_channel_masks, self.hidden_channel_width) < 0 \
+                or not 0 <= self.hidden_time_width <= 1 or self.hidden_noise < 0:
+            raise ValueError("data.hidden_*: mask counts and widths must be >= 0, hidden_time_width in [0, 1], "
+                             "hidden_noise >= 0")
         if self.batch_seconds < self.max_duration:
             raise ValueError(f"data.batch_seconds ({self.batch_seconds}) must be >= data.max_duration "
                              f"({self.max_duration}) so that every utterance fits in a batch")
@@ -176,4 +190,37 @@ def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Ge
             w = int(torch.randint(0, max(1, int(T * time_ratio)) + 1, (1,), generator=generator))
             t0 = int(torch.randint(0, max(1, T - w), (1,), generator=generator))
             out[b, :, t0:t0 + w] = fill
+    return out
+
+
+def hidden_augment(hidden: torch.Tensor, lengths: torch.Tensor, cfg: DataConfig, generator: torch.Generator
+                   ) -> torch.Tensor:
+    """Mask and perturb hidden states ``(B, T, D)`` at the frozen boundary (valid lengths ``(B,)``).
+
+    SpecAugment (Park et al., 2019) moved from the log-mel input to the frozen prefix's output, so
+    the cached prefix stays valid: ``hidden_time_masks`` spans of up to ``hidden_time_width`` of each
+    utterance are replaced by the utterance's mean hidden vector, ``hidden_channel_masks`` bands of up to
+    ``hidden_channel_width`` channels are flattened to their mean over time, and Gaussian noise of
+    ``hidden_noise`` times the utterance's std is added. Padding stays untouched. Draws come from
+    ``generator`` only, so a seeded generator makes a step reproducible.
+    """
+    out = hidden.clone()
+    B, _, D = hidden.shape
+    for b in range(B):
+        T = int(lengths[b])
+        if T == 0:
+            continue
+        x = out[b, :T]
+        mean_t = x.mean(dim=0)  # (D,)
+        for _ in range(cfg.hidden_time_masks):
+            w = int(torch.randint(0, max(1, int(T * cfg.hidden_time_width)) + 1, (1,), generator=generator))
+            t0 = int(torch.randint(0, max(1, T - w + 1), (1,), generator=generator))
+            x[t0:t0 + w] = mean_t
+        for _ in range(cfg.hidden_channel_masks):
+            w = int(torch.randint(0, min(cfg.hidden_channel_width, D) + 1, (1,), generator=generator))
+            c0 = int(torch.randint(0, max(1, D - w + 1), (1,), generator=generator))
+            x[:, c0:c0 + w] = x[:, c0:c0 + w].mean(dim=0, keepdim=True)
+        if cfg.hidden_noise:
+            noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+            x += cfg.hidden_noise * float(x.std()) * noise
     return out

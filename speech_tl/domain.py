@@ -7,7 +7,11 @@ so what the task head learns transfers across them. The reversal weight rises fr
 gets a start before the adversary pulls.
 
 Domain labels come from the manifest: ``language``, or any key of an utterance's extra fields
-(``domain`` of the synthetic corpora: ``tts-espeak``, ``tts-mbrola``, ``tts-pico``).
+(``domain`` of the synthetic corpora: ``tts-espeak``, ``tts-mbrola``, ``tts-pico``), or ``target``:
+the training manifest is the ``source`` domain and the utterances of ``domain.target``, a manifest
+of audio from the domain the model is meant for (real recordings, no transcripts needed), are
+``domain.target_label``. Target utterances take part in the domain loss only (sim-to-real domain
+confusion: the encoder learns to make synthetic and real speech look alike).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class DomainConfig:
     weight: float = 0.0  # final gradient-reversal weight; 0 turns domain confusion off
     gamma: float = 10.0  # steepness of the 0 -> weight schedule over training progress
     hidden: int = 256  # width of the classifier's hidden layer
+    target: str = ""  # manifest of untranscribed target-domain audio (e.g. real speech), for field "target"
+    target_label: str = "real"
 
     @property
     def enabled(self) -> bool:
@@ -36,7 +42,15 @@ class DomainConfig:
         if self.weight < 0 or self.gamma <= 0 or self.hidden <= 0:
             raise ValueError("domain.weight must be >= 0, domain.gamma and domain.hidden > 0")
         if self.weight > 0 and not self.field:
-            raise ValueError("domain.weight > 0 needs domain.field (language, or a manifest field such as domain)")
+            raise ValueError("domain.weight > 0 needs domain.field (language, target, or a manifest field such as "
+                             "domain)")
+        if self.field == "target" and not self.target:
+            raise ValueError("domain.field=target needs domain.target: a manifest of target-domain audio "
+                             "(e.g. real recordings; transcripts are not needed)")
+        if self.target and self.field != "target":
+            raise ValueError(f"domain.target is used with domain.field=target only (got field {self.field!r})")
+        if self.target_label == SOURCE_LABEL:
+            raise ValueError(f"domain.target_label must differ from {SOURCE_LABEL!r}")
 
 
 class _Reverse(torch.autograd.Function):
@@ -72,8 +86,25 @@ class DomainClassifier(nn.Module):
         return self.net(reverse_gradient(pooled, weight))
 
 
+SOURCE_LABEL = "source"
+TARGET_KEY = "target_domain"  # extra field set on the utterances of domain.target
+
+
 def domain_of(u: Utterance, field: str) -> str:
+    if field == "target":
+        return str(u.extra.get(TARGET_KEY, SOURCE_LABEL))
     return u.language if field == "language" else str(u.extra.get(field, ""))
+
+
+def mark_target(utts: list[Utterance], label: str) -> list[Utterance]:
+    """Label ``utts`` (of the ``domain.target`` manifest) as target-domain utterances; returns them."""
+    for u in utts:
+        u.extra[TARGET_KEY] = label
+    return utts
+
+
+def is_target(u: Utterance) -> bool:
+    return TARGET_KEY in u.extra
 
 
 def domain_labels(utts: list[Utterance], field: str, manifest: str) -> tuple[list[str], torch.Tensor]:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import find_checkpoint, load_tensors, save_checkpoint
-from .data import UtteranceDataset, collate, duration_batches, shard_batches, speed_perturb
+from .data import UtteranceDataset, collate, duration_batches, hidden_augment, shard_batches, speed_perturb
 from .freeze import FreezePlan
 from .prefix_cache import PrefixCache
 
@@ -90,6 +90,11 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+def is_main_process() -> bool:
+    """Rank 0 under ``torchrun`` (or the only process)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
@@ -280,6 +285,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _batch_output(self, model: nn.Module, indices: list[int], epoch: int):
         depth = self.plan.depth if self.plan.prefix_is_frozen() else None
+        masking = self.data_cfg is not None and self.data_cfg.hidden_augment
         if self.cache is not None:
             self.cache.reset(depth)
 
@@ -290,11 +296,22 @@ class Trainer:
                 return hidden[0, : int(out_lengths[0])]
 
             hidden, lengths = self.cache.batch(indices, compute, self.device)
+        elif masking and depth is not None:
+            wave, lengths = self._load(indices, epoch)
+            with torch.no_grad(), self._autocast():
+                hidden, lengths = self.model.backbone.forward_to(depth, wave, lengths)
+        else:
+            if masking:
+                raise ValueError("data.hidden_* masks the output of the frozen prefix, but nothing is frozen; "
+                                 "freeze at least the frontend (freeze.mode=bottom) or use data.spec_augment")
+            wave, lengths = self._load(indices, epoch)
             with self._autocast():
-                return model(hidden=hidden, lengths=lengths, frozen_depth=depth)
-        wave, lengths = self._load(indices, epoch)
+                return model(wave=wave, lengths=lengths, frozen_depth=depth)
+        if masking:
+            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+            hidden = hidden_augment(hidden, lengths, self.data_cfg, generator)
         with self._autocast():
-            return model(wave=wave, lengths=lengths, frozen_depth=depth)
+            return model(hidden=hidden, lengths=lengths, frozen_depth=depth)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)

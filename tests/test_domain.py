@@ -95,3 +95,41 @@ def test_asr_domain_confusion_reaches_the_encoder_through_the_prefix_cache(tone_
     assert summary["steps"] == 6
     r = evaluate_asr(tmp_path / "run", tone_corpus / "dev.jsonl", tmp_path / "test.json", beam=0, device="cpu")
     assert 0 <= r["cer"]
+
+
+def test_sim_to_real_confusion_uses_untranscribed_target_audio(tone_corpus, tiny_whisper, tmp_path):
+    """Target-domain utterances (no transcripts) join training for the domain loss only, labelled 'real'."""
+    from speech_tl.asr.task import AsrTask
+    from speech_tl.domain import domain_of
+    from speech_tl.train import Trainer
+    from tests.tiny_asr import asr_config
+
+    rows = [json.loads(x) for x in (tone_corpus / "dev.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["audio"], r["text"] = str(tone_corpus / r["audio"]), ""
+    (tmp_path / "real.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", max_steps=6)
+    cfg.domain.field, cfg.domain.weight, cfg.domain.target = "target", 1.0, str(tmp_path / "real.jsonl")
+    task = AsrTask(cfg, lambda *a: None)
+    n_train = len(read_manifest(tone_corpus / "train.jsonl"))
+    assert task.domain.names == ["real", "source"] and task.labelled == n_train
+    assert len(task.train_set) == n_train + len(rows)
+    labels = [domain_of(u, "target") for u in task.train_set.utterances]
+    assert labels == ["source"] * n_train + ["real"] * len(rows)
+    assert task.domain.labels.tolist() == [1] * n_train + [0] * len(rows)
+    # a batch of target audio only: no CTC term, the domain loss still trains the classifier
+    trainer = Trainer(task, cfg.train, cfg.out_dir, cfg.data, lambda *a: None)
+    loss = trainer.train_step(list(range(n_train, n_train + 4)), 10)
+    assert loss > 0 and task.domain.last["domain_acc"] >= 0
+    trainer.run()
+    assert trainer.cache is not None and trainer.cache.misses == len(task.train_set)
+
+
+def test_target_domain_needs_its_manifest(tone_corpus, tiny_whisper, tmp_path):
+    from speech_tl.asr.task import AsrTask
+    from tests.tiny_asr import asr_config
+
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run")
+    cfg.domain.field, cfg.domain.weight = "target", 1.0
+    with pytest.raises(ValueError, match="needs domain.target"):
+        AsrTask(cfg, lambda *a: None)

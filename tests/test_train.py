@@ -129,3 +129,54 @@ def test_ddp_two_cpu_processes_stay_in_sync(tone_corpus, tiny_whisper, tmp_path)
     w0, w1 = (torch.load(tmp_path / "ddp" / f"weights{r}.pt", weights_only=True) for r in (0, 1))
     assert torch.equal(w0, w1)
     assert (tmp_path / "ddp" / "checkpoint" / "model.pt").is_file()
+
+
+def test_hidden_masks_change_only_valid_frames_and_are_seeded():
+    from speech_tl.data import DataConfig, hidden_augment
+
+    cfg = DataConfig(train="x", hidden_time_masks=2, hidden_time_width=0.3, hidden_channel_masks=2,
+                     hidden_channel_width=4, hidden_noise=0.1)
+    hidden = torch.randn(2, 20, 8)
+    lengths = torch.tensor([20, 12])
+    a = hidden_augment(hidden, lengths, cfg, torch.Generator().manual_seed(1))
+    b = hidden_augment(hidden, lengths, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, hidden)
+    assert torch.equal(a[1, 12:], hidden[1, 12:])  # padding untouched
+    c = hidden_augment(hidden, lengths, cfg, torch.Generator().manual_seed(2))
+    assert not torch.equal(a, c)
+    masks_only = DataConfig(train="x", hidden_time_masks=1, hidden_time_width=1.0)
+    m = hidden_augment(hidden, lengths, masks_only, torch.Generator().manual_seed(0))
+    changed = (m[0] != hidden[0]).any(dim=1)
+    assert changed.any() and torch.allclose(m[0, changed], hidden[0].mean(0).expand(int(changed.sum()), 8))
+
+
+def test_hidden_masking_keeps_the_prefix_cache_and_resumes_exactly(tone_corpus, tiny_whisper, tmp_path):
+    def masked(name):
+        cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / name, prefix_cache="memory")
+        cfg.data.hidden_time_masks, cfg.data.hidden_channel_masks, cfg.data.hidden_noise = 2, 2, 0.05
+        return cfg
+
+    cfg = masked("straight")
+    trainer = Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
+    assert trainer.cache is not None
+    trainer.run()
+    assert trainer.cache.misses == len(trainer.task.train_set) and trainer.cache.hits > 0
+    killed = masked("killed")
+    Trainer(AsrTask(killed, quiet), killed.train, killed.out_dir, killed.data, quiet).run(stop_at_step=7)
+    Trainer(AsrTask(killed, quiet), killed.train, killed.out_dir, killed.data, quiet).run()
+    a = load_tensors(tmp_path / "straight" / "checkpoint" / "model.pt")
+    b = load_tensors(tmp_path / "killed" / "checkpoint" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = asr_config(tone_corpus, tiny_whisper, tmp_path / "plain", prefix_cache="memory")
+    Trainer(AsrTask(plain, quiet), plain.train, plain.out_dir, plain.data, quiet).run()
+    c = load_tensors(tmp_path / "plain" / "checkpoint" / "model.pt")
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the masks did change training
+
+
+def test_hidden_masking_needs_a_frozen_prefix(tone_corpus, tiny_whisper, tmp_path):
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "full", max_steps=1)
+    cfg.freeze.mode, cfg.freeze.bottom_layers = "full", 0
+    cfg.data.hidden_time_masks = 1
+    trainer = Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
+    with pytest.raises(ValueError, match="nothing is frozen"):
+        trainer.run()

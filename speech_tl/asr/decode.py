@@ -118,6 +118,7 @@ class BeamSearchDecoder:
         self.vocab = vocab
         self.unit = unit
         self.lm_path = None if lm_path is None else Path(lm_path)
+        self.beam_size, self.lm_weight, self.word_score = beam_size, lm_weight, word_score
 
         words = None
         if lexicon is not None:

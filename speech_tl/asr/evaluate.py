@@ -39,21 +39,31 @@ def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tupl
     return model.to(device).eval(), vocab, {**meta, "config": cfg}
 
 
-def make_decoder(vocab: Vocabulary, beam: int, cfg: dict, folder: Path, lm_order: int | None = None):
-    """A beam-search decoder (with the checkpoint's n-gram LM if one was trained), or None for greedy."""
+def make_decoder(vocab: Vocabulary, beam: int | None, cfg: dict, folder: Path, lm_order: int | None = None):
+    """A beam-search decoder (with the checkpoint's n-gram LM if one was trained), or None for greedy.
+
+    ``beam`` None: decode as the checkpoint says (its tuned ``decoder.json``, else its config's ``decode``).
+    """
+    from .tune import decoder_settings
+
+    settings = decoder_settings(folder, cfg)
+    if beam is None:
+        beam = settings["beam"]
     if beam <= 0:
         return None
     from .decode import BeamSearchDecoder
 
-    dec = cfg.get("decode", {})
     lm_path = folder / "lm.arpa" if (folder / "lm.arpa").is_file() and (lm_order is None or lm_order > 0) else None
-    return BeamSearchDecoder(vocab, beam_size=beam, lm_path=lm_path, lm_weight=dec.get("lm_weight", 0.5),
-                             word_score=dec.get("word_score", 0.0), unit=dec.get("lm_unit", "word"))
+    return BeamSearchDecoder(vocab, beam_size=beam, lm_path=lm_path, lm_weight=settings["lm_weight"],
+                             word_score=settings["word_score"], unit=settings["lm_unit"])
 
 
-def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int = 0,
+def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int | None = None,
                  device: str = "auto") -> dict:
-    """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it."""
+    """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it.
+
+    ``beam`` 0: greedy; N: beam search of width N with the checkpoint's LM; None: as the checkpoint says.
+    """
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model, vocab, meta = load_asr_model(checkpoint, dev)
@@ -86,7 +96,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "wer_ci95": bootstrap_ci(c.words.errors, c.words.ref_length), "cer_ci95": bootstrap_ci(c.chars.errors,
                                                                                              c.chars.ref_length),
         "num_utterances": len(scored), "skipped_without_reference": no_ref,
-        "decoding": f"beam {beam}" + (" + LM" if decoder is not None and decoder.has_lm else "") if beam else "greedy",
+        "decoding": decoding_name(decoder),
         "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
         "per_speaker": speakers, "confusions": confusions(refs, hyps),
         "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze")},
@@ -97,6 +107,16 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
                 ({"id": u.id, "speaker": u.speaker, "ref": r, "hyp": h} for u, r, h in zip(scored, refs, hyps,
                                                                                         strict=True)))
     return results
+
+
+def decoding_name(decoder) -> str:
+    """``greedy``, or ``beam N [+ LM (weight w, word score s)]``."""
+    if decoder is None:
+        return "greedy"
+    name = f"beam {decoder.beam_size}"
+    if decoder.has_lm:
+        name += f" + LM (weight {decoder.lm_weight:g}, word score {decoder.word_score:g})"
+    return name
 
 
 def confusions(refs: list[str], hyps: list[str], top: int = 20) -> dict:
@@ -119,7 +139,8 @@ def confusions(refs: list[str], hyps: list[str], top: int = 20) -> dict:
             "insertions": ins.most_common(top)}
 
 
-def transcribe_files(checkpoint: str | Path, audio: list[str | Path], beam: int = 0) -> list[tuple[str, str]]:
+def transcribe_files(checkpoint: str | Path, audio: list[str | Path], beam: int | None = None
+                     ) -> list[tuple[str, str]]:
     """``[(path, text)]`` for audio files of any soundfile format and rate."""
     model, vocab, meta = load_asr_model(checkpoint)
     decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))

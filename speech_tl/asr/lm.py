@@ -95,6 +95,7 @@ def train_ngram_lm(
     order: int = 3,
     unit: Unit = "word",
     path: str | os.PathLike | None = None,
+    background: dict[str, float] | None = None,
 ) -> Path:
     """Train an interpolated modified Kneser-Ney n-gram LM on ``texts`` and write it to ``path`` as ARPA.
 
@@ -102,6 +103,11 @@ def train_ngram_lm(
     ``"word"`` (tokens are words) or ``"char"`` (tokens are characters, ``|`` between words). Probabilities
     and back-off weights are log10, ``<s>``, ``</s>`` and ``<unk>`` are in the vocabulary, and the file is
     written through a temporary file and :func:`os.replace`. Returns ``path`` as a :class:`~pathlib.Path`.
+
+    ``background`` (word -> probability, summing to one; e.g. :func:`speech_tl.asr.lm_text.background_unigrams`)
+    replaces the uniform distribution that the unigrams are interpolated with: its words join the vocabulary
+    with the discounted mass shared out by their frequency (1% of it stays uniform, for ``</s>``, ``<unk>``
+    and training words it lacks). The model stays normalised.
     """
     if path is None:
         raise TypeError("train_ngram_lm() needs the output path")
@@ -118,9 +124,16 @@ def train_ngram_lm(
     d1 = _discounts(c for c in unigrams.values() if c > 0)
     total = sum(unigrams.values())
     discounted = sum(d1[min(c, 3) - 1] for c in unigrams.values() if c > 0)
-    uniform = (discounted / total) / len(unigrams)
+    if background:
+        for word in background:
+            unigrams.setdefault((word,), 0)
+    gamma = discounted / total
+    uniform = 0.01 if background else 1.0
+    prior = {g: (1 - uniform) * background.get(g[0], 0.0) for g in unigrams} if background else {}
     probs: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
-    probs[1] = {g: (c - d1[min(c, 3) - 1] if c else 0.0) / total + uniform for g, c in unigrams.items()}
+    probs[1] = {g: (c - d1[min(c, 3) - 1] if c else 0.0) / total + gamma * (prior.get(g, 0.0)
+                                                                             + uniform / len(unigrams))
+                for g, c in unigrams.items()}
     backoffs: list[dict[tuple[str, ...], float]] = [{} for _ in range(order + 1)]
 
     for n in range(2, order + 1):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
 from ..backbones.base import set_dropout
 from ..config import dump_config, to_dict
 from ..data import DataConfig, UtteranceDataset, collate, duration_batches, load_training_manifest, subset
-from ..domain import DomainConfig, DomainConfusion
+from ..domain import DomainConfig, DomainConfusion, mark_target
 from ..freeze import FreezeConfig, FreezePlan
+from ..manifest import read_manifest
 from ..text import Vocabulary, normalize
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig, Trainer, is_main_process
 from .model import CtcModel, ctc_loss
 
 
@@ -33,17 +35,30 @@ class ModelConfig:
 
 @dataclass
 class DecodeConfig:
-    beam: int = 0  # 0: greedy; N > 0: beam search of width N (flashlight-text)
+    beam: int = 0  # how `evaluate` and `transcribe` decode by default: 0 greedy, N beam search of width N
     lm_order: int = 0  # n-gram LM trained on the training text (0: none)
     lm_unit: str = "word"  # word | char
     lm_weight: float = 0.5
     word_score: float = 0.0
+    lm_texts: list[str] = field(default_factory=list)  # more LM text: "fortunes-de" or files (see asr/lm_text.py)
+    lm_unigrams: str = ""  # "wordfreq": background unigram distribution (and lexicon) from the wordfreq package
+    lm_vocab_size: int = 200_000  # most frequent background words kept
+    tune_on: str = ""  # a dev manifest: after training, choose greedy/beam, lm_weight and word_score on it
+    tune_metric: str = "cer"
 
     def check(self) -> None:
         if self.lm_unit not in ("word", "char"):
             raise ValueError(f"decode.lm_unit must be word or char, got {self.lm_unit!r}")
         if self.beam < 0 or self.lm_order < 0:
             raise ValueError("decode.beam and decode.lm_order must be >= 0")
+        if self.lm_unigrams not in ("", "wordfreq"):
+            raise ValueError(f"decode.lm_unigrams must be '' or 'wordfreq', got {self.lm_unigrams!r}")
+        if self.lm_unigrams and self.lm_unit != "word":
+            raise ValueError("decode.lm_unigrams needs a word LM (decode.lm_unit=word)")
+        if (self.lm_texts or self.lm_unigrams) and self.lm_order <= 0:
+            raise ValueError("decode.lm_texts / decode.lm_unigrams need an LM: set decode.lm_order (e.g. 3)")
+        if self.tune_metric not in ("cer", "wer"):
+            raise ValueError(f"decode.tune_metric must be cer or wer, got {self.tune_metric!r}")
 
 
 @dataclass
@@ -99,7 +114,17 @@ class AsrTask:
         if empty:
             raise ValueError(f"{cfg.data.train}:{empty[0].line}: transcript {empty[0].text!r} has no character of "
                              f"the vocabulary after normalisation ({len(empty)} such utterances)")
-        self.train_set = UtteranceDataset(train_utts)
+        self.labelled = len(train_utts)  # utterances [labelled:] are untranscribed target-domain audio
+        domain_utts = list(train_utts)
+        if cfg.domain.target:
+            cfg.domain.check()
+            target = load_training_manifest(cfg.domain.target, cfg.data, need_text=False, out_dir=out, name="target")
+            domain_utts += mark_target(target, cfg.domain.target_label)
+            self.targets += [[] for _ in target]
+            log(f"domain.target: {len(target)} untranscribed {cfg.domain.target_label!r} utterances "
+                f"({sum(u.duration for u in target) / 3600:.2f} h) from {cfg.domain.target} join training for the "
+                "domain loss only")
+        self.train_set = UtteranceDataset(domain_utts)
         self.dev_set = None
         if cfg.data.dev:
             dev = load_training_manifest(cfg.data.dev, cfg.data, need_text=True, out_dir=out, name="dev")
@@ -110,7 +135,7 @@ class AsrTask:
             set_dropout(backbone, cfg.model.backbone_dropout)
         self.model = CtcModel(backbone, len(self.vocab), cfg.model.dropout)
         self.plan = FreezePlan(backbone, cfg.freeze)
-        self.domain = DomainConfusion.attach(cfg.domain, self.model, backbone.output_dim, train_utts, cfg.data.train,
+        self.domain = DomainConfusion.attach(cfg.domain, self.model, backbone.output_dim, domain_utts, cfg.data.train,
                                              log)
         if cfg.data.spec_augment:
             if not hasattr(backbone, "input_augment"):
@@ -119,16 +144,39 @@ class AsrTask:
             backbone.input_augment = "spec"
         self.lm_path = None
         if cfg.decode.lm_order > 0:
-            from .lm import train_ngram_lm
-
-            # the LM models the target language: with source-language data in the mix, only the target's text
-            texts = [u.text for u in train_utts if u.language == cfg.language] or [u.text for u in train_utts]
-            self.lm_path = train_ngram_lm(texts, cfg.decode.lm_order, cfg.decode.lm_unit, out / "lm.arpa")
-            log(f"{cfg.decode.lm_unit} {cfg.decode.lm_order}-gram LM on {len(texts)} training transcripts "
-                f"-> {self.lm_path}")
+            self.lm_path = self._train_lm(train_utts, out / "lm.arpa", log)
         log(f"vocabulary: {len(self.vocab)} symbols; train {len(self.train_set)} utterances "
             f"({sum(self.train_set.durations) / 3600:.2f} h)"
             + (f", dev {len(self.dev_set)}" if self.dev_set is not None else ""))
+
+    def _train_lm(self, train_utts, path: Path, log) -> Path:
+        """The decoder's n-gram LM: target-language training transcripts, ``decode.lm_texts`` and the
+        ``decode.lm_unigrams`` background; sentences equal to a dev transcript are left out."""
+        from .lm import train_ngram_lm
+        from .lm_text import background_unigrams, lm_sentences
+
+        dec = self.cfg.decode
+        # the LM models the target language: with source-language data in the mix, only the target's text
+        texts = [u.text for u in train_utts if u.language == self.cfg.language] or [u.text for u in train_utts]
+        sources = [f"{len(texts)} training transcripts"]
+        for source in dec.lm_texts:
+            more = lm_sentences(source)
+            texts += more
+            sources.append(f"{len(more)} sentences of {source}")
+        held_out = {normalize(u.text) for u in self.dev_set.utterances} if self.dev_set is not None else set()
+        if dec.tune_on:
+            held_out |= {normalize(u.text) for u in read_manifest(dec.tune_on)}
+        kept = [t for t in texts if normalize(t) not in held_out]
+        if len(kept) < len(texts):
+            sources.append(f"{len(texts) - len(kept)} equal to dev transcripts left out")
+        background = None
+        if dec.lm_unigrams:
+            background = background_unigrams(self.cfg.language, dec.lm_vocab_size,
+                                             "".join(s for s in self.vocab.symbols[2:]))
+            sources.append(f"{dec.lm_unigrams} background unigrams over {len(background)} words")
+        path = train_ngram_lm(kept, dec.lm_order, dec.lm_unit, path, background=background)
+        log(f"{dec.lm_unit} {dec.lm_order}-gram LM on {', '.join(sources)} -> {path}")
+        return path
 
     def set_progress(self, progress: float) -> None:
         if self.domain is not None:
@@ -137,7 +185,14 @@ class AsrTask:
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
         """CTC per target character, plus the domain classifier's loss when domain confusion is on."""
         log_probs, lengths = output
-        loss = ctc_loss(log_probs, lengths, [self.targets[int(i)] for i in indices])
+        labelled = indices < self.labelled
+        if bool(labelled.all()):
+            loss = ctc_loss(log_probs, lengths, [self.targets[int(i)] for i in indices])
+        elif bool(labelled.any()):  # target-domain audio in the batch: CTC on the transcribed part only
+            keep = labelled.nonzero().flatten().to(log_probs.device)
+            loss = ctc_loss(log_probs[keep], lengths[keep], [self.targets[int(i)] for i in indices[labelled]])
+        else:
+            loss = log_probs.sum() * 0.0  # keeps the head in the graph (DDP)
         if self.domain is not None:
             loss = loss + self.domain.loss(self.model.pooled, indices)
         return loss
@@ -166,4 +221,14 @@ def train_asr(cfg: AsrConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     task = AsrTask(cfg, log)
-    return Trainer(task, cfg.train, out, cfg.data, log).run()
+    summary = Trainer(task, cfg.train, out, cfg.data, log).run()
+    if cfg.decode.tune_on and is_main_process():
+        from .tune import tune_decoder
+
+        tuned = tune_decoder(out, cfg.decode.tune_on, cfg.decode.beam or 16, metric=cfg.decode.tune_metric,
+                             device=cfg.train.device, log=log)
+        summary["decoder"] = {k: tuned[k] for k in ("beam", "lm_weight", "word_score", "wer", "cer", "tuned_on")}
+        from ..atomic import atomic_write_text
+
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return summary

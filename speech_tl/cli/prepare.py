@@ -125,14 +125,22 @@ def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force):
 @click.option("--sentences", type=click.Path(exists=True, dir_okay=False), default=None,
               help="One sentence per line (default: sentences of Debian's trans-de-en in --lang, de or en).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--channel", type=click.Choice(["clean", "realistic"]), default="clean", show_default=True,
+              help="realistic: each training and dev utterance through a simulated recording channel (room, noise, "
+                   "microphone, level, MP3/Opus coding); the test set stays clean.")
+@click.option("--voices", type=click.Choice(["few", "many"]), default="few", show_default=True,
+              help="many: train on MBROLA, pico and ~50 espeak-ng speaker variants instead of 7 voices.")
+@click.option("--name", default="synth-asr", show_default=True,
+              help="Corpus name: manifests <name>_<lang>_*.jsonl, audio under OUT_DIR/<name>/.")
 @workers_opt
 @force_opt
 @user_errors
-def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, workers, force):
+def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, channel, voices, name, workers, force):
     """Offline German ASR corpus spoken by espeak-ng, MBROLA and pico voices."""
     from ..prepare import prepare_synth_asr
 
-    _report(prepare_synth_asr(out_dir, lang, num_utterances, sentences, seed, workers, force))
+    _report(prepare_synth_asr(out_dir, lang, num_utterances, sentences, seed, workers, force, channel=channel,
+                              voices=voices, name=name))
 
 
 @prepare.command("synth-speakers")

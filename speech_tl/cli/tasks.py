@@ -65,7 +65,9 @@ def evaluate() -> None:
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="results.json to write")
-@click.option("--beam", type=int, default=0, show_default=True, help="Beam width (0: greedy).")
+@click.option("--beam", type=click.IntRange(min=0), default=None,
+              help="Beam width (0: greedy). Default: as the checkpoint says (its tuned decoder.json, else its "
+                   "config's decode.beam).")
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
@@ -81,7 +83,8 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
 @main.command("transcribe")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--beam", type=int, default=0, show_default=True)
+@click.option("--beam", type=click.IntRange(min=0), default=None,
+              help="Beam width (0: greedy). Default: as the checkpoint says.")
 @user_errors
 def transcribe_cmd(checkpoint, audio, beam):
     """Print a transcript for each AUDIO file."""
@@ -89,6 +92,36 @@ def transcribe_cmd(checkpoint, audio, beam):
 
     for path, text in transcribe_files(checkpoint, list(audio), beam):
         click.echo(f"{path}\t{text}")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@main.command("tune-decoder")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("manifest_path", metavar="DEV_MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--beam", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lm-weights", default="0,0.25,0.5,1,1.5,2", show_default=True, help="LM weights to try.")
+@click.option("--word-scores", default="-1,0,1,2", show_default=True, help="Word scores to try (word LM).")
+@click.option("--metric", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, metric, device):
+    """Choose greedy or beam search and the LM weight and word score on DEV_MANIFEST; save them into CHECKPOINT.
+
+    Writes decoder.json into the checkpoint folder; `evaluate asr` and `transcribe` then decode that way.
+    """
+    from ..asr.tune import tune_decoder
+
+    r = tune_decoder(checkpoint, manifest_path, beam, _floats(lm_weights), _floats(word_scores), metric, device,
+                     log=click.echo)
+    how = "greedy" if r["beam"] == 0 else f"beam {r['beam']}, lm_weight {r['lm_weight']:g}, word_score " \
+                                           f"{r['word_score']:g}"
+    click.echo(f"best on {manifest_path} by {metric}: {how} (WER {r['wer']:.4f}, CER {r['cer']:.4f})")
 
 
 # --------------------------------------------------------------------------- speaker evaluation

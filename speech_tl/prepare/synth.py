@@ -50,6 +50,23 @@ ASR_VOICES_EN = {
     "test": [Voice("espeak", "en+f4", "en"), Voice("pico", "en-GB", "en")],
 }
 ASR_VOICES = {"de": ASR_VOICES_DE, "en": ASR_VOICES_EN}
+# --voices many: more training speakers (MBROLA de8 and espeak-ng's speaker variants reading German); the dev and
+# test voices stay those above, so held-out results are comparable across voice sets
+ESPEAK_ASR_VARIANTS = ("m1", "m2", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f5", "klatt", "klatt2", "klatt3",
+                       "klatt4", "klatt6", "Andy", "Annie", "adam", "anika", "aunty", "belinda", "benjamin", "boris",
+                       "caleb", "david", "ed", "edward", "gustave", "iven", "john", "linda", "max", "michel",
+                       "norbert", "paul", "quincy", "rob", "robert", "steph", "travis", "victor", "zac", "Alex",
+                       "Alicia", "Andrea", "Denis", "Hugo", "Lee", "Marco", "Michael", "Mike", "Storm")
+ASR_MANY_TRAIN_VOICES = {
+    "de": ASR_VOICES_DE["train"] + [Voice("mbrola", "mb-de8", "de")]
+    + [Voice("espeak", f"de+{v}", "de") for v in ESPEAK_ASR_VARIANTS if f"de+{v}" not in ("de+m1", "de+f2")],
+    "en": ASR_VOICES_EN["train"] + [Voice("espeak", f"en+{v}", "en") for v in ESPEAK_ASR_VARIANTS
+                                    if v not in ("m1", "f2")],
+}
+# with many voices, each training utterance first draws an engine: espeak-ng's many variants would otherwise
+# make the corpus mostly formant synthesis, the least natural of the three
+ENGINE_WEIGHTS = {"mbrola": 0.4, "pico": 0.25, "espeak": 0.35}
+CHANNELS = ("clean", "realistic")
 ESPEAK_SPEAKER_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
                            "klatt2", "klatt3", "croak", "grandma", "grandpa", "Andy", "Annie", "steph", "max")
 PROBE_TEXT = {"de": "Der Zug fährt heute später ab als gestern.", "en": "The birch canoe slid on the smooth planks."}
@@ -68,11 +85,14 @@ class SynthItem:
     augment: dict = field(default_factory=dict)  # {"noise_snr": dB, "rt60": s, "telephone": bool}
     seed: int = 0
     speaker: str | None = None  # the speaker label (default: the voice's id)
+    channel: dict | None = None  # a recording channel for speech_tl.channel.apply_channel (None: clean)
 
     def rel_path(self) -> str:
         """Audio path; a hash of what is spoken and how keeps a resumed run from reusing a file of another plan."""
-        key = json.dumps([self.voice.id, self.text, round(self.rate, 6), round(self.pitch, 6), self.augment,
-                          self.seed], sort_keys=True, ensure_ascii=False)
+        parts = [self.voice.id, self.text, round(self.rate, 6), round(self.pitch, 6), self.augment, self.seed]
+        if self.channel:
+            parts.append(self.channel)
+        key = json.dumps(parts, sort_keys=True, ensure_ascii=False)
         return f"wav/{self.voice.id}/{self.id}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.wav"
 
 
@@ -116,7 +136,12 @@ def render(item: SynthItem, root: str) -> tuple[str, float, str | None]:
         wave = telephone(wave, SAMPLE_RATE)
     if aug.get("noise_snr") is not None:
         wave = add_noise(wave, aug["noise_snr"], rng)
-    wave = peak_normalize(wave, float(rng.uniform(0.5, 0.9)))
+    if item.channel:
+        from ..channel import apply_channel
+
+        wave = apply_channel(wave, SAMPLE_RATE, item.channel, item.seed)
+    else:
+        wave = peak_normalize(wave, float(rng.uniform(0.5, 0.9)))
     write_audio(path, wave, SAMPLE_RATE)
     return item.id, wave.numel() / SAMPLE_RATE, None
 
@@ -153,6 +178,8 @@ def collect(items: Sequence[SynthItem], results, root: Path, language_of=None
                  "text_language": item.voice.language, "rate": round(item.rate, 3), "pitch": round(item.pitch, 3)}
         if item.augment:
             extra["augment"] = item.augment
+        if item.channel:
+            extra["channel"] = item.channel
         splits[item.split].append(Utterance(
             id=uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4), text=item.text,
             speaker=item.speaker or item.voice.id, language=language_of(item) if language_of else item.voice.language,
@@ -173,11 +200,43 @@ def usable_voices(voices: Sequence[Voice], workers: int | None = None) -> tuple[
 
 # --------------------------------------------------------------------------- synth-asr
 
+def voice_schedule(voices: Sequence[Voice], n: int, rng: random.Random | None = None,
+                   engine_weights: dict[str, float] | None = None) -> list[Voice]:
+    """``n`` voices for consecutive utterances: round-robin over ``voices``, or with ``rng`` and
+    ``engine_weights`` an engine drawn by weight, then round-robin within that engine's voices."""
+    if rng is None or not engine_weights:
+        return [voices[k % len(voices)] for k in range(n)]
+    by_engine: dict[str, list[Voice]] = {}
+    for v in voices:
+        by_engine.setdefault(v.engine, []).append(v)
+    engines = sorted(by_engine)
+    weights = [engine_weights.get(e, 0.0) for e in engines]
+    if not any(weights):
+        raise ValueError(f"no engine weight for any of {engines}")
+    turn = dict.fromkeys(engines, 0)
+    out = []
+    for _ in range(n):
+        e = rng.choices(engines, weights)[0]
+        out.append(by_engine[e][turn[e] % len(by_engine[e])])
+        turn[e] += 1
+    return out
+
+
 def plan_asr(sentences: Sequence[str], voices: dict[str, list[Voice]], num_utterances: int, seed: int,
-             shares: dict[str, float] | None = None) -> list[SynthItem]:
-    """Seeded plan: sentences partitioned into disjoint train/dev/test pools, voices per split."""
+             shares: dict[str, float] | None = None, channel_splits: Sequence[str] = (),
+             engine_weights: dict[str, float] | None = None) -> list[SynthItem]:
+    """Seeded plan: sentences partitioned into disjoint train/dev/test pools, voices per split.
+
+    Utterances of ``channel_splits`` get a recording channel drawn by :func:`speech_tl.channel.draw_channel`
+    (from their own random stream, so the rest of the plan is the same with or without channels). With
+    ``engine_weights`` the training voices are drawn engine by engine (see :func:`voice_schedule`).
+    """
+    from ..channel import draw_channel
+
     shares = shares or {"train": 0.8, "dev": 0.1, "test": 0.1}
     rng = random.Random(seed)
+    voice_rng = random.Random(f"{seed}-voices")
+    channel_rng = random.Random(f"{seed}-channels")
     pool = sorted(set(sentences))  # a sentence repeated in the input must not land in two splits
     rng.shuffle(pool)
     items: list[SynthItem] = []
@@ -190,37 +249,56 @@ def plan_asr(sentences: Sequence[str], voices: dict[str, list[Voice]], num_utter
         n_utt = int(round(shares[split] * num_utterances))
         if not split_sentences or n_utt <= 0:
             continue
-        for k in range(n_utt):
-            voice = voices[split][k % len(voices[split])]
+        schedule = voice_schedule(voices[split], n_utt, voice_rng if split == "train" else None, engine_weights)
+        for k, voice in enumerate(schedule):
             text = split_sentences[k % len(split_sentences)]
             items.append(SynthItem(id=f"{split}-{k:06d}-{voice.id}", voice=voice, text=text, split=split,
                                    rate=rng.uniform(0.8, 1.25), pitch=rng.uniform(0.75, 1.3),
-                                   seed=rng.randrange(2**31)))
+                                   seed=rng.randrange(2**31),
+                                   channel=draw_channel(channel_rng) if split in channel_splits else None))
     return items
 
 
 def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances: int = 3000,
                       sentences: str | Path | None = None, seed: int = 0, workers: int | None = None,
-                      force: bool = False) -> PrepareResult:
-    """Write ``synth-asr_<lang>_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/synth-asr/``."""
+                      force: bool = False, channel: str = "clean", voices: str = "few",
+                      name: str = "synth-asr") -> PrepareResult:
+    """Write ``<name>_<lang>_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/<name>/``.
+
+    ``channel="realistic"`` renders every training and dev utterance through a recording channel drawn
+    per utterance (room, noise, microphone, level, codec: :mod:`speech_tl.channel`); the test set stays
+    clean, so held-out results stay comparable. ``voices="many"`` trains on the many-voice set
+    (:data:`ASR_MANY_TRAIN_VOICES`, engines drawn by :data:`ENGINE_WEIGHTS`) instead of the 7 default voices.
+    """
     if language not in ASR_VOICES:
         raise ValueError(f"synth-asr has voices for {' and '.join(ASR_VOICES)} only (got --lang {language}); "
                          "prepare a real corpus for other languages")
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    if voices not in ("few", "many"):
+        raise ValueError(f"voices must be 'few' or 'many', got {voices!r}")
     out_dir = Path(out_dir)
     params = {"language": language, "num_utterances": num_utterances, "seed": seed,
               "sentences": str(Path(sentences).resolve()) if sentences else "trans-de-en"}
-    if not force and (done := already_done(out_dir, "synth-asr", language, params)):
+    if channel != "clean" or voices != "few":  # older corpora keep their done-markers valid
+        params.update(channel=channel, voices=voices)
+    if not force and (done := already_done(out_dir, name, language, params)):
         return done
     texts = file_sentences(sentences) if sentences else dictionary_sentences(language)
-    every = [v for vs in ASR_VOICES[language].values() for v in vs]
+    plan_voices = dict(ASR_VOICES[language])
+    if voices == "many":
+        plan_voices["train"] = ASR_MANY_TRAIN_VOICES[language]
+    every = [v for vs in plan_voices.values() for v in vs]
     ok, bad = usable_voices(every, workers)
     if bad:
-        raise ToolMissing("some voices of synth-asr are not usable:\n  " + "\n  ".join(bad))
-    items = plan_asr(texts, ASR_VOICES[language], num_utterances, seed)
-    root = out_dir / "synth-asr"
+        raise ToolMissing(f"some voices of {name} are not usable:\n  " + "\n  ".join(bad))
+    items = plan_asr(texts, plan_voices, num_utterances, seed,
+                     channel_splits=("train", "dev") if channel == "realistic" else (),
+                     engine_weights=ENGINE_WEIGHTS if voices == "many" else None)
+    root = out_dir / name
     results = render_all(items, root, workers, desc="synth-asr")
     splits, rejected = collect(items, results, root)
-    return write_outputs(out_dir, "synth-asr", language, splits, rejected, params)
+    return write_outputs(out_dir, name, language, splits, rejected, params)
 
 
 # --------------------------------------------------------------------------- synth-speakers
