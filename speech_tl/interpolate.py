@@ -81,3 +81,27 @@ def interpolate_checkpoint(checkpoint: str | Path, alpha: float, out: str | Path
     files["meta.json"] = meta
     save_checkpoint(out, files)
     return meta
+
+
+def interpolate_run(run: str | Path, alpha: float, out: str | Path) -> dict:
+    """WiSE-FT of a run folder into a new run folder ``out``: ``out/best`` (the interpolated checkpoint),
+    ``out/config.yaml`` and ``out/summary.json``, which keeps the fine-tuned run's training cost (steps, minutes,
+    parameters) but not its dev results (they are not this model's), and records the interpolation."""
+    import json
+
+    from .atomic import atomic_write_text
+
+    run, out = Path(run), Path(out)
+    if not (run / "summary.json").is_file():
+        raise CheckpointError(f"{run}: not a run folder (no summary.json); give the folder `speech-tl train` wrote, "
+                              "or interpolate a checkpoint without --as-run")
+    if out.exists():
+        raise ValueError(f"--out {out} exists; interpolation writes a new run folder (remove it first)")
+    meta = interpolate_checkpoint(run, alpha, out / "best")
+    if (run / "config.yaml").is_file():
+        atomic_write_text(out / "config.yaml", (run / "config.yaml").read_text(encoding="utf-8"))
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    summary = {k: v for k, v in summary.items() if not k.startswith(("best_", "last_dev"))}
+    summary["interpolation"] = {"alpha": alpha, "finetuned": str(run)}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return meta

@@ -73,6 +73,12 @@ class Vocabulary:
                 unknown[c] += 1
         return ids, unknown
 
+    def unknown_characters(self, texts: Iterable[str]) -> Counter:
+        """Characters of the normalised ``texts`` that the vocabulary cannot spell (a model can never output them,
+        so each costs an error in scoring)."""
+        known = set(self.symbols)
+        return Counter(c for t in texts for c in normalize(t) if c != " " and c not in known)
+
     def decode(self, ids: Iterable[int]) -> str:
         """Ids (already collapsed, no blanks) -> text."""
         out = "".join(self.symbols[i] for i in ids if i != 0)

@@ -12,9 +12,17 @@
 #           classifier behind gradient reversal (bottom 2 frozen, same budget)
 #         6 multitask: the shared encoder trained for German CTC and speaker classification together, and the
 #           single-task speaker run on the same encoder at the same budget
+#         7 levers for synthetic-to-real transfer, each at the same budget, judged on real German speech:
+#           realistic channels and many voices, freeze depth, hidden-state masking, sim-to-real domain confusion,
+#           WiSE-FT, decoding with a wider LM tuned on the real dev set
+#
+# Real speech: when $REAL_DIR (default ../shared/data/commonvoice, Common Voice 6.1 clips, CC0) exists, stage 0
+# prepares its de/ folder as the real dev set (manifests/commonvoice_de_dev.jsonl) and its other languages as
+# untranscribed real audio for domain confusion; every evaluation then also scores the real dev set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=6; minutes=10; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
+stage=0; stop_stage=7; minutes=10; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
+real_dir=${REAL_DIR:-../shared/data/commonvoice}
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
 while [ $# -gt 0 ]; do
@@ -34,6 +42,9 @@ done
 st=${SPEECH_TL:-.venv/bin/speech-tl}
 if [ -n "$cv_dir" ]; then corpus=commonvoice; else corpus=synth-asr; fi
 train=$data/${corpus}_de_train.jsonl; dev=$data/${corpus}_de_dev.jsonl; test=$data/${corpus}_de_test.jsonl
+real_dev=$data/commonvoice_de_dev.jsonl        # real German speech (dev set only: never trained on)
+real_target=$data/commonvoice_mul_target.jsonl  # real speech in 7 other languages, used without transcripts
+rm_corpus=synth-asr-rm                          # realistic channels, many voices (the recommended corpus)
 mkdir -p "$(dirname "$exp")"
 
 overrides() {  # the freeze policy (and init) of one condition
@@ -50,14 +61,39 @@ for c in $conditions; do  # a typo must stop the recipe, not train the default u
                                   exit 2; }
 done
 
+evaluate_real() {  # run folder: greedy and beam + LM on the real dev set, when there is one
+  [ -f "$real_dev" ] || return 0
+  [ -f "$1/real_greedy.json" ] || $st evaluate asr "$1" "$real_dev" --beam 0 --out "$1/real_greedy.json"
+  [ -f "$1/real_beam.json" ] || $st evaluate asr "$1" "$real_dev" --beam "$beam" --out "$1/real_beam.json"
+}
+
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: data ($corpus)"
   if [ -n "$cv_dir" ]; then
     $st prepare commonvoice "$cv_dir" --lang de --out-dir $data
   else
     $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts
+    $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts --channel realistic --voices many \
+      --name $rm_corpus
   fi
   $st manifest stats --max-speakers 5 "$train" "$dev" "$test"
+  if [ -d "$real_dir/de" ]; then
+    $st prepare commonvoice "$real_dir/de" --lang de --use-validated --validated-split dev --out-dir $data
+    targets=()
+    for lang in en nl fr es it pl sv-SE; do
+      if [ -d "$real_dir/$lang" ]; then
+        $st prepare commonvoice "$real_dir/$lang" --lang $lang --use-validated --out-dir $data/commonvoice_other
+        targets+=("$data/commonvoice_other/commonvoice_${lang}_train.jsonl")
+      else
+        echo "skipped real $lang audio: $real_dir/$lang not found"
+      fi
+    done
+    if [ ${#targets[@]} -gt 0 ]; then cat "${targets[@]}" > "$real_target.tmp" && mv "$real_target.tmp" "$real_target"; fi
+    $st manifest stats --max-speakers 3 "$real_dev"
+  else
+    echo "skipped real speech: $real_dir/de not found (Common Voice clips in ../shared are this project's dev data;"
+    echo "  a clone without them measures on synthetic voices only; set REAL_DIR to a Common Voice sample to add it)"
+  fi
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -65,7 +101,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     echo "== stage 1: train $c ($minutes min)"
     if [ -f "$exp/$c/summary.json" ]; then echo "done already: $exp/$c"; continue; fi
     # shellcheck disable=SC2046
-    $st train asr recipes/asr_de/conf/transfer.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
+    $st train asr recipes/asr_de/conf/sweep.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
       train.max_minutes=$minutes decode.lm_order=3 $(overrides "$c") > "$exp.$c.log" 2>&1 \
       || { tail -20 "$exp.$c.log"; exit 1; }
     mkdir -p "$exp/$c" && mv "$exp.$c.log" "$exp/$c/train.log"
@@ -76,8 +112,9 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   for c in $conditions; do
     echo "== stage 2: evaluate $c"
-    [ -f "$exp/$c/test_greedy.json" ] || $st evaluate asr "$exp/$c" "$test" --out "$exp/$c/test_greedy.json"
+    [ -f "$exp/$c/test_greedy.json" ] || $st evaluate asr "$exp/$c" "$test" --beam 0 --out "$exp/$c/test_greedy.json"
     [ -f "$exp/$c/test_beam.json" ] || $st evaluate asr "$exp/$c" "$test" --beam "$beam" --out "$exp/$c/test_beam.json"
+    evaluate_real "$exp/$c"
   done
 fi
 
@@ -94,14 +131,15 @@ speaker_data() {  # the speaker corpus of the speaker recipe (made there, or her
 train_asr_run() {  # name, then overrides: train at the sweep's budget unless done, keep the log
   local name=$1; shift
   if [ -f "$exp/$name/summary.json" ]; then echo "done already: $exp/$name"; return; fi
-  $st train asr recipes/asr_de/conf/transfer.yaml out_dir=$exp/$name data.dev=$dev train.max_minutes=$minutes \
+  $st train asr recipes/asr_de/conf/sweep.yaml out_dir=$exp/$name data.dev=$dev train.max_minutes=$minutes \
     decode.lm_order=3 "$@" > "$exp.$name.log" 2>&1 || { tail -20 "$exp.$name.log"; exit 1; }
   mkdir -p "$exp/$name" && mv "$exp.$name.log" "$exp/$name/train.log"
 }
 
 evaluate_asr_run() {
-  [ -f "$1/test_greedy.json" ] || $st evaluate asr "$1" "$test" --out "$1/test_greedy.json"
+  [ -f "$1/test_greedy.json" ] || $st evaluate asr "$1" "$test" --beam 0 --out "$1/test_greedy.json"
   [ -f "$1/test_beam.json" ] || $st evaluate asr "$1" "$test" --beam "$beam" --out "$1/test_beam.json"
+  evaluate_real "$1"
 }
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -146,6 +184,44 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     "$spk_test" --out "$exp/speaker_whisper_unadapted/test.json"
   for d in "$exp/speaker_whisper" "$exp/multitask/speaker" "$exp/multitask_spk0.1/speaker"; do
     [ -f "$d/test.json" ] || $st evaluate speaker "$d" "$spk_test" --out "$d/test.json"
+  done
+  .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
+    $([ "$readme" = none ] || echo --readme "$readme")
+fi
+
+lever_run() {  # name, then overrides on conf/sweep.yaml: one lever run at the sweep's budget, evaluated everywhere
+  local name=$1; shift
+  if [ ! -f "$exp/levers/$name/summary.json" ]; then
+    mkdir -p "$exp/levers"
+    $st train asr recipes/asr_de/conf/sweep.yaml out_dir=$exp/levers/$name train.max_minutes=$minutes \
+      decode.lm_order=3 "${wide_lm[@]}" "$@" > "$exp/levers/$name.log" 2>&1 || { tail -20 "$exp/levers/$name.log"; exit 1; }
+    mv "$exp/levers/$name.log" "$exp/levers/$name/train.log"
+  fi
+  evaluate_asr_run "$exp/levers/$name"
+}
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  echo "== stage 7: levers for synthetic-to-real transfer ($minutes min each, judged on $real_dev)"
+  [ -f "$real_dev" ] || { echo "stage 7 needs the real dev set: $real_dev (stage 0 with $real_dir present)"; exit 1; }
+  rm_train=$data/${rm_corpus}_de_train.jsonl; rm_dev=$data/${rm_corpus}_de_dev.jsonl
+  # every lever run decodes with the same wide word LM (training text + fortunes-de + wordfreq unigrams), its
+  # weight and word score tuned on the real dev set at the end of training
+  wide_lm=(decode.lm_texts=[fortunes-de] decode.lm_unigrams=wordfreq "decode.tune_on=$real_dev" decode.beam=$beam)
+  lever_run clean_b2 data.train=$train data.dev=$dev
+  lever_run real_b2 data.train=$rm_train data.dev=$rm_dev
+  lever_run real_b3 data.train=$rm_train data.dev=$rm_dev freeze.bottom_layers=3
+  lever_run real_b3_mask data.train=$rm_train data.dev=$rm_dev freeze.bottom_layers=3 data.hidden_time_masks=2 \
+    data.hidden_channel_masks=2
+  if [ -f "$real_target" ]; then
+    lever_run real_b3_dann data.train=$rm_train data.dev=$rm_dev freeze.bottom_layers=3 domain.field=target \
+      "domain.target=$real_target" domain.weight=0.3
+  fi
+  lever_run real_fe data.train=$rm_train data.dev=$rm_dev freeze.mode=feature_extraction
+  # WiSE-FT of the real-channel bottom-3 run, alpha chosen on the real dev set
+  for a in 0.25 0.5 0.75; do
+    w=$exp/levers/real_b3_wise$a
+    [ -d "$w" ] || $st interpolate "$exp/levers/real_b3" --alpha $a --out "$w" --as-run
+    evaluate_asr_run "$w"
   done
   .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")

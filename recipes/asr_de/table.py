@@ -1,7 +1,9 @@
 """Collect the ASR recipe's results into Markdown tables (printed, and written into the README between markers).
 
 Blocks: ``results`` (the freeze sweep), ``probe`` (layer probe beside the sweep), ``confusion`` (English
-source data with and without domain confusion) and ``multitask`` (shared encoder against single-task runs).
+source data with and without domain confusion), ``multitask`` (shared encoder against single-task runs) and
+``levers`` (synthetic-to-real transfer, judged on real German speech). Every row has synthetic-test and
+real-dev columns ("-" where the real dev set was not there).
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ def label(c: str) -> str:
 
 
 def asr_row(name: str, d: Path) -> str:
+    """Synthetic test (greedy, beam + LM) and real dev speech (greedy, beam + LM) of one run folder."""
     s, g, b = load(d / "summary.json"), load(d / "test_greedy.json"), load(d / "test_beam.json")
     if s is None or g is None or b is None:
-        return f"| {name} | missing results in {d} | | | | | | |"
+        return f"| {name} | missing results in {d} |" + " |" * 10
+    rg, rb = load(d / "real_greedy.json"), load(d / "real_beam.json")
     return (f"| {name} | {s['trainable_parameters']:,} | {s['steps']} | {s['train_minutes']:.1f} | "
-            f"{g['cer']:.3f} | {g['wer']:.3f} | {b['cer']:.3f} | {b['wer']:.3f} |")
+            f"{g['cer']:.3f} | {g['wer']:.3f} | {b['cer']:.3f} | {b['wer']:.3f} | "
+            f"{fmt(rg, 'cer')} | {fmt(rg, 'wer')} | {fmt(rb, 'cer')} | {fmt(rb, 'wer')} |")
 
 
-HEADER = ["| condition | trainable params | steps | train min | test CER | test WER | CER beam+LM | WER beam+LM |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+HEADER = ["| condition | trainable params | steps | train min | test CER | test WER | CER beam+LM | WER beam+LM "
+          "| real CER | real WER | real CER beam+LM | real WER beam+LM |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
 
 def sweep_table(exp: Path, conditions: list[str]) -> str:
@@ -78,6 +84,25 @@ def multitask_table(exp: Path) -> str | None:
     return asr + "\n\n" + "\n".join(rows)
 
 
+LEVERS = [("clean synthetic corpus (7 voices), bottom 2 of 4 blocks frozen", "clean_b2"),
+          ("realistic channels + many voices, bottom 2 frozen", "real_b2"),
+          ("realistic channels + many voices, bottom 3 frozen", "real_b3"),
+          ("... bottom 3 frozen + hidden-state masks (cache kept)", "real_b3_mask"),
+          ("... bottom 3 frozen + sim-to-real domain confusion (untranscribed real audio)", "real_b3_dann"),
+          ("realistic channels + many voices, whole encoder frozen (head only)", "real_fe"),
+          ("WiSE-FT of 'bottom 3 frozen', alpha 0.25", "real_b3_wise0.25"),
+          ("WiSE-FT of 'bottom 3 frozen', alpha 0.5", "real_b3_wise0.5"),
+          ("WiSE-FT of 'bottom 3 frozen', alpha 0.75", "real_b3_wise0.75")]
+
+
+def levers_table(exp: Path) -> str | None:
+    """Stage 7: each lever at the same budget, on the synthetic test and the real dev set."""
+    levers = exp / "levers"
+    if not levers.is_dir():
+        return None
+    return "\n".join(HEADER + [asr_row(name, levers / d) for name, d in LEVERS if (levers / d).is_dir()])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--exp", required=True)
@@ -87,7 +112,7 @@ def main() -> None:
     a = ap.parse_args()
     exp, conditions = Path(a.exp), a.conditions.split()
     blocks = {"results": sweep_table(exp, conditions), "probe": probe_table(exp, conditions),
-              "confusion": confusion_table(exp), "multitask": multitask_table(exp)}
+              "confusion": confusion_table(exp), "multitask": multitask_table(exp), "levers": levers_table(exp)}
     print("\n\n".join(t for t in blocks.values() if t))
     if a.readme:
         update_readme(a.readme, blocks)

@@ -82,13 +82,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ "$wise" != 0 ]; then
     for c in $conditions; do
       [ -d "$exp/$c-wise/best" ] && continue
-      $st interpolate "$exp/$c" --alpha "$wise" --out "$exp/$c-wise/best"
-      cp "$exp/$c/config.yaml" "$exp/$c-wise/"
       # the training cost is the fine-tuned run's; its dev results are not this model's
-      .venv/bin/python -c 'import json, sys; s = json.load(open(sys.argv[1]))
-s = {k: v for k, v in s.items() if not k.startswith(("best_", "last_dev"))}
-s["interpolation"] = {"alpha": float(sys.argv[3]), "finetuned": sys.argv[4]}
-json.dump(s, open(sys.argv[2], "w"), indent=1)' "$exp/$c/summary.json" "$exp/$c-wise/summary.json" "$wise" "$exp/$c"
+      $st interpolate "$exp/$c" --alpha "$wise" --out "$exp/$c-wise" --as-run
     done
   fi
 fi

@@ -99,6 +99,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "decoding": decoding_name(decoder),
         "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
         "per_speaker": speakers, "confusions": confusions(refs, hyps),
+        "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()),
         "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze")},
     }
     out = Path(out)

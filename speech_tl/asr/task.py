@@ -129,6 +129,10 @@ class AsrTask:
         if cfg.data.dev:
             dev = load_training_manifest(cfg.data.dev, cfg.data, need_text=True, out_dir=out, name="dev")
             self.dev_set = UtteranceDataset(subset(dev, cfg.data.dev_max_utterances, cfg.train.seed))
+            outside = self.vocab.unknown_characters(u.text for u in self.dev_set.utterances)
+            if outside:
+                log(f"{cfg.data.dev}: dev transcripts hold characters outside the vocabulary (scored as errors): "
+                    f"{dict(outside.most_common(20))}")
         torch.manual_seed(cfg.train.seed)  # the new head (and a random-init backbone) start the same every run
         backbone = load_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained)
         if cfg.model.backbone_dropout is not None:
@@ -164,7 +168,7 @@ class AsrTask:
             texts += more
             sources.append(f"{len(more)} sentences of {source}")
         held_out = {normalize(u.text) for u in self.dev_set.utterances} if self.dev_set is not None else set()
-        if dec.tune_on:
+        if dec.tune_on and Path(dec.tune_on).is_file():
             held_out |= {normalize(u.text) for u in read_manifest(dec.tune_on)}
         kept = [t for t in texts if normalize(t) not in held_out]
         if len(kept) < len(texts):
@@ -222,7 +226,10 @@ def train_asr(cfg: AsrConfig, log=print) -> dict:
     dump_config(cfg, out / "config.yaml")
     task = AsrTask(cfg, log)
     summary = Trainer(task, cfg.train, out, cfg.data, log).run()
-    if cfg.decode.tune_on and is_main_process():
+    if cfg.decode.tune_on and not Path(cfg.decode.tune_on).is_file():
+        log(f"decode.tune_on: {cfg.decode.tune_on} not found; the decoder is not tuned and decodes as decode.* says "
+            "(prepare the real dev set first, e.g. recipes/asr_de/run.sh --stage 0 --stop-stage 0)")
+    elif cfg.decode.tune_on and is_main_process():
         from .tune import tune_decoder
 
         tuned = tune_decoder(out, cfg.decode.tune_on, cfg.decode.beam or 16, metric=cfg.decode.tune_metric,

@@ -24,8 +24,8 @@ from ..metrics import error_counts
 from ..text import normalize
 
 DECODER_FILE = "decoder.json"
-DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
-DEFAULT_WORD_SCORES = (-1.0, 0.0, 1.0, 2.0)
+DEFAULT_LM_WEIGHTS = (0.5, 1.0, 2.0)
+DEFAULT_WORD_SCORES = (0.0, 1.0, 2.0, 3.0)
 
 
 def decoder_settings(folder: str | Path, config: dict) -> dict:

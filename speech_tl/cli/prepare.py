@@ -31,14 +31,18 @@ def _report(result) -> None:
 @out_dir_opt
 @click.option("--lang", default="de", show_default=True, help="Language code of this Common Voice folder.")
 @click.option("--use-validated", is_flag=True, help="Train on validated.tsv minus dev/test clips and speakers.")
+@click.option("--validated-split", type=click.Choice(["train", "dev", "test"]), default="train", show_default=True,
+              help="With --use-validated: the split validated.tsv becomes (dev or test: a sample kept for evaluation, "
+                   "e.g. ../shared/data/commonvoice/de).")
 @workers_opt
 @force_opt
 @user_errors
-def prepare_commonvoice_cmd(corpus_dir, out_dir, lang, use_validated, workers, force):
+def prepare_commonvoice_cmd(corpus_dir, out_dir, lang, use_validated, validated_split, workers, force):
     """Common Voice: CORPUS_DIR holds train.tsv, dev.tsv, test.tsv and clips/."""
     from ..prepare import prepare_commonvoice
 
-    _report(prepare_commonvoice(corpus_dir, out_dir, lang, use_validated, workers, force))
+    _report(prepare_commonvoice(corpus_dir, out_dir, lang, use_validated, workers, force,
+                                validated_split=validated_split))
 
 
 @prepare.command("librispeech")

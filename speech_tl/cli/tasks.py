@@ -75,6 +75,9 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
     from ..asr.evaluate import evaluate_asr
 
     r = evaluate_asr(checkpoint, manifest_path, out, beam, device)
+    if r["characters_outside_vocabulary"]:
+        click.echo(f"note: {manifest_path}: reference characters the model cannot output (each scored as an error): "
+                   f"{r['characters_outside_vocabulary']}", err=True)
     click.echo(f"{manifest_path}: WER {r['wer']:.4f} [{r['wer_ci95'][0]:.4f}, {r['wer_ci95'][1]:.4f}]  "
                f"CER {r['cer']:.4f} [{r['cer_ci95'][0]:.4f}, {r['cer_ci95'][1]:.4f}]  "
                f"({r['num_utterances']} utterances, {r['decoding']}) -> {out}")
@@ -105,8 +108,8 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("manifest_path", metavar="DEV_MANIFEST", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--beam", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lm-weights", default="0,0.25,0.5,1,1.5,2", show_default=True, help="LM weights to try.")
-@click.option("--word-scores", default="-1,0,1,2", show_default=True, help="Word scores to try (word LM).")
+@click.option("--lm-weights", default="0.5,1,2", show_default=True, help="LM weights to try.")
+@click.option("--word-scores", default="0,1,2,3", show_default=True, help="Word scores to try (word LM).")
 @click.option("--metric", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -172,15 +175,18 @@ def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest
               help="0: the pretrained backbone, 1: the fine-tuned one.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Checkpoint folder to write.")
+@click.option("--as-run", is_flag=True,
+              help="CHECKPOINT is a run folder: write OUT as one too (OUT/best, config.yaml, summary.json with the "
+                   "fine-tuned run's training cost), so recipes and reports treat it like a trained run.")
 @user_errors
-def interpolate_cmd(checkpoint, alpha, out):
+def interpolate_cmd(checkpoint, alpha, out, as_run):
     """WiSE-FT: a checkpoint whose backbone lies ALPHA of the way from the pretrained weights to CHECKPOINT's.
 
     Keeps more of the pretrained model's robustness on speech unlike the adaptation data (e.g. real
     speech after adapting on synthetic voices). Evaluate and use the result like any checkpoint.
     """
-    from ..interpolate import interpolate_checkpoint
+    from ..interpolate import interpolate_checkpoint, interpolate_run
 
-    meta = interpolate_checkpoint(checkpoint, alpha, out)
+    meta = interpolate_run(checkpoint, alpha, out) if as_run else interpolate_checkpoint(checkpoint, alpha, out)
     click.echo(f"{out}: {meta['interpolation']['tensors']} backbone tensors at alpha {alpha} between "
                f"{meta['backbone']} and {meta['interpolation']['finetuned']}")

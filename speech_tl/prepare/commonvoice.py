@@ -59,19 +59,27 @@ def read_tsv(path: Path, clips_dir: Path, language: str) -> tuple[list[Row], lis
 
 def prepare_commonvoice(corpus_dir: str | Path, out_dir: str | Path, language: str = "de",
                         use_validated: bool = False, workers: int | None = None,
-                        force: bool = False) -> PrepareResult:
+                        force: bool = False, validated_split: str = "train") -> PrepareResult:
     """Write ``commonvoice_<lang>_{train,dev,test,rejected}.jsonl`` into ``out_dir``.
 
     With ``use_validated``, train is built from ``validated.tsv`` minus every clip and every
     speaker of dev and test (the usual way to get more training data); the rows left out
-    for that reason are listed in the rejected file as ``overlaps dev/test``.
+    for that reason are listed in the rejected file as ``overlaps dev/test``. With
+    ``validated_split`` other than ``train`` (e.g. ``dev``), ``validated.tsv`` alone becomes that
+    split: a sample of validated clips kept for evaluation (``commonvoice_<lang>_dev.jsonl``).
     """
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     clips = corpus_dir / "clips"
     if not clips.is_dir():
         raise FileNotFoundError(f"{corpus_dir}: no 'clips' folder; give the folder of one Common Voice "
                                 "language (the one holding train.tsv, dev.tsv, test.tsv and clips/)")
+    if validated_split not in SPLITS:
+        raise ValueError(f"validated_split must be one of {', '.join(SPLITS)}, got {validated_split!r}")
     params = {"corpus_dir": str(corpus_dir.resolve()), "language": language, "use_validated": use_validated}
+    if validated_split != "train":
+        if not use_validated:
+            raise ValueError("--validated-split needs --use-validated")
+        params["validated_split"] = validated_split
     if not force and (done := already_done(out_dir, "commonvoice", language, params)):
         return done
 
@@ -80,6 +88,8 @@ def prepare_commonvoice(corpus_dir: str | Path, out_dir: str | Path, language: s
         if not (corpus_dir / "validated.tsv").is_file():
             raise FileNotFoundError(f"{corpus_dir / 'validated.tsv'}: not found (asked for by --use-validated)")
         sources["train"] = "validated.tsv"
+        if validated_split != "train":
+            sources = {validated_split: "validated.tsv"}
     rows_by_split: dict[str, list[Row]] = {}
     rejected: list[Rejection] = []
     for split, name in sources.items():
@@ -93,7 +103,7 @@ def prepare_commonvoice(corpus_dir: str | Path, out_dir: str | Path, language: s
     if not rows_by_split:
         raise FileNotFoundError(f"{corpus_dir}: none of {', '.join(sources.values())} found")
 
-    if use_validated and "train" in rows_by_split:
+    if use_validated and validated_split == "train" and "train" in rows_by_split:
         held = [r for s in ("dev", "test") for r in rows_by_split.get(s, [])]
         held_ids = {r.id for r in held}
         held_speakers = {r.speaker for r in held}

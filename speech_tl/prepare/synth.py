@@ -163,9 +163,12 @@ def render_all(items: Sequence[SynthItem], root: Path, workers: int | None = Non
         return list(tqdm(pool.map(_render_star, args, chunksize=4), **bar))
 
 
-def collect(items: Sequence[SynthItem], results, root: Path, language_of=None
+def collect(items: Sequence[SynthItem], results, root: Path, language_of=None, id_prefix: str = ""
             ) -> tuple[dict[str, list[Utterance]], list[Rejection]]:
-    """Turn render results into manifests per split and rejections (failed syntheses)."""
+    """Turn render results into manifests per split and rejections (failed syntheses).
+
+    ``id_prefix`` goes before every utterance id, so corpora of one plan under other names can be
+    combined in one manifest (ids must be unique there)."""
     splits: dict[str, list[Utterance]] = {}
     rejected = []
     for item, (uid, seconds, error) in zip(items, results, strict=True):
@@ -181,7 +184,8 @@ def collect(items: Sequence[SynthItem], results, root: Path, language_of=None
         if item.channel:
             extra["channel"] = item.channel
         splits[item.split].append(Utterance(
-            id=uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4), text=item.text,
+            id=id_prefix + uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4),
+            text=item.text,
             speaker=item.speaker or item.voice.id, language=language_of(item) if language_of else item.voice.language,
             sample_rate=SAMPLE_RATE, extra=extra))
     return splits, rejected
@@ -282,6 +286,8 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
               "sentences": str(Path(sentences).resolve()) if sentences else "trans-de-en"}
     if channel != "clean" or voices != "few":  # older corpora keep their done-markers valid
         params.update(channel=channel, voices=voices)
+    if name != "synth-asr":
+        params["id_prefix"] = f"{name}-"
     if not force and (done := already_done(out_dir, name, language, params)):
         return done
     texts = file_sentences(sentences) if sentences else dictionary_sentences(language)
@@ -297,7 +303,7 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
                      engine_weights=ENGINE_WEIGHTS if voices == "many" else None)
     root = out_dir / name
     results = render_all(items, root, workers, desc="synth-asr")
-    splits, rejected = collect(items, results, root)
+    splits, rejected = collect(items, results, root, id_prefix="" if name == "synth-asr" else f"{name}-")
     return write_outputs(out_dir, name, language, splits, rejected, params)
 
 

@@ -152,3 +152,16 @@ def test_twenty_thousand_sentences_in_seconds(tmp_path):
     assert len(vocab) > 5000
     for context in [("<s>",), ("<s>", texts[0].split()[0]), tuple(texts[1].split()[:2])]:
         assert math.fsum(10 ** log10_prob(model, context, w) for w in vocab) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_background_unigrams_join_the_vocabulary_and_keep_it_normalised(tmp_path, order):
+    background = {"haus": 0.4, "garten": 0.3, "baum": 0.2, "zaun": 0.1}
+    model = read_arpa(train_ngram_lm(CORPUS, order=order, path=tmp_path / "lm.arpa", background=background))
+    vocab = [g[0] for g in model if len(g) == 1 and g[0] != "<s>"]
+    assert {"garten", "baum", "zaun"} <= set(vocab)  # never in the training text
+    for context in [(), ("das",), ("<s>", "das")][:order]:
+        total = sum(10 ** log10_prob(model, context, w) for w in vocab)
+        assert total == pytest.approx(1.0, abs=1e-3), context
+    # unseen words are ranked by their background frequency
+    assert model[("garten",)][0] > model[("baum",)][0] > model[("zaun",)][0]
