@@ -47,17 +47,23 @@ real_target=$data/commonvoice_mul_target.jsonl  # real speech in 7 other languag
 rm_corpus=synth-asr-rm                          # realistic channels, many voices (the recommended corpus)
 mkdir -p "$(dirname "$exp")"
 
-overrides() {  # the freeze policy (and init) of one condition
+overrides() {  # the config and freeze policy (and init) of one condition
+  local sweep="recipes/asr_de/conf/sweep.yaml data.train=$train data.dev=$dev decode.lm_order=3"
   case "$1" in
-    full) echo "freeze.mode=full freeze.bottom_layers=0";;
-    bottom[0-9]) echo "freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
-    feature_extraction) echo "freeze.mode=feature_extraction";;
-    scratch) echo "freeze.mode=full freeze.bottom_layers=0 model.pretrained=false";;
+    full) echo "$sweep freeze.mode=full freeze.bottom_layers=0";;
+    bottom[0-9]) echo "$sweep freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
+    feature_extraction) echo "$sweep freeze.mode=feature_extraction";;
+    scratch) echo "$sweep freeze.mode=full freeze.bottom_layers=0 model.pretrained=false";;
+    # the recommended configuration (conf/transfer.yaml, its own data) and the same network from random init
+    recommended) echo "recipes/asr_de/conf/transfer.yaml";;
+    recommended_scratch) echo "recipes/asr_de/conf/transfer.yaml freeze.mode=full freeze.bottom_layers=0 \
+                               model.pretrained=false";;
     *) return 1;;
   esac
 }
 for c in $conditions; do  # a typo must stop the recipe, not train the default under a wrong name
-  overrides "$c" > /dev/null || { echo "unknown condition $c (known: full bottom0..bottom4 feature_extraction scratch)" >&2
+  overrides "$c" > /dev/null || { echo "unknown condition $c (known: full bottom0..bottom4 feature_extraction scratch"\
+                                       "recommended recommended_scratch)" >&2
                                   exit 2; }
 done
 
@@ -101,8 +107,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     echo "== stage 1: train $c ($minutes min)"
     if [ -f "$exp/$c/summary.json" ]; then echo "done already: $exp/$c"; continue; fi
     # shellcheck disable=SC2046
-    $st train asr recipes/asr_de/conf/sweep.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
-      train.max_minutes=$minutes decode.lm_order=3 $(overrides "$c") > "$exp.$c.log" 2>&1 \
+    $st train asr $(overrides "$c") out_dir=$exp/$c train.max_minutes=$minutes > "$exp.$c.log" 2>&1 \
       || { tail -20 "$exp.$c.log"; exit 1; }
     mkdir -p "$exp/$c" && mv "$exp.$c.log" "$exp/$c/train.log"
     tail -3 "$exp/$c/train.log"

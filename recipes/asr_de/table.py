@@ -17,7 +17,9 @@ from speech_tl.report.readme import load_result as load
 
 LABELS = {"full": "full fine-tuning (all trainable)", "bottom0": "frontend frozen",
           "feature_extraction": "feature extraction (encoder frozen, head only)",
-          "scratch": "random init, all trainable (no transfer)"}
+          "scratch": "random init, all trainable (no transfer)",
+          "recommended": "recommended transfer (conf/transfer.yaml)",
+          "recommended_scratch": "the same network from random init, all trainable (no transfer)"}
 DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3, "feature_extraction": 4}
 
 

@@ -119,6 +119,9 @@ class BeamSearchDecoder:
         self.unit = unit
         self.lm_path = None if lm_path is None else Path(lm_path)
         self.beam_size, self.lm_weight, self.word_score = beam_size, lm_weight, word_score
+        self._search = {"beam_size_token": beam_size_token or len(vocab), "beam_threshold": beam_threshold,
+                        "log_add": log_add}
+        self._trie = None  # built on the first reweighted() of a lexicon decoder
 
         words = None
         if lexicon is not None:
@@ -178,6 +181,54 @@ class BeamSearchDecoder:
                 sil_token=WORD_DELIMITER,
                 unk_word=UNK,
             )
+
+    def reweighted(self, lm_weight: float, word_score: float = 0.0) -> BeamSearchDecoder:
+        """The same search with another LM weight and word score, sharing the loaded LM and the lexicon's prefix
+        tree (loading a large ARPA file and building the tree take far longer than a decoding pass: this is what
+        makes tuning the two weights on a dev set cheap). Uses flashlight-text's decoder classes directly."""
+        import copy
+
+        from flashlight.lib.text.decoder import (
+            CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
+        )
+
+        inner = self._decoder
+        silence = inner.tokens_dict.get_index(WORD_DELIMITER)
+        common = {"beam_size": self.beam_size, "beam_size_token": self._search["beam_size_token"],
+                  "beam_threshold": self._search["beam_threshold"], "lm_weight": lm_weight, "sil_score": 0.0,
+                  "log_add": self._search["log_add"], "criterion_type": CriterionType.CTC}
+        new_inner = copy.copy(inner)
+        if self.uses_lexicon:
+            if self._trie is None:
+                self._trie = self._build_trie()
+            options = LexiconDecoderOptions(word_score=word_score, unk_score=float("-inf"), **common)
+            new_inner.decoder = LexiconDecoder(options, self._trie, inner.lm, silence, inner.blank,
+                                               inner.word_dict.get_index(UNK), [], False)
+        else:
+            new_inner.decoder = LexiconFreeDecoder(LexiconFreeDecoderOptions(**common), inner.lm, silence,
+                                                   inner.blank, [])
+        out = copy.copy(self)
+        out._decoder, out.lm_weight, out.word_score = new_inner, lm_weight, word_score
+        return out
+
+    def _build_trie(self):
+        """The lexicon's prefix tree over token ids, each word scored by its LM unigram and smeared (max), as
+        torchaudio's ``ctc_decoder`` builds it."""
+        from flashlight.lib.text.decoder import SmearingMode, Trie
+
+        inner = self._decoder
+        trie = Trie(inner.tokens_dict.index_size(), inner.tokens_dict.get_index(WORD_DELIMITER))
+        start = inner.lm.start(False)
+        for word in self.lexicon_words:
+            index = inner.word_dict.get_index(word)
+            _, score = inner.lm.score(start, index)
+            trie.insert([inner.tokens_dict.get_index(t) for t in [*word, WORD_DELIMITER]], index, score)
+        trie.smear(SmearingMode.MAX)
+        return trie
 
     @property
     def uses_lexicon(self) -> bool:

@@ -99,9 +99,10 @@ def tune_decoder(checkpoint: str | Path, manifest: str | Path, beam: int = 16,
     else:
         log(f"{folder}: no lm.arpa; tuning beam search without an LM")
         settings = [(0.0, 0.0)]
+    base = BeamSearchDecoder(vocab, beam_size=beam, lm_path=lm_path if lm_path.is_file() else None,
+                             lm_weight=settings[0][0], word_score=settings[0][1], unit=unit)
     for w, s in settings:
-        decoder = BeamSearchDecoder(vocab, beam_size=beam, lm_path=lm_path if lm_path.is_file() else None,
-                                    lm_weight=w, word_score=s, unit=unit)
+        decoder = base.reweighted(w, s)  # the LM and lexicon are loaded once
         row = {"beam": beam, "lm_weight": w, "word_score": s, **score(decode_all(posts, decoder.decode))}
         grid.append(row)
         log(f"beam {beam} lm_weight {w:g} word_score {s:g}: WER {row['wer']:.4f} CER {row['cer']:.4f}")

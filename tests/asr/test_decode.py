@@ -222,3 +222,20 @@ def test_hypothesis_score_is_acoustic_plus_weighted_lm_score(word_lm, char_lm, u
     acoustic = len(path) * math.log(0.98)
     lm = sentence_log10_prob(read_arpa(lm_path), lm_tokens(text, unit), order)
     assert hyp.score == pytest.approx(acoustic + weight * lm + bonus * len(text.split()), abs=1e-3)
+
+
+@pytest.mark.parametrize("unit", ["word", "char"])
+def test_reweighted_decoder_equals_a_freshly_built_one(word_lm, char_lm, unit):
+    lm = word_lm if unit == "word" else char_lm
+    # (words outside the lexicon, such as "boot", are left out: flashlight's choice among equally impossible
+    # spellings is not stable even between two fresh decoders)
+    lp, lengths = batch(_haus_or_maus()[0], _strasse_misspelt()[0], posteriors(frames_for("das haus ist alt")))
+    base = BeamSearchDecoder(VOCAB, lm_path=lm, unit=unit, lm_weight=0.0, word_score=0.0)
+    for weight, score in [(0.0, 0.0), (0.5, 0.0), (2.0, 1.0), (0.5, -2.0)]:
+        if unit == "char" and score:
+            continue
+        fresh = BeamSearchDecoder(VOCAB, lm_path=lm, unit=unit, lm_weight=weight, word_score=score)
+        again = base.reweighted(weight, score)
+        assert again.decode(lp, lengths) == fresh.decode(lp, lengths), (weight, score)
+        assert (again.lm_weight, again.word_score) == (weight, score)
+    assert base.decode(lp, lengths)[0] == "das maus ist groß"  # the original keeps its weights
