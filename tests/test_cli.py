@@ -345,3 +345,23 @@ def test_to_kaldi_speaker_with_space_exit_2(tmp_path):
     result = run("to-kaldi", str(manifest), str(tmp_path / "k"))
     assert result.exit_code == 2
     assert "'two words'" in single_error_line(result)
+
+
+def test_manifest_merge_rebases_paths_and_refuses_duplicate_ids(tmp_path, make_tone):
+    from speech_tl.manifest import read_manifest
+
+    for name in ("a", "b"):
+        make_tone(tmp_path / name / "x.wav")
+        (tmp_path / name / "m.jsonl").write_text(json.dumps(
+            {"id": f"{name}-1", "audio": "x.wav", "duration": 0.5, "text": "t", "speaker": "s", "language": "de"})
+            + "\n")
+    out = tmp_path / "merged" / "all.jsonl"
+    a, b = str(tmp_path / "a" / "m.jsonl"), str(tmp_path / "b" / "m.jsonl")
+    res = CliRunner().invoke(main, ["manifest", "merge", a, b, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    utts = read_manifest(out)
+    assert [u.id for u in utts] == ["a-1", "b-1"] and all(u.audio_path().is_file() for u in utts)
+    res = CliRunner().invoke(main, ["manifest", "merge", a, a, "--out", str(tmp_path / "dup.jsonl")])
+    assert res.exit_code == 2 and "a/m.jsonl:1: id 'a-1' is also in" in res.output
+    res = CliRunner().invoke(main, ["manifest", "merge", str(out), "--out", str(out)])
+    assert res.exit_code == 2 and "is one of the inputs" in res.output

@@ -81,6 +81,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts
     $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts --channel realistic --voices many \
       --name $rm_corpus
+    # the recommended training set: the clean corpus and the realistic one together
+    $st manifest merge "$train" "$data/${rm_corpus}_de_train.jsonl" --out "$data/synth-asr-mix_de_train.jsonl"
   fi
   $st manifest stats --max-speakers 5 "$train" "$dev" "$test"
   if [ -d "$real_dir/de" ]; then

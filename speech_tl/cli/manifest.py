@@ -95,6 +95,31 @@ def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, m
     click.echo(f"kept {len(kept)} -> {out}; rejected {len(rejected)} -> {rej}")
 
 
+@manifest.command("merge")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def manifest_merge_cmd(inputs, out):
+    """Concatenate manifests into OUT (audio paths rebased onto OUT's folder); ids must be unique across them."""
+    from ..manifest import ManifestError, read_manifest, write_manifest
+
+    if out.resolve() in {p.resolve() for p in inputs}:
+        raise ManifestError(f"--out {out} is one of the inputs; write the merge to a new file")
+    seen: dict[str, str] = {}
+    utts = []
+    for path in inputs:
+        for u in read_manifest(path):
+            where = f"{path}:{u.line}"
+            if u.id in seen:
+                raise ManifestError(f"{where}: id {u.id!r} is also in {seen[u.id]}; ids must be unique in the merge "
+                                    "(prepare the corpora under different names)")
+            seen[u.id] = where
+            u.audio = str(u.audio_path().resolve())
+            utts.append(u)
+    n = write_manifest(out, utts)
+    click.echo(f"merged {n} utterances from {len(inputs)} manifests -> {out}")
+
+
 @manifest.command("split")
 @manifest_arg
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))

@@ -312,3 +312,32 @@ def test_cli_with_relative_paths_writes_usable_manifests(corpus, tmp_path, monke
         for u in utts:
             assert u.audio_path().is_file(), u.audio
             assert u.audio_path().resolve() == (root / "clips" / f"{u.id}.mp3").resolve()
+
+
+def test_validated_sample_as_a_dev_set(corpus, tmp_path):
+    """A sample of validated clips (../shared/data/commonvoice/de) becomes a dev manifest, nothing else."""
+    root, _ = corpus
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["prepare", "commonvoice", str(root), "--use-validated", "--validated-split", "dev",
+                                    "--out-dir", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "commonvoice_de_train.jsonl").exists() and not (out / "commonvoice_de_test.jsonl").exists()
+    dev = read_manifest(out / "commonvoice_de_dev.jsonl")
+    rej = read_rejected(out / "commonvoice_de_rejected.jsonl")
+    assert len(dev) + len(rej) == data_rows(root / "validated.tsv")
+    assert all(r["source"] == "validated.tsv" for r in rej) and "overlaps dev/test" not in {r["reason"] for r in rej}
+    with pytest.raises(ValueError, match="needs --use-validated"):
+        prepare_commonvoice(root, tmp_path / "o2", validated_split="dev")
+
+
+REAL_CV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "commonvoice"
+
+
+@pytest.mark.skipif(not (REAL_CV / "de").is_dir(),
+                    reason="../shared/data/commonvoice not here (a clone without shared/)")
+def test_real_common_voice_german_dev_set(tmp_path):
+    """The project's real dev set: 54 validated Common Voice German clips of 46 speakers, all usable."""
+    prepare_commonvoice(REAL_CV / "de", tmp_path, "de", use_validated=True, validated_split="dev")
+    dev = read_manifest(tmp_path / "commonvoice_de_dev.jsonl")
+    assert len(dev) == 54 and len({u.speaker for u in dev}) == 46
+    assert all(u.sample_rate == 48000 and 1.0 < u.duration < 15.0 and u.text for u in dev)
