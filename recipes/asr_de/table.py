@@ -49,13 +49,14 @@ def sweep_table(exp: Path, conditions: list[str]) -> str:
     return "\n".join(HEADER + [asr_row(label(c), exp / c) for c in conditions])
 
 
-def probe_table(exp: Path, conditions: list[str]) -> str | None:
-    """The probe's curve beside the sweep's test CER at the same freeze depth."""
-    p = load(exp / "probe" / "probe.json")
+def probe_table(exp: Path, conditions: list[str], name: str = "probe", results: str = "test_greedy.json",
+                what: str = "test") -> str | None:
+    """The probe's curve beside the sweep's CER (``results`` of each run) at the same freeze depth."""
+    p = load(exp / name / "probe.json")
     if p is None:
         return None
-    swept = {DEPTH[c]: (load(exp / c / "test_greedy.json") or {}).get("cer") for c in conditions if c in DEPTH}
-    return probe_markdown(p, swept, "sweep: test CER, k blocks frozen (greedy)")
+    swept = {DEPTH[c]: (load(exp / c / results) or {}).get("cer") for c in conditions if c in DEPTH}
+    return probe_markdown(p, swept, f"sweep: {what} CER, k blocks frozen (greedy)")
 
 
 def confusion_table(exp: Path) -> str | None:
@@ -114,6 +115,7 @@ def main() -> None:
     a = ap.parse_args()
     exp, conditions = Path(a.exp), a.conditions.split()
     blocks = {"results": sweep_table(exp, conditions), "probe": probe_table(exp, conditions),
+              "probe_real": probe_table(exp, conditions, "probe_real", "real_greedy.json", "real dev"),
               "confusion": confusion_table(exp), "multitask": multitask_table(exp), "levers": levers_table(exp)}
     print("\n\n".join(t for t in blocks.values() if t))
     if a.readme:

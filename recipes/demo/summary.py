@@ -30,10 +30,16 @@ def main() -> None:
     a = ap.parse_args()
     exp, reports = Path(a.exp), Path(a.reports)
     lines = []
-    asr = best(sorted((exp / "asr_de").glob("*/")), "test_beam.json", "wer")
-    if asr:
-        lines.append(f"ASR (German, held-out voices): best {asr[0]}: WER {asr[1]['wer']:.3f}, CER {asr[1]['cer']:.3f} "
-                     f"({asr[1]['decoding']})")
+    for run, what in (("recommended", "transfer (recommended)"), ("recommended_scratch", "no transfer (random init)")):
+        d = exp / "asr_de" / run
+        if not (d / "test_greedy.json").is_file():
+            continue
+        g = json.loads((d / "test_greedy.json").read_text())
+        line = f"ASR (German) {what}: held-out synthetic voices CER {g['cer']:.3f}, WER {g['wer']:.3f}"
+        if (d / "real_beam.json").is_file():
+            r = json.loads((d / "real_beam.json").read_text())
+            line += f"; real speech (Common Voice dev) CER {r['cer']:.3f}, WER {r['wer']:.3f} ({r['decoding']})"
+        lines.append(line)
     spk = best(sorted((exp / "speaker_id").glob("*/")), "test.json", "eer")
     if spk:
         lines.append(f"Speakers (held-out synthetic voices): best {spk[0]}: EER {spk[1]['eer']:.3f}, "

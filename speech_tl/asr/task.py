@@ -154,8 +154,8 @@ class AsrTask:
             + (f", dev {len(self.dev_set)}" if self.dev_set is not None else ""))
 
     def _train_lm(self, train_utts, path: Path, log) -> Path:
-        """The decoder's n-gram LM: target-language training transcripts, ``decode.lm_texts`` and the
-        ``decode.lm_unigrams`` background; sentences equal to a dev transcript are left out."""
+        """The decoder's n-gram LM: target-language training transcripts, ``decode.lm_texts`` (without sentences
+        equal to a dev transcript) and the ``decode.lm_unigrams`` background."""
         from .lm import train_ngram_lm
         from .lm_text import background_unigrams, lm_sentences
 
@@ -163,16 +163,18 @@ class AsrTask:
         # the LM models the target language: with source-language data in the mix, only the target's text
         texts = [u.text for u in train_utts if u.language == self.cfg.language] or [u.text for u in train_utts]
         sources = [f"{len(texts)} training transcripts"]
-        for source in dec.lm_texts:
-            more = lm_sentences(source)
-            texts += more
-            sources.append(f"{len(more)} sentences of {source}")
+        # sentences of other sources equal to a dev transcript are left out: the LM must not know the dev set
         held_out = {normalize(u.text) for u in self.dev_set.utterances} if self.dev_set is not None else set()
         if dec.tune_on and Path(dec.tune_on).is_file():
             held_out |= {normalize(u.text) for u in read_manifest(dec.tune_on)}
-        kept = [t for t in texts if normalize(t) not in held_out]
-        if len(kept) < len(texts):
-            sources.append(f"{len(texts) - len(kept)} equal to dev transcripts left out")
+        kept = list(texts)
+        for source in dec.lm_texts:
+            more = lm_sentences(source)
+            clean = [t for t in more if normalize(t) not in held_out]
+            kept += clean
+            sources.append(f"{len(clean)} sentences of {source}"
+                           + (f" ({len(more) - len(clean)} equal to dev transcripts left out)" if len(clean) < len(more)
+                              else ""))
         background = None
         if dec.lm_unigrams:
             background = background_unigrams(self.cfg.language, dec.lm_vocab_size,

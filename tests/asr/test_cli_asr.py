@@ -44,7 +44,7 @@ def test_evaluate_writes_results(trained, tone_corpus, tmp_path, beam):
     assert 0 <= r["cer"] <= r["wer"] + 1e-9 or r["wer"] >= 0
     assert r["num_utterances"] == 8 and set(r["per_speaker"]) == {"s0"}
     assert r["wer_ci95"][0] <= r["wer"] <= r["wer_ci95"][1]
-    assert r["decoding"] == ("greedy" if beam == 0 else "beam 4 + LM")
+    assert r["decoding"] == ("greedy" if beam == 0 else "beam 4 + LM (weight 0.5, word score 0)")
     hyps = [json.loads(x) for x in out.with_name("results.hypotheses.jsonl").read_text().splitlines()]
     assert len(hyps) == 8 and all(h["ref"] == h["ref"].lower() for h in hyps)
 

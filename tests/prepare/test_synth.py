@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -148,3 +149,27 @@ def test_crosslingual_plan_gives_each_variant_both_languages_under_one_speaker()
     utts = [Utterance(id=f"{s}-{lang}", audio="x.wav", duration=1.0, text="", speaker=s, language=lang)
             for s in ("a", "b") for lang in ("en", "de")]
     assert sorted(cross_language_trials(utts)) == ["0 a-en b-de", "0 b-en a-de", "1 a-en a-de", "1 b-en b-de"]
+
+
+@needs_tts
+def test_synth_asr_realistic_channels_and_many_voices(tmp_path):
+    """--channel realistic --voices many: train and dev through recorded-sounding channels, test clean and equal to
+    the clean corpus' test set, ids prefixed so both corpora merge into one manifest."""
+    sent = tmp_path / "sentences.txt"
+    sent.write_text("\n".join(SENTENCES), encoding="utf-8")
+    clean = prepare_synth_asr(tmp_path / "out", num_utterances=20, sentences=sent, workers=2)
+    real = prepare_synth_asr(tmp_path / "out", num_utterances=20, sentences=sent, workers=2, channel="realistic",
+                             voices="many", name="synth-asr-rm")
+    assert not real.rejected and not clean.rejected
+    rm = {s: read_manifest(tmp_path / "out" / f"synth-asr-rm_de_{s}.jsonl") for s in ("train", "dev", "test")}
+    assert all("channel" in u.extra for s in ("train", "dev") for u in rm[s])
+    assert not any("channel" in u.extra for u in rm["test"])
+    assert all(u.id.startswith("synth-asr-rm-") for s in rm for u in rm[s])
+    clean_test = read_manifest(tmp_path / "out" / "synth-asr_de_test.jsonl")
+    assert [(u.text, u.speaker) for u in clean_test] == [(u.text, u.speaker) for u in rm["test"]]
+    for u in rm["train"]:
+        data, sr = sf.read(str(u.audio_path()))
+        peak_db = 20 * np.log10(np.abs(data).max())
+        assert sr == 16000 and peak_db == pytest.approx(u.extra["channel"]["level_db"], abs=1.5)  # codecs move it
+        lead = data[: int(0.8 * u.extra["channel"]["pad"][0] * sr)]
+        assert lead.size == 0 or np.abs(lead).max() > 0  # a noise floor, never digital silence
