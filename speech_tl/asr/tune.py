@@ -2,8 +2,9 @@
 
 ``speech-tl tune-decoder CHECKPOINT DEV_MANIFEST`` computes the CTC posteriors of the dev set
 once, decodes them greedily and with beam search at every (``lm_weight``, ``word_score``) of a
-grid, and writes the setting with the lowest error into ``decoder.json`` in the checkpoint
-folder. ``speech-tl evaluate asr`` and ``transcribe`` then decode that way unless told otherwise
+grid (the LM and lexicon are loaded once), and writes the setting with the lowest error (CER by
+default) among those no worse than greedy decoding in the other measure (WER) into
+``decoder.json`` in the checkpoint folder. ``speech-tl evaluate asr`` and ``transcribe`` then decode that way unless told otherwise
 (:func:`decoder_settings`). Greedy stays the choice when no beam setting beats it.
 
 ``decoder.json``: ``{"beam": 16 (0: greedy), "lm_weight", "word_score", "metric", "tuned_on",
@@ -107,7 +108,10 @@ def tune_decoder(checkpoint: str | Path, manifest: str | Path, beam: int = 16,
         grid.append(row)
         log(f"beam {beam} lm_weight {w:g} word_score {s:g}: WER {row['wer']:.4f} CER {row['cer']:.4f}")
     other = "wer" if metric == "cer" else "cer"
-    best = min(grid, key=lambda r: (r[metric], r[other]))
+    # a setting may not buy its metric with the other one: no worse than greedy there (a word score high enough
+    # to insert words lowers CER while WER passes 1.0, which no user wants)
+    allowed = [r for r in grid if r[other] <= grid[0][other] + 1e-12]
+    best = min(allowed, key=lambda r: (r[metric], r[other]))
     result = {"beam": best["beam"], "lm_weight": best["lm_weight"], "word_score": best["word_score"],
               "metric": metric, metric: best[metric], other: best[other], "tuned_on": str(manifest),
               "num_utterances": len(utts), "grid": grid}
