@@ -4,15 +4,16 @@
 # voices and, when ../shared is there, on real German speech), speaker adaptation and the enrollment demo, one
 # report per task and reports/index.html.
 #
-#   recipes/demo/run.sh [--asr-minutes M] [--speaker-minutes M]      (make demo runs it)
+#   recipes/demo/run.sh [--asr-minutes M] [--asr-utterances N] [--speaker-minutes M]      (make demo runs it)
 #
 # For real numbers run the recipes themselves with their default budgets (recipes/*/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-asr_minutes=4; speaker_minutes=1; exp=exp/demo; reports=reports
+asr_minutes=3; asr_utterances=4000; speaker_minutes=1; exp=exp/demo; reports=reports
 while [ $# -gt 0 ]; do
   case "$1" in
     --asr-minutes) asr_minutes=$2; shift 2;;
+    --asr-utterances) asr_utterances=$2; shift 2;;
     --speaker-minutes) speaker_minutes=$2; shift 2;;
     --exp) exp=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
@@ -24,7 +25,7 @@ start=$(date +%s)
 # ASR: transfer against no transfer, at a budget where both have converged as far as they will (the sweep, probe,
 # domain-confusion, multitask and lever stages are the recipe's longer experiments)
 recipes/asr_de/run.sh --minutes "$asr_minutes" --exp "$exp/asr_de" --readme none --stop-stage 3 \
-  --conditions "recommended recommended_scratch"
+  --conditions "recommended recommended_scratch" --num-utterances "$asr_utterances"
 recipes/speaker_id/run.sh --minutes "$speaker_minutes" --exp "$exp/speaker_id" --readme none --stop-stage 4 \
   --conditions "bottom2 full"
 

@@ -4,8 +4,9 @@
 once, decodes them greedily and with beam search at every (``lm_weight``, ``word_score``) of a
 grid (the LM and lexicon are loaded once), and writes the setting with the lowest error (CER by
 default) among those no worse than greedy decoding in the other measure (WER) into
-``decoder.json`` in the checkpoint folder. ``speech-tl evaluate asr`` and ``transcribe`` then decode that way unless told otherwise
-(:func:`decoder_settings`). Greedy stays the choice when no beam setting beats it.
+``decoder.json`` in the checkpoint folder. ``speech-tl evaluate asr`` and ``transcribe`` then decode
+that way unless told otherwise (:func:`decoder_settings`). Greedy stays the choice when no beam
+setting beats it.
 
 ``decoder.json``: ``{"beam": 16 (0: greedy), "lm_weight", "word_score", "metric", "tuned_on",
 "num_utterances", "grid": [{"beam", "lm_weight", "word_score", "wer", "cer"}, ...]}``.
