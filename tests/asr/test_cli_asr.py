@@ -94,3 +94,21 @@ def test_checkpoint_of_another_task_is_refused(trained, tone_corpus, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "asr", str(tmp_path), str(tone_corpus / "dev.jsonl"),
                                        "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and "no checkpoint here" in result.output
+
+
+def test_reference_characters_outside_the_vocabulary_are_reported_not_dropped(trained, tone_corpus, tmp_path):
+    rows = [json.loads(x) for x in (tone_corpus / "dev.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tone_corpus / r["audio"])
+    rows[0]["text"] = "abé"  # "é" is not in the trained English vocabulary
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["evaluate", "asr", str(trained), str(dev), "--out", str(out),
+                                       "--beam", "0"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    assert r["characters_outside_vocabulary"] == {"é": 1} and r["num_utterances"] == len(rows)
+    assert "é" in result.stderr and "cannot output" in result.stderr
+    hyp = json.loads(out.with_name("r.hypotheses.jsonl").read_text().splitlines()[0])
+    assert hyp["ref"] == "abé"  # scored against the whole reference
