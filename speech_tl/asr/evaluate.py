@@ -1,7 +1,10 @@
 """Evaluate and use an ASR checkpoint: WER/CER with confidence intervals, per speaker; transcription.
 
-``speech-tl evaluate asr CHECKPOINT MANIFEST --out results.json [--beam N]``
-``speech-tl transcribe CHECKPOINT AUDIO...``
+``speech-tl evaluate asr CHECKPOINT MANIFEST --out results.json [--beam N] [--batch-size N] [--device D]``
+``speech-tl transcribe CHECKPOINT [AUDIO...] [--manifest M.jsonl] [--batch-size N] [--device D]``
+
+Both run the model through :mod:`speech_tl.asr.infer`: batched, and audio longer than the backbone accepts
+(Whisper: 30 s) in overlapping windows whose posteriors are stitched.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ import torch
 import yaml
 
 from ..atomic import atomic_write_text
-from ..audio import load_audio
 from ..backbones import load_backbone
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
-from ..data import UtteranceDataset, pad_waves
+from ..data import UtteranceDataset
+from ..device import resolve_device
 from ..domain import strip_training_modules
 from ..manifest import read_manifest, write_jsonl
 from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
+from .infer import DEFAULT_BATCH_SIZE, AudioFiles, transcribe_dataset
 from .model import CtcModel
-from .task import transcribe_batches
 
 
 def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CtcModel, Vocabulary, dict]:
@@ -58,27 +61,35 @@ def make_decoder(vocab: Vocabulary, beam: int | None, cfg: dict, folder: Path, l
                              word_score=settings["word_score"], unit=settings["lm_unit"])
 
 
-def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int | None = None,
-                 device: str = "auto") -> dict:
-    """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it.
-
-    ``beam`` 0: greedy; N: beam search of width N with the checkpoint's LM; None: as the checkpoint says.
-    """
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    model, vocab, meta = load_asr_model(checkpoint, dev)
-    utts = read_manifest(manifest)
+def _check_audio_files(utts, manifest) -> None:
     missing = [f"{manifest}:{u.line}: audio file not found: {u.audio_path()}" for u in utts
                if not u.audio_path().is_file()]
     if missing:
-        raise FileNotFoundError("\n".join(missing[:10]))
+        more = f"\n... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise FileNotFoundError("\n".join(missing[:10]) + more)
+
+
+def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int | None = None,
+                 device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, window_seconds: float | None = None
+                 ) -> dict:
+    """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it.
+
+    ``beam`` 0: greedy; N: beam search of width N with the checkpoint's LM; None: as the checkpoint says.
+    ``batch_size``: inputs per forward pass (utterances, or windows of longer ones); ``device``: see
+    :func:`speech_tl.device.resolve_device`; ``window_seconds``: windows for long audio (default: the longest
+    input the backbone accepts, 30 s for Whisper; see :mod:`speech_tl.asr.infer`).
+    """
+    dev = resolve_device(device)
+    utts = read_manifest(manifest)
+    _check_audio_files(utts, manifest)
+    model, vocab, meta = load_asr_model(checkpoint, dev)
     scored = [u for u in utts if normalize(u.text)]
     no_ref = len(utts) - len(scored)
     dataset = UtteranceDataset(scored)
     decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
     t0 = time.time()
-    with torch.no_grad():
-        hyps = transcribe_batches(model, dataset, vocab, dev, decoder=decoder)
+    hyps = transcribe_dataset(model, dataset, vocab, dev, decoder, batch_size, desc="transcribe",
+                              window_seconds=window_seconds)
     seconds = time.time() - t0
     refs = [normalize(u.text) for u in scored]
     c = error_counts(refs, hyps)
@@ -98,6 +109,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "num_utterances": len(scored), "skipped_without_reference": no_ref,
         "decoding": decoding_name(decoder),
         "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
+        "batch_size": batch_size, "device": str(dev), "window_seconds": window_seconds,
         "per_speaker": speakers, "confusions": confusions(refs, hyps),
         "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()),
         "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze")},
@@ -140,18 +152,40 @@ def confusions(refs: list[str], hyps: list[str], top: int = 20) -> dict:
             "insertions": ins.most_common(top)}
 
 
-def transcribe_files(checkpoint: str | Path, audio: list[str | Path], beam: int | None = None
-                     ) -> list[tuple[str, str]]:
-    """``[(path, text)]`` for audio files of any soundfile format and rate."""
-    model, vocab, meta = load_asr_model(checkpoint)
-    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
-    from .decode import greedy_decode
+def transcribe(checkpoint: str | Path, audio: list[str | Path] = (), manifest: str | Path | None = None,
+               beam: int | None = None, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+               window_seconds: float | None = None) -> list[dict]:
+    """Transcribe audio files and/or the utterances of a manifest, in that order, in batches.
 
-    out = []
-    for path in audio:
-        wave, lengths = pad_waves([load_audio(path)])
-        with torch.no_grad():
-            log_probs, frames = model(wave=wave, lengths=lengths)
-        text = decoder.decode(log_probs, frames)[0] if decoder else greedy_decode(log_probs, frames, vocab)[0]
-        out.append((str(path), text))
-    return out
+    Returns one row per input: ``{"audio", "duration", "text"}`` for a file, plus ``"id"`` (first) for a
+    manifest utterance (whose ``offset``/``duration`` segment is what is transcribed). Files of any
+    soundfile format and rate; audio of any length (see :mod:`speech_tl.asr.infer`). Missing or unreadable
+    files are refused before the model is loaded.
+    """
+    files = AudioFiles(audio)
+    utts = read_manifest(manifest) if manifest is not None else []
+    _check_audio_files(utts, manifest)
+    if not len(files) and not utts:
+        raise ValueError(f"{manifest}: the manifest has no utterances" if manifest is not None else
+                         "nothing to transcribe: give audio files and/or --manifest")
+    dev = resolve_device(device)
+    model, vocab, meta = load_asr_model(checkpoint, dev)
+    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
+    rows = [{"audio": str(p), "duration": round(d, 3)} for p, d in zip(files.paths, files.durations, strict=True)]
+    if len(files):
+        for row, text in zip(rows, transcribe_dataset(model, files, vocab, dev, decoder, batch_size,
+                                                      desc="transcribe", window_seconds=window_seconds),
+                             strict=True):
+            row["text"] = text
+    if utts:
+        texts = transcribe_dataset(model, UtteranceDataset(utts), vocab, dev, decoder, batch_size,
+                                   desc="transcribe", window_seconds=window_seconds)
+        rows += [{"id": u.id, "audio": str(u.audio_path()), "duration": u.duration, "text": t}
+                 for u, t in zip(utts, texts, strict=True)]
+    return rows
+
+
+def transcribe_files(checkpoint: str | Path, audio: list[str | Path], beam: int | None = None,
+                     device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE) -> list[tuple[str, str]]:
+    """``[(path, text)]`` for audio files of any soundfile format, rate and length."""
+    return [(r["audio"], r["text"]) for r in transcribe(checkpoint, audio, None, beam, device, batch_size)]

@@ -16,7 +16,7 @@ import yaml
 from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
 from ..backbones.base import set_dropout
 from ..config import dump_config, to_dict
-from ..data import DataConfig, UtteranceDataset, collate, duration_batches, load_training_manifest, subset
+from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
 from ..domain import DomainConfig, DomainConfusion, mark_target
 from ..freeze import FreezeConfig, FreezePlan
 from ..manifest import read_manifest
@@ -74,20 +74,13 @@ class AsrConfig:
 
 
 def transcribe_batches(model: CtcModel, dataset: UtteranceDataset, vocab: Vocabulary, device: torch.device,
-                       batch_seconds: float = 120.0, decoder=None) -> list[str]:
-    """Hypotheses for every utterance of ``dataset``, in order (greedy unless a beam ``decoder`` is given)."""
-    from .decode import greedy_decode
+                       batch_seconds: float = 120.0, decoder=None, batch_size: int = 64) -> list[str]:
+    """Hypotheses for every utterance of ``dataset``, in order (greedy unless a beam ``decoder`` is given):
+    :func:`speech_tl.asr.infer.transcribe_dataset` with batches of at most ``batch_size`` utterances and
+    ``batch_seconds`` of padded audio."""
+    from .infer import transcribe_dataset
 
-    hyps: list[str] = [""] * len(dataset)
-    for batch_idx in duration_batches(dataset.durations, batch_seconds, 64, 0, 0, shuffle=False):
-        batch = collate([dataset[i] for i in batch_idx])
-        log_probs, lengths = model(wave=batch["wave"].to(device), lengths=batch["lengths"].to(device))
-        log_probs, lengths = log_probs.float().cpu(), lengths.cpu()
-        texts = decoder.decode(log_probs, lengths) if decoder is not None else greedy_decode(log_probs, lengths,
-                                                                                           vocab)
-        for i, text in zip(batch_idx, texts, strict=True):
-            hyps[i] = text
-    return hyps
+    return transcribe_dataset(model, dataset, vocab, device, decoder, batch_size, batch_seconds)
 
 
 class AsrTask:

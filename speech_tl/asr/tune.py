@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write_text
-from ..data import UtteranceDataset, collate, duration_batches
+from ..data import UtteranceDataset
+from ..device import resolve_device
 from ..manifest import read_manifest
 from ..metrics import error_counts
 from ..text import normalize
@@ -46,17 +47,16 @@ def decoder_settings(folder: str | Path, config: dict) -> dict:
     return out
 
 
-def posteriors(model, utterances, device, batch_seconds: float = 120.0) -> list[tuple[torch.Tensor, int]]:
-    """CTC log-probabilities ``(T', V)`` and valid length of each utterance, in order."""
-    dataset = UtteranceDataset(utterances)
-    out: list[tuple[torch.Tensor, int] | None] = [None] * len(dataset)
-    with torch.no_grad():
-        for idx in duration_batches(dataset.durations, batch_seconds, 64, 0, 0, shuffle=False):
-            batch = collate([dataset[i] for i in idx])
-            log_probs, lengths = model(wave=batch["wave"].to(device), lengths=batch["lengths"].to(device))
-            for j, i in enumerate(idx):
-                n = int(lengths[j])
-                out[i] = (log_probs[j, :n].float().cpu(), n)
+def posteriors(model, utterances, device, batch_size: int = 16, batch_seconds: float | None = None
+               ) -> list[tuple[torch.Tensor, int]]:
+    """CTC log-probabilities ``(T', V)`` and valid length of each utterance, in order
+    (:func:`speech_tl.asr.infer.ctc_posteriors`: batched, long audio in stitched windows)."""
+    from .infer import ctc_posteriors
+
+    out: list[tuple[torch.Tensor, int] | None] = [None] * len(utterances)
+    for i, log_probs in ctc_posteriors(model, UtteranceDataset(utterances), device, batch_size, batch_seconds,
+                                       desc="posteriors"):
+        out[i] = (log_probs, log_probs.shape[0])
     return out  # type: ignore[return-value]
 
 
@@ -68,7 +68,7 @@ def decode_all(posts: list[tuple[torch.Tensor, int]], decode) -> list[str]:
 def tune_decoder(checkpoint: str | Path, manifest: str | Path, beam: int = 16,
                  lm_weights: tuple[float, ...] = DEFAULT_LM_WEIGHTS,
                  word_scores: tuple[float, ...] = DEFAULT_WORD_SCORES, metric: str = "cer",
-                 device: str = "auto", log=print) -> dict:
+                 device: str = "auto", log=print, batch_size: int = 16) -> dict:
     """Grid-search the decoding of ``checkpoint`` on ``manifest``; write and return ``decoder.json``'s content."""
     from .decode import BeamSearchDecoder, greedy_decode
     from .evaluate import load_asr_model
@@ -77,15 +77,14 @@ def tune_decoder(checkpoint: str | Path, manifest: str | Path, beam: int = 16,
         raise ValueError(f"metric must be cer or wer, got {metric!r}")
     if beam <= 0:
         raise ValueError(f"--beam must be positive to tune beam search, got {beam}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     model, vocab, meta = load_asr_model(checkpoint, dev)
     folder = Path(meta["folder"])
     utts = [u for u in read_manifest(manifest) if normalize(u.text)]
     if not utts:
         raise ValueError(f"{manifest}: no utterance with a transcript to tune on")
     refs = [normalize(u.text) for u in utts]
-    posts = posteriors(model, utts, dev)
+    posts = posteriors(model, utts, dev, batch_size)
     lm_path = folder / "lm.arpa"
     unit = ((meta["config"].get("decode") or {}).get("lm_unit")) or "word"
 

@@ -29,6 +29,11 @@ class Backbone(nn.Module):
     sample_rate: int = 16000
     source: str = ""
     output_dim: int
+    # the longest input the model accepts (None: no limit); longer audio is cut into overlapping windows by
+    # :func:`speech_tl.asr.infer.ctc_posteriors` and their outputs stitched
+    max_input_seconds: float | None = None
+    # input samples per output frame (None: unknown, estimated from each input's output length)
+    frame_samples: int | None = None
     frontend: nn.Module
     layers: nn.ModuleList
 

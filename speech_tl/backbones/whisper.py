@@ -87,7 +87,8 @@ class WhisperStem(nn.Module):
         n = x.shape[1]
         if n > self.embed_positions.num_embeddings:
             raise ValueError(f"input of {n / 50:.1f} s is longer than Whisper's "
-                             f"{self.embed_positions.num_embeddings / 50:.0f} s; cut it into shorter segments")
+                             f"{self.embed_positions.num_embeddings / 50:.0f} s; cut it into shorter segments "
+                             "(transcription and evaluation do so themselves: speech_tl.asr.infer)")
         x = x + self.embed_positions.weight[:n]
         return x, torch.div(frames + 1, 2, rounding_mode="floor")
 
@@ -108,6 +109,9 @@ class WhisperBackbone(Backbone):
         self.frontend = WhisperStem(encoder, cfg.num_mel_bins)
         self.layers = encoder.layers
         self.layer_norm = encoder.layer_norm
+        # the position table bounds the input: 1500 positions x 2 (conv stride) x 160 samples = 30 s
+        self.frame_samples = 2 * HOP
+        self.max_input_seconds = encoder.embed_positions.num_embeddings * self.frame_samples / self.sample_rate
 
     input_augment: str | None = None  # "spec": SpecAugment on the log-mel while ``augmenting`` is set
     augmenting: bool = False

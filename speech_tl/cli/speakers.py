@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import UserError, main, user_errors  # noqa: F401
+from . import UserError, batch_size_option, device_option, main, user_errors  # noqa: F401
 
 # --------------------------------------------------------------------------- speakers: enroll / identify / verify
 
@@ -32,25 +32,27 @@ def speaker_db_errors(fn):
     return user_errors(wrapper)
 
 
-def _load_speaker_embedder(source: str, db: Path):
+def _load_speaker_embedder(source: str, db: Path, device: str = "auto"):
     """The embedder of a backbone source string or a speaker checkpoint folder, with a clear error."""
+    from ..device import resolve_device
     from ..speaker.embedder import load_embedder
     from ..speaker.registry import SpeakerRegistryError
 
+    dev = resolve_device(device)  # a device error is the user's, not the model's
     try:
-        return load_embedder(source)
+        return load_embedder(source, dev)
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         raise SpeakerRegistryError(f"cannot load speaker model {source} (for {db}): {e}") from None
 
 
-def _open_speaker_db(db: Path):
+def _open_speaker_db(db: Path, device: str = "auto"):
     """An existing database and the embedder of the model it was created with."""
     from ..speaker.registry import SpeakerRegistry, SpeakerRegistryError
 
     reg = SpeakerRegistry(db, create=False)
     if reg.model is None:
         raise SpeakerRegistryError(f"{db}: no speakers enrolled yet; enroll some with `speech-tl enroll`")
-    embedder = _load_speaker_embedder(reg.model.source, db)
+    embedder = _load_speaker_embedder(reg.model.source, db, device)
     reg.check_model(embedder)  # the weights behind the source may have changed since
     return reg, embedder
 
@@ -62,29 +64,32 @@ def _open_speaker_db(db: Path):
               help="Backbone source or speaker checkpoint folder (default: the database's model; "
                    "ge2e:resemblyzer for a new database).")
 @click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@device_option
+@batch_size_option
 @speaker_db_errors
-def enroll_cmd(db, speaker, model, audio):
+def enroll_cmd(db, speaker, model, audio, device, batch_size):
     """Add AUDIO clips of a speaker to the database (created if missing).
 
     Every clip is checked (readable, long enough, not silent, not clipped); if any fails, nothing
     is enrolled. A database keeps the model it was created with; other models are refused.
     """
-    from ..audio import AudioError
+    from ..audio import AudioError, load_checked
     from ..speaker.registry import DEFAULT_MODEL, DEFAULT_THRESHOLD, SpeakerRegistry
 
     reg = SpeakerRegistry(db, create=False) if db.exists() else None
     have = reg.model if reg is not None else None
-    embedder = _load_speaker_embedder(model or (have.source if have else DEFAULT_MODEL), db)
+    embedder = _load_speaker_embedder(model or (have.source if have else DEFAULT_MODEL), db, device)
     if reg is not None:
         reg.check_model(embedder)
-    embeddings, bad = [], []
+    waves, bad = [], []
     for path in audio:
         try:
-            embeddings.append(embedder.embed_file(path))
+            waves.append(load_checked(path))
         except AudioError as e:
             bad.append(str(e))
     if bad:
         raise UserError(f"nothing enrolled: {len(bad)} of {len(audio)} clip(s) refused: " + "; ".join(bad))
+    embeddings = list(embedder.embed_many(waves, batch_size))
     if reg is None:  # created only now, so a refused first call leaves no file behind
         reg = SpeakerRegistry(db)
     with reg:
@@ -104,10 +109,11 @@ def enroll_cmd(db, speaker, model, audio):
               help="Candidates listed.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}.')
+@device_option
 @speaker_db_errors
-def identify_cmd(db, audio, top_k, as_json):
+def identify_cmd(db, audio, top_k, as_json, device):
     """Which enrolled speaker is AUDIO? The best one if its score is above the threshold, else 'unknown'."""
-    reg, embedder = _open_speaker_db(db)
+    reg, embedder = _open_speaker_db(db, device)
     with reg:
         r = reg.identify(embedder.embed_file(audio), top_k, model=embedder)
     if as_json:
@@ -128,10 +134,11 @@ def identify_cmd(db, audio, top_k, as_json):
 @click.option("--speaker", required=True, help="The enrolled speaker AUDIO claims to be.")
 @click.argument("audio", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help='Print {"speaker", "accepted", "score", "threshold"}.')
+@device_option
 @speaker_db_errors
-def verify_cmd(db, speaker, audio, as_json):
+def verify_cmd(db, speaker, audio, as_json, device):
     """Is AUDIO the enrolled SPEAKER? Exit status 0: accepted, 1: rejected, 2: error."""
-    reg, embedder = _open_speaker_db(db)
+    reg, embedder = _open_speaker_db(db, device)
     with reg:
         r = reg.verify(speaker, embedder.embed_file(audio), model=embedder)
     if as_json:

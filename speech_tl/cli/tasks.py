@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import UserError, main, user_errors  # noqa: F401
+from . import UserError, batch_size_option, device_option, main, user_errors  # noqa: F401
 
 # --------------------------------------------------------------------------- train / evaluate / transcribe
 
@@ -56,6 +56,12 @@ def train_multitask_cmd(config, overrides):
     click.echo(json.dumps(train_multitask(cfg), indent=1))
 
 
+window_opt = click.option(
+    "--window-seconds", type=click.FloatRange(min=1.0), default=None,
+    help="Audio longer than this is transcribed in windows of this length overlapping by 5 s (at most a sixth), "
+         "stitched. Default: the longest input the model accepts (Whisper: 30 s; others: no windows).")
+
+
 @main.group()
 def evaluate() -> None:
     """Score a checkpoint (or a pretrained backbone) on a manifest."""
@@ -68,13 +74,19 @@ def evaluate() -> None:
 @click.option("--beam", type=click.IntRange(min=0), default=None,
               help="Beam width (0: greedy). Default: as the checkpoint says (its tuned decoder.json, else its "
                    "config's decode.beam).")
-@click.option("--device", default="auto", show_default=True)
+@device_option
+@batch_size_option
+@window_opt
 @user_errors
-def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
-    """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST."""
+def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds):
+    """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST.
+
+    Utterances of any length: audio longer than the model accepts (Whisper: 30 s) is transcribed in
+    overlapping windows whose outputs are stitched.
+    """
     from ..asr.evaluate import evaluate_asr
 
-    r = evaluate_asr(checkpoint, manifest_path, out, beam, device)
+    r = evaluate_asr(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds)
     if r["characters_outside_vocabulary"]:
         click.echo(f"note: {manifest_path}: reference characters the model cannot output (each scored as an error): "
                    f"{r['characters_outside_vocabulary']}", err=True)
@@ -85,16 +97,34 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device):
 
 @main.command("transcribe")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("audio", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also transcribe every utterance of this manifest (its lines are printed by id).")
 @click.option("--beam", type=click.IntRange(min=0), default=None,
               help="Beam width (0: greedy). Default: as the checkpoint says.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print one JSON object per line: {"audio", "duration", "text"} (and "id" first for manifest '
+                   "utterances).")
+@device_option
+@batch_size_option
+@window_opt
 @user_errors
-def transcribe_cmd(checkpoint, audio, beam):
-    """Print a transcript for each AUDIO file."""
-    from ..asr.evaluate import transcribe_files
+def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, batch_size, window_seconds):
+    """Print a transcript for each AUDIO file and each utterance of --manifest, one line each.
 
-    for path, text in transcribe_files(checkpoint, list(audio), beam):
-        click.echo(f"{path}\t{text}")
+    Text output: 'AUDIO<TAB>TEXT' per file, 'ID<TAB>TEXT' per manifest utterance, in the order given.
+    Audio of any format, rate and length: recordings longer than the model accepts (Whisper: 30 s) are
+    transcribed in full, in overlapping windows whose outputs are stitched.
+    """
+    from ..asr.evaluate import transcribe
+
+    if not audio and manifest_path is None:
+        raise UserError("nothing to transcribe: give AUDIO files and/or --manifest M.jsonl")
+    for row in transcribe(checkpoint, list(audio), manifest_path, beam, device, batch_size, window_seconds):
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(f"{row.get('id', row['audio'])}\t{row['text']}")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -111,9 +141,10 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--lm-weights", default="0.5,1,2", show_default=True, help="LM weights to try.")
 @click.option("--word-scores", default="0,1,2,3", show_default=True, help="Word scores to try (word LM).")
 @click.option("--metric", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@device_option
+@batch_size_option
 @user_errors
-def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, metric, device):
+def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, metric, device, batch_size):
     """Choose greedy or beam search and the LM weight and word score on DEV_MANIFEST; save them into CHECKPOINT.
 
     Writes decoder.json into the checkpoint folder; `evaluate asr` and `transcribe` then decode that way.
@@ -121,7 +152,7 @@ def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, m
     from ..asr.tune import tune_decoder
 
     r = tune_decoder(checkpoint, manifest_path, beam, _floats(lm_weights), _floats(word_scores), metric, device,
-                     log=click.echo)
+                     log=click.echo, batch_size=batch_size)
     how = "greedy" if r["beam"] == 0 else f"beam {r['beam']}, lm_weight {r['lm_weight']:g}, word_score " \
                                            f"{r['word_score']:g}"
     click.echo(f"best on {manifest_path} by {metric}: {how} (WER {r['wer']:.4f}, CER {r['cer']:.4f})")
@@ -146,9 +177,11 @@ def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, m
 @click.option("--nontarget-per-target", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Generated trials: sampled different-speaker pairs per same-speaker pair.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Trial sampling and bootstrap seed.")
+@device_option
+@batch_size_option
 @user_errors
 def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest, asnorm_top_k, enroll_per_speaker,
-                         nontarget_per_target, seed):
+                         nontarget_per_target, seed, device, batch_size):
     """Verification EER/minDCF and identification accuracy of MODEL on MANIFEST.
 
     MODEL is a speaker checkpoint folder or a backbone source string, e.g. ge2e:resemblyzer.
@@ -156,7 +189,7 @@ def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest
     from ..speaker.evaluate import evaluate_speaker
 
     r = evaluate_speaker(model, manifest_path, out, trials_file, cohort_manifest, asnorm_top_k, enroll_per_speaker,
-                         seed, nontarget_per_target)
+                         seed, nontarget_per_target, device=device, batch_size=batch_size)
     line = (f"{manifest_path}: EER {r['eer']:.4f} [{r['eer_ci95'][0]:.4f}, {r['eer_ci95'][1]:.4f}]  "
             f"minDCF(0.01) {r['min_dcf']:.4f}  ({r['num_trials']} trials, {r['num_target_trials']} target)")
     if r["asnorm"] is not None:

@@ -20,6 +20,7 @@ from ..asr.decode import greedy_decode
 from ..asr.model import ctc_loss
 from ..backbones import load_backbone
 from ..data import UtteranceDataset
+from ..device import resolve_device
 from ..metrics import error_counts
 from ..text import Vocabulary, normalize
 from .features import collect, moments
@@ -50,13 +51,16 @@ def pad(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 def probe_asr(backbone: str, manifest: str | Path, out: str | Path, eval_manifest: str | Path | None = None,
               steps: int = 600, batch_size: int = 16, lr: float = 2e-3, max_utterances: int = 800,
               max_eval_utterances: int = 200, language: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
-              seed: int = 0, log=print) -> dict:
+              seed: int = 0, log=print, device: str = "cpu", feature_batch_size: int = 16) -> dict:
     """Per-depth CER/WER of CTC probes on ``backbone`` (frozen); writes and returns ``probe.json``'s content.
 
     ``manifest``: transcribed training utterances (``max_utterances`` drawn, seeded). ``eval_manifest``:
     held-out utterances; without it, held-out speakers of ``manifest`` (see :func:`.split.held_out_split`).
+    The backbone and the heads run on ``device``; the backbone sees ``feature_batch_size`` utterances per
+    forward pass (``batch_size`` is the heads' training batch).
     """
     started = time.time()
+    dev = resolve_device(device)
     train, test, how = probe_data(manifest, eval_manifest, True, max_utterances, max_eval_utterances, seed)
     language = language or Counter(u.language for u in train).most_common(1)[0][0]
     vocab = Vocabulary.build((u.text for u in train), language=language)
@@ -65,9 +69,9 @@ def probe_asr(backbone: str, manifest: str | Path, out: str | Path, eval_manifes
     bb = load_backbone(backbone)
     log(f"probe asr {backbone}: {len(bb.layers)} layers; train {len(train)} utterances, "
         f"evaluate {len(test)} ({how}); vocabulary {len(vocab)}")
-    train_feats = collect(bb, UtteranceDataset(train), "features (train)")
-    test_feats = collect(bb, UtteranceDataset(test), "features (eval)")
-    heads = nn.ModuleList(ProbeHead(*moments(f), len(vocab)) for f in train_feats)
+    train_feats = collect(bb, UtteranceDataset(train), "features (train)", dev, feature_batch_size)
+    test_feats = collect(bb, UtteranceDataset(test), "features (eval)", dev, feature_batch_size)
+    heads = nn.ModuleList(ProbeHead(*moments(f), len(vocab)) for f in train_feats).to(dev)
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     rng = random.Random(seed)
@@ -76,7 +80,7 @@ def probe_asr(backbone: str, manifest: str | Path, out: str | Path, eval_manifes
         if len(order) < batch_size:
             order += rng.sample(range(len(train)), len(train))
         idx, order = order[:batch_size], order[batch_size:]
-        loss = sum(ctc_loss(head(x), n, [targets[i] for i in idx])
+        loss = sum(ctc_loss(head(x.to(dev)), n, [targets[i] for i in idx])
                    for head, (x, n) in ((h, pad([f[i] for i in idx])) for h, f in zip(heads, train_feats, strict=True)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -92,7 +96,7 @@ def probe_asr(backbone: str, manifest: str | Path, out: str | Path, eval_manifes
             hyps = []
             for a in range(0, len(feats), 32):
                 x, n = pad(feats[a:a + 32])
-                hyps += greedy_decode(head(x), n, vocab)
+                hyps += greedy_decode(head(x.to(dev)), n, vocab)
             c = error_counts(refs, hyps)
             layers.append({"depth": k, "cer": c.chars.rate(), "wer": c.words.rate(), "dim": int(feats[0].shape[1]),
                            "example": {"ref": refs[0], "hyp": hyps[0]}})

@@ -17,6 +17,7 @@ import torch
 
 from ..backbones import load_backbone
 from ..data import UtteranceDataset
+from ..device import resolve_device
 from ..metrics import eer
 from .features import collect, moments
 from .recommend import DEFAULT_TOLERANCE
@@ -68,13 +69,14 @@ def pair_eer(emb: np.ndarray, speakers: np.ndarray) -> float:
 
 def probe_speaker(backbone: str, manifest: str | Path, out: str | Path, eval_manifest: str | Path | None = None,
                   max_utterances: int = 1500, max_eval_utterances: int = 400, tolerance: float = DEFAULT_TOLERANCE,
-                  seed: int = 0, log=print) -> dict:
+                  seed: int = 0, log=print, device: str = "cpu", batch_size: int = 16) -> dict:
     """Per-depth LDA-cosine EER of ``backbone`` (frozen); writes and returns ``probe.json``'s content.
 
     ``manifest``: speaker-labelled training utterances (LDA). ``eval_manifest``: other speakers; without
-    it, held-out speakers of ``manifest``.
+    it, held-out speakers of ``manifest``. The backbone runs on ``device``, ``batch_size`` utterances per pass.
     """
     started = time.time()
+    dev = resolve_device(device)
     train, test, how = probe_data(manifest, eval_manifest, False, max_utterances, max_eval_utterances, seed)
     overlap = {u.speaker for u in train} & {u.speaker for u in test}
     if overlap and eval_manifest is None:
@@ -91,8 +93,8 @@ def probe_speaker(backbone: str, manifest: str | Path, out: str | Path, eval_man
     bb = load_backbone(backbone)
     log(f"probe speaker {backbone}: {len(bb.layers)} layers; LDA on {len(train)} utterances of "
         f"{len(set(train_spk))} speakers, EER on {len(test)} of {len(set(test_spk))} ({how})")
-    train_feats = collect(bb, UtteranceDataset(train), "features (train)")
-    test_feats = collect(bb, UtteranceDataset(test), "features (eval)")
+    train_feats = collect(bb, UtteranceDataset(train), "features (train)", dev, batch_size)
+    test_feats = collect(bb, UtteranceDataset(test), "features (eval)", dev, batch_size)
     layers = []
     for k, (tr, te) in enumerate(zip(train_feats, test_feats, strict=True)):
         mean, std = moments(tr)

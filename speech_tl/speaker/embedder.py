@@ -1,62 +1,104 @@
 """Turn audio into speaker embeddings with a backbone source string or an adapted checkpoint.
 
-``load_embedder("ge2e:resemblyzer")`` or ``load_embedder("exp/speaker_id/bottom2")`` gives an
-:class:`Embedder`: ``embed(wave (T,) at 16 kHz) -> (D,)`` L2-normalised, plus ``source`` and a
-``fingerprint`` of the exact weights, so that embeddings of different models are never mixed.
+``load_embedder("ge2e:resemblyzer")`` or ``load_embedder("exp/speaker_id/bottom2", device="cuda")`` gives an
+:class:`Embedder`: ``embed(wave (T,) at 16 kHz) -> (D,)`` L2-normalised, ``embed_batch`` / ``embed_many`` for
+many utterances per forward pass, plus ``source`` and a ``fingerprint`` of the exact weights, so that
+embeddings of different models are never mixed. Embeddings come back on the CPU whatever the device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..audio import load_checked
 from ..checkpoint import fingerprint
+from ..device import resolve_device
 
 
 @dataclass
 class Embedder:
-    """A model that maps a waveform to an L2-normalised speaker embedding ``(D,)``."""
+    """A model that maps waveforms to L2-normalised speaker embeddings."""
 
     source: str
     fingerprint: str
     dim: int
-    _embed: object  # callable: (T,) float tensor -> (D,) tensor
+    _embed_batch: Callable[[list[torch.Tensor]], torch.Tensor]  # [(T_i,)] on ``device`` -> (B, D)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def embed_batch(self, waves: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[(T_i,)]`` 16 kHz waveforms -> ``(B, D)`` float32 on the CPU, one forward pass."""
+        with torch.no_grad():
+            e = self._embed_batch([w.float().reshape(-1).to(self.device) for w in waves]).float().cpu()
+        return e / e.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def embed_many(self, waves: Sequence[torch.Tensor], batch_size: int = 16) -> torch.Tensor:
+        """``(N, D)`` for any number of waveforms, in order, ``batch_size`` per pass (similar lengths together)."""
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+        if not waves:
+            return torch.zeros(0, self.dim)
+        order = sorted(range(len(waves)), key=lambda i: -waves[i].numel())
+        out = torch.zeros(len(waves), self.dim)
+        for a in range(0, len(order), batch_size):
+            idx = order[a:a + batch_size]
+            out[idx] = self.embed_batch([waves[i] for i in idx])
+        return out
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            e = self._embed(wave.float())
-        return e / e.norm().clamp(min=1e-12)
+        return self.embed_batch([wave])[0]
 
     def embed_file(self, path: str | Path) -> torch.Tensor:
         """Load (any format/rate), check (too short, silent, clipped, unreadable) and embed one file."""
         return self.embed(load_checked(path))
 
 
-def load_embedder(model: str) -> Embedder:
-    """A backbone source string (unadapted) or a speaker checkpoint folder (adapted)."""
+def load_embedder(model: str, device: str | torch.device = "cpu") -> Embedder:
+    """A backbone source string (unadapted) or a speaker checkpoint folder (adapted), on ``device``
+    (``auto``, ``cpu``, ``cuda``: see :func:`speech_tl.device.resolve_device`)."""
+    dev = resolve_device(device)
     path = Path(model)
     if path.is_dir():
         from .model import load_speaker_model
 
         net, meta = load_speaker_model(path)
-        return Embedder(str(path.resolve()), meta.get("fingerprint") or fingerprint(net), net.embedding_dim,
-                        net.embed_utterance)
+        fp = meta.get("fingerprint") or fingerprint(net)
+        return Embedder(str(path.resolve()), fp, net.embedding_dim, net.to(dev).embed_batch, dev)
     from ..backbones import load_backbone
 
     backbone = load_backbone(model).eval()
+    fp = fingerprint(backbone)
+    backbone.to(dev)
     if model.startswith("ge2e:"):
-        from ..backbones.ge2e import embed_utterance
+        return Embedder(model, fp, backbone.output_dim, lambda waves: ge2e_embed_batch(backbone, waves), dev)
 
-        return Embedder(model, fingerprint(backbone), backbone.output_dim,
-                        lambda w: embed_utterance(backbone, w))
+    def mean_pool(waves: list[torch.Tensor]) -> torch.Tensor:
+        from ..backbones.base import mean_pool as pool
+        from ..data import pad_waves
 
-    def mean_pool(wave: torch.Tensor) -> torch.Tensor:
-        feats, lengths = backbone(wave[None], torch.tensor([wave.numel()]))
+        wave, lengths = pad_waves(waves)
+        feats, out_lengths = backbone(wave.to(dev), lengths.to(dev))
         if hasattr(backbone, "pool"):  # ECAPA: its own attentive statistics pooling
-            return backbone.pool(feats, lengths)[0]
-        return feats[0].mean(0)
+            return backbone.pool(feats, out_lengths)
+        return pool(feats, out_lengths)
 
-    return Embedder(model, fingerprint(backbone), backbone.output_dim, mean_pool)
+    return Embedder(model, fp, backbone.output_dim, mean_pool, dev)
+
+
+def ge2e_embed_batch(backbone, waves: list[torch.Tensor]) -> torch.Tensor:
+    """The pretrained GE2E's :func:`~speech_tl.backbones.ge2e.embed_utterance` for many utterances at once:
+    all their partial windows in one LSTM pass (equal lengths, nothing padded)."""
+    from ..backbones.ge2e import PARTIAL_FRAMES
+    from .model import average_windows, ge2e_windows
+
+    windows = [ge2e_windows(backbone.frontend, w) for w in waves]
+    hidden = torch.cat(windows)
+    lengths = torch.full((hidden.shape[0],), PARTIAL_FRAMES, dtype=torch.long)
+    for i in range(len(backbone.layers)):
+        hidden = backbone.run_layer(i, hidden, lengths)
+    partial = backbone.finish(hidden[:, -1])
+    partial = partial / partial.norm(dim=1, keepdim=True)
+    return average_windows(partial, [w.shape[0] for w in windows])

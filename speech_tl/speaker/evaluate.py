@@ -44,22 +44,32 @@ from .trials import build_trial_arrays, read_trial_file
 P_TARGET = 0.01
 
 
-def embed_utterances(embedder: Embedder, utts: list[Utterance], manifest: str | Path, desc: str = "embed"
-                     ) -> torch.Tensor:
+def embed_utterances(embedder: Embedder, utts: list[Utterance], manifest: str | Path, desc: str = "embed",
+                     batch_size: int = 16) -> torch.Tensor:
     """L2-normalised embeddings ``(N, D)`` of the utterances, in order (a progress bar when stderr is a TTY).
 
-    Segments (``offset``) are cut from their file. An unusable clip (silent, too short, clipped, unreadable)
-    raises :class:`~speech_tl.audio.AudioError` naming the manifest line.
+    ``batch_size`` utterances of similar duration per forward pass. Segments (``offset``) are cut from their
+    file. An unusable clip (silent, too short, clipped, unreadable) raises :class:`~speech_tl.audio.AudioError`
+    naming the manifest line.
     """
-    rows = []
-    for u in tqdm(utts, desc=desc, unit="utt", disable=not sys.stderr.isatty()):
-        try:
-            wave = load_checked(u.audio_path(), offset=u.offset or 0.0,
-                                duration=u.duration if u.offset is not None else None)
-        except AudioError as e:
-            raise AudioError(e.path, f"{e.reason} (utterance {u.id!r}, {manifest}:{u.line})") from None
-        rows.append(embedder.embed(wave).float().reshape(-1))
-    return l2_normalize(torch.stack(rows)) if rows else torch.zeros(0, embedder.dim)
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    out = torch.zeros(len(utts), embedder.dim)
+    order = sorted(range(len(utts)), key=lambda k: -utts[k].duration)
+    with tqdm(total=len(utts), desc=desc, unit="utt", disable=not sys.stderr.isatty()) as bar:
+        for a in range(0, len(order), batch_size):
+            idx = order[a:a + batch_size]
+            waves = []
+            for k in idx:
+                u = utts[k]
+                try:
+                    waves.append(load_checked(u.audio_path(), offset=u.offset or 0.0,
+                                              duration=u.duration if u.offset is not None else None))
+                except AudioError as e:
+                    raise AudioError(e.path, f"{e.reason} (utterance {u.id!r}, {manifest}:{u.line})") from None
+            out[idx] = embedder.embed_batch(waves)
+            bar.update(len(idx))
+    return l2_normalize(out) if len(utts) else out
 
 
 def identify(embeddings: torch.Tensor, utts: list[Utterance], enroll_per_speaker: int = 3) -> dict:
@@ -126,13 +136,15 @@ def _verification(scores: np.ndarray, labels: np.ndarray, seed: int) -> dict:
 
 def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, trials_file: str | Path | None = None,
                      cohort_manifest: str | Path | None = None, asnorm_top_k: int = 200, enroll_per_speaker: int = 3,
-                     seed: int = 0, max_nontarget_per_target: float = 10.0) -> dict:
+                     seed: int = 0, max_nontarget_per_target: float = 10.0, device: str = "cpu",
+                     batch_size: int = 16) -> dict:
     """Embed MANIFEST with MODEL, score verification trials and identification, write ``out`` (results.json).
 
     Trials come from ``trials_file`` (VoxCeleb format, see :func:`~.trials.read_trial_file`) or else
     :func:`~.trials.build_trial_arrays` (all target pairs, ``max_nontarget_per_target`` sampled non-target
     pairs per target pair, ``seed``). With ``cohort_manifest`` the trials are also scored with AS-Norm
     (``asnorm_top_k``) against the embeddings of that manifest (other speakers, e.g. a training split).
+    The model runs on ``device`` (``auto``, ``cpu``, ``cuda``), ``batch_size`` utterances per forward pass.
 
     results.json (rates are fractions; a trial is accepted when ``score > threshold``). Every top-level number
     is about **cosine** scores (``"score": "cosine"``), the score an enrollment database computes, so its
@@ -150,7 +162,8 @@ def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, t
     * ``identification_accuracy``, ``identification_top5_accuracy`` (``None`` without test utterances),
       ``identification`` (counts) and ``per_speaker`` (``{"enroll", "tests", "accuracy"}`` per speaker);
     * ``model`` (source), ``fingerprint`` (also as ``model_fingerprint``), ``embedding_dim``, ``manifest``,
-      ``trials`` (where they came from), ``embed_seconds``, ``score_seconds``, ``embeddings`` (saved embeddings).
+      ``trials`` (where they came from), ``embed_seconds``, ``score_seconds``, ``batch_size``, ``device``,
+      ``embeddings`` (saved embeddings).
     """
     out = Path(out)
     utts = read_manifest(manifest)
@@ -184,10 +197,11 @@ def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, t
         if int(asnorm_top_k) != asnorm_top_k or asnorm_top_k < 2:
             raise ValueError(f"asnorm_top_k must be an integer >= 2, got {asnorm_top_k!r}")
 
-    embedder = load_embedder(str(model))
+    embedder = load_embedder(str(model), device)
     t0 = time.perf_counter()
-    emb = embed_utterances(embedder, utts, manifest, "embed")
-    cohort = embed_utterances(embedder, cohort_utts, cohort_manifest, "embed cohort") if cohort_utts else None
+    emb = embed_utterances(embedder, utts, manifest, "embed", batch_size)
+    cohort = embed_utterances(embedder, cohort_utts, cohort_manifest, "embed cohort", batch_size) \
+        if cohort_utts else None
     embed_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -217,6 +231,7 @@ def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, t
         "per_speaker": ident["per_speaker"],
         "asnorm": asnorm,
         "embed_seconds": round(embed_seconds, 3), "score_seconds": round(score_seconds, 3),
+        "batch_size": batch_size, "device": str(embedder.device),
         "embeddings": str(emb_path),
     }
     if trials_file is not None:

@@ -88,20 +88,46 @@ class SpeakerModel(nn.Module):
 
     def embed_utterance(self, wave: torch.Tensor) -> torch.Tensor:
         """Whole utterance ``(T,)`` at 16 kHz -> L2-normalised embedding ``(D,)``."""
-        if self.pooling == "last" and self.backbone.source.startswith("ge2e:"):
-            from ..backbones.ge2e import PARTIAL_FRAMES, partial_slices
+        return self.embed_batch([wave])[0]
 
-            slices = partial_slices(wave.numel())
-            need = slices[-1][1] * 160
-            if need >= wave.numel():
-                wave = nn.functional.pad(wave, (0, need - wave.numel()))
-            mel, _ = self.backbone.frontend(wave[None], torch.tensor([wave.numel()], device=wave.device))
-            windows = torch.stack([mel[0, a:b] for a, b in slices])
-            lengths = torch.full((windows.shape[0],), PARTIAL_FRAMES, dtype=torch.long)
-            emb = self.forward(hidden=windows, lengths=lengths, frozen_depth=0)
-            mean = emb.mean(0)
-            return mean / mean.norm().clamp(min=1e-12)
-        return self.forward(wave=wave[None], lengths=torch.tensor([wave.numel()], device=wave.device))[0]
+    def embed_batch(self, waves: list[torch.Tensor]) -> torch.Tensor:
+        """Whole utterances ``[(T_i,)]`` at 16 kHz (on the model's device) -> L2-normalised embeddings ``(B, D)``.
+
+        GE2E with last-frame pooling: every utterance's 1.6 s partial windows, all in one pass (they have one
+        length, so nothing is padded), averaged per utterance. Otherwise one padded batch, padding masked.
+        """
+        if self.pooling == "last" and self.backbone.source.startswith("ge2e:"):
+            from ..backbones.ge2e import PARTIAL_FRAMES
+
+            windows = [ge2e_windows(self.backbone.frontend, w) for w in waves]
+            stacked = torch.cat(windows)
+            lengths = torch.full((stacked.shape[0],), PARTIAL_FRAMES, dtype=torch.long)
+            emb = self.forward(hidden=stacked, lengths=lengths, frozen_depth=0)
+            return average_windows(emb, [w.shape[0] for w in windows])
+        from ..data import pad_waves
+
+        wave, lengths = pad_waves([w.reshape(-1) for w in waves])
+        device = waves[0].device
+        return self.forward(wave=wave.to(device), lengths=lengths.to(device))
+
+
+def ge2e_windows(frontend: nn.Module, wave: torch.Tensor) -> torch.Tensor:
+    """GE2E's partial windows of one utterance ``(T,)``: mel frames ``(W, 160, 40)``, as resemblyzer cuts them
+    (see :func:`speech_tl.backbones.ge2e.embed_utterance`)."""
+    from ..backbones.ge2e import partial_slices
+
+    slices = partial_slices(wave.numel())
+    need = slices[-1][1] * 160
+    if need >= wave.numel():
+        wave = nn.functional.pad(wave, (0, need - wave.numel()))
+    mel, _ = frontend(wave[None], torch.tensor([wave.numel()], device=wave.device))
+    return torch.stack([mel[0, a:b] for a, b in slices])
+
+
+def average_windows(emb: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """L2-normalised mean of each utterance's window embeddings: ``(sum(counts), D)`` -> ``(len(counts), D)``."""
+    means = torch.stack([e.mean(0) for e in emb.split(counts)])
+    return means / means.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def load_speaker_model(folder: str | Path) -> tuple[SpeakerModel, dict]:
