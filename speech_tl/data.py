@@ -106,6 +106,11 @@ class UtteranceDataset(torch.utils.data.Dataset):
         duration = u.duration if u.offset is not None else None
         return load_audio(u.audio_path(), self.sample_rate, u.offset or 0.0, duration), i
 
+    def load(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
+        """Item ``i`` as seen in ``epoch`` (the same every epoch here; datasets with per-epoch crops differ).
+        The loader's workers call this, so an item never depends on state set in the main process."""
+        return self[i]
+
     @property
     def durations(self) -> list[float]:
         return [u.duration for u in self.utterances]

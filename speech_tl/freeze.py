@@ -135,12 +135,20 @@ class FreezePlan:
                        "lr": base_lr * decay ** self.num_layers, "name": "backbone.frontend"})
         return [g for g in groups if g["params"]]
 
-    def summary(self, head: nn.Module | None = None) -> str:
+    def state(self, head: nn.Module | None = None) -> dict:
+        """The freeze state as data (checkpoint metadata and summaries carry it; reports read it)."""
         modules = [self.backbone] + ([head] if head is not None else [])
-        total = sum(p.numel() for m in modules for p in m.parameters())
-        trainable = sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
-        return (f"freeze {self.config.mode}: frontend {'frozen' if self._frontend_frozen else 'trainable'}, "
-                f"{self.depth}/{self.num_layers} layers frozen; trainable {trainable:,} of {total:,} parameters "
+        return {"mode": self.config.mode, "frontend_frozen": self._frontend_frozen, "frozen_layers": self.depth,
+                "layers": self.num_layers,
+                "trainable_parameters": sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad),
+                "total_parameters": sum(p.numel() for m in modules for p in m.parameters())}
+
+    def summary(self, head: nn.Module | None = None) -> str:
+        """:meth:`state` as a line for people."""
+        s = self.state(head)
+        trainable, total = s["trainable_parameters"], s["total_parameters"]
+        return (f"freeze {s['mode']}: frontend {'frozen' if s['frontend_frozen'] else 'trainable'}, "
+                f"{s['frozen_layers']}/{s['layers']} layers frozen; trainable {trainable:,} of {total:,} parameters "
                 f"({100 * trainable / max(total, 1):.1f}%)")
 
 

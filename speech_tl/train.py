@@ -1,11 +1,16 @@
-"""The one training loop, shared by every task (ASR, speaker).
+"""The one training loop, shared by every task (ASR, speaker, multitask).
 
-A task (see :class:`Task`) supplies the model, the loss of a batch and the dev
+A task (a subclass of :class:`Task`) supplies the model, the loss of a batch and the dev
 evaluation; this loop does the rest: AdamW with warmup then cosine decay, gradient
-clipping, AMP on CUDA (bf16 where supported, else fp16 with loss scaling), duration-
-bucketed batches, the frozen-prefix cache, dev evaluation every N steps with the best
-checkpoint kept, limits in steps, epochs and minutes, atomic checkpoints with exact
-resume, and DDP under ``torchrun`` (NCCL on GPUs, gloo on CPUs).
+clipping, gradient accumulation, AMP on CUDA (bf16 where supported, else fp16 with loss
+scaling), duration-bucketed batches loaded by a :class:`torch.utils.data.DataLoader` with
+worker processes (:mod:`speech_tl.loader`), the frozen-prefix cache, dev evaluation every N
+steps with the best checkpoint kept, limits in steps, epochs and minutes, atomic checkpoints
+with exact resume, a JSON-lines log (and TensorBoard events when ``tensorboard`` is
+installed), and DDP under ``torchrun`` (NCCL on GPUs, gloo on CPUs).
+
+Its parts: :class:`TrainState` (what a checkpoint restores), :class:`RunLog` (where records
+go) and :class:`Trainer` (the loop).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import math
 import os
 import random
 import resource
+import shutil
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext as _nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,9 +32,12 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import find_checkpoint, load_tensors, save_checkpoint
-from .data import UtteranceDataset, collate, duration_batches, hidden_augment, shard_batches, speed_perturb
+from .data import UtteranceDataset, collate, duration_batches, hidden_augment, shard_batches
 from .freeze import FreezePlan
-from .prefix_cache import PrefixCache
+from .loader import BatchPlan, TrainingItems, make_loader
+from .prefix_cache import PrefixCache, estimate_bytes, prefix_outputs
+
+BUCKET_SECONDS = 0.5  # the frozen prefix runs on utterances padded to a multiple of this (see prefix_cache.py)
 
 
 @dataclass
@@ -40,7 +49,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     max_steps: int | None = None
     max_epochs: int | None = None
-    max_minutes: float | None = 10.0
+    max_minutes: float | None = None  # a wall-clock budget; recipes set one, a real run usually does not
     eval_every: int = 200
     log_every: int = 20
     checkpoint_every: int = 200
@@ -48,12 +57,17 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | bf16 | fp16 | off
     prefix_cache: str = "auto"  # auto | memory | disk | off
-    num_workers: int = 1
+    num_workers: int = 2  # DataLoader worker processes decoding audio (0: on the training thread)
+    accumulate: int = 1  # batches per optimizer step (gradient accumulation)
+    tensorboard: bool = True  # TensorBoard event files beside train_log.jsonl when tensorboard is installed
     resume: bool = True
 
     def check(self) -> None:
         if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
             raise ValueError("give at least one limit: train.max_steps, train.max_epochs or train.max_minutes")
+        if self.accumulate < 1 or self.num_workers < 0:
+            raise ValueError(f"train.accumulate must be >= 1 and train.num_workers >= 0, got {self.accumulate} "
+                             f"and {self.num_workers}")
         for key in ("device", "amp", "prefix_cache"):
             allowed = {"device": ("auto", "cpu", "cuda"), "amp": ("auto", "bf16", "fp16", "off"),
                        "prefix_cache": ("auto", "memory", "disk", "off")}[key]
@@ -63,20 +77,106 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
 
 
-class Task(Protocol):
-    """What a task gives the loop."""
+class Task:
+    """What a task gives the loop: every hook the loop uses, with its default.
 
-    name: str
-    model: nn.Module  # forward(wave=, lengths=, hidden=, frozen_depth=) -> task output; has .backbone
+    Set by the subclass: ``name``; ``model`` (``forward(wave=, lengths=, hidden=, frozen_depth=)`` -> the
+    task's output, with ``.backbone`` and usually ``.head``); ``plan`` (the :class:`FreezePlan`);
+    ``train_set`` (an :class:`UtteranceDataset`); ``primary_metric`` (the dev metric that selects the best
+    checkpoint, lower is better); and the methods :meth:`loss`, :meth:`evaluate`, :meth:`checkpoint_files`.
+    """
+
+    name: str = "task"
+    model: nn.Module
     plan: FreezePlan
     train_set: UtteranceDataset
-    primary_metric: str  # dev metric to select the best checkpoint by (lower is better)
+    primary_metric: str = "loss"
+    secondary_metric: str | None = None  # breaks ties of the primary metric (e.g. WER 1.0 early on)
+    input_varies: str | None = None  # why the model input changes between epochs (turns the prefix cache off)
 
-    def loss(self, output, indices: torch.Tensor) -> torch.Tensor: ...
+    @property
+    def head(self) -> nn.Module | None:
+        """The new layers on top of the backbone (their own learning rate; reported apart)."""
+        return getattr(self.model, "head", None)
 
-    def evaluate(self, model: nn.Module, device: torch.device) -> dict: ...
+    def set_progress(self, progress: float) -> None:
+        """Training progress 0..1 before each step, for schedules inside the task (domain confusion)."""
 
-    def checkpoint_files(self) -> dict: ...
+    def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch: ``output`` of the model, ``indices (B,)`` into ``train_set``."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict:
+        """Dev metrics (floats; lower is better for the primary one)."""
+        raise NotImplementedError
+
+    def checkpoint_files(self) -> dict:
+        """Files saved with every checkpoint besides the weights: name -> text, dict (JSON) or tensors."""
+        return {}
+
+
+@dataclass
+class TrainState:
+    """Where a run is: what a checkpoint restores besides the weights and the optimizer."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    position: int = 0  # batches of the current epoch already done
+    elapsed: float = 0.0  # seconds of training so far, over all resumes
+    best: float | None = None
+    best_step: int | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "rng": rng_state()}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> TrainState:
+        set_rng_state(state["rng"])
+        return cls(**{k: state[k] for k in ("step", "epoch", "position", "elapsed", "best", "best_step")})
+
+
+class RunLog:
+    """Records of a run: ``train_log.jsonl`` (one JSON object per line), TensorBoard scalars under
+    ``tensorboard/`` when the package is installed, and lines for people through ``log``. Only rank 0
+    writes."""
+
+    def __init__(self, out_dir: Path, main: bool, log=print, tensorboard: bool = True):
+        self.path = out_dir / "train_log.jsonl"
+        self.tb_dir = out_dir / "tensorboard"
+        self.main, self.want_tb = main, tensorboard
+        self.say = log if main else (lambda *a, **k: None)
+        self.writer = None
+
+    def start(self, resumed: bool) -> None:
+        """A new run drops the old records; a resumed one appends."""
+        if not self.main:
+            return
+        if not resumed:
+            self.path.unlink(missing_ok=True)
+            shutil.rmtree(self.tb_dir, ignore_errors=True)
+        if self.want_tb:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: the JSON-lines log is enough
+                return
+            self.writer = SummaryWriter(str(self.tb_dir))
+
+    def record(self, rec: dict) -> None:
+        if not self.main:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.writer is not None:
+            for key, value in rec.items():
+                if key not in ("step", "epoch") and isinstance(value, int | float):
+                    self.writer.add_scalar(key.replace("dev_", "dev/", 1) if key.startswith("dev_")
+                                           else f"train/{key}", value, rec["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 # --------------------------------------------------------------------------- environment
@@ -163,25 +263,30 @@ class Trainer:
         self.task, self.cfg, self.out_dir = task, cfg, Path(out_dir)
         self.data_cfg = data_cfg
         self.dist, self.device = setup_distributed(cfg.device)
-        self.log_fn = log if self.dist.main else (lambda *a, **k: None)
+        self.runlog = RunLog(self.out_dir, self.dist.main, log, cfg.tensorboard)
+        self.log_fn = self.runlog.say
         self.amp, self.amp_dtype, needs_scaler = amp_settings(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
         self.model = task.model.to(self.device)
         self.plan = task.plan
         self.optimizer = torch.optim.AdamW(self._groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.step = 0
-        self.epoch = 0
-        self.position = 0  # batches of the current epoch already done
-        self.elapsed = 0.0  # seconds of training so far, over all resumes
-        self.best: float | None = None
-        self.best_step: int | None = None
+        self.state = TrainState()
         self.cache, self.cache_reason = self._make_cache()
+        speed = data_cfg.speed_perturb if data_cfg is not None else None
+        self.items = TrainingItems(task.train_set, cfg.seed, speed)
         self.ddp_model: nn.Module | None = None
         self.last_eval_step: int | None = None
 
+    @property
+    def step(self) -> int:
+        return self.state.step
+
     # ------------------------------------------------------------------ set-up helpers
+    def _head(self) -> nn.Module | None:
+        return self.task.head
+
     def _groups(self) -> list[dict]:
-        groups = self.plan.param_groups(self.cfg.lr, getattr(self.task.model, "head", None))
+        groups = self.plan.param_groups(self.cfg.lr, self._head())
         for g in groups:
             g["base_lr"] = g["lr"]
         known = {id(p) for g in groups for p in g["params"]}
@@ -198,20 +303,28 @@ class Trainer:
             return "SpecAugment changes the input"
         return None
 
+    def _frames_per_second(self) -> float:
+        """Frames per second at the frozen boundary, measured on one second of silence."""
+        backbone = self.task.model.backbone
+        with torch.no_grad():
+            _, lengths = backbone.embed(torch.zeros(1, 16000), torch.tensor([16000]))
+        return float(lengths[0])
+
     def _make_cache(self) -> tuple[PrefixCache | None, str]:
         mode = self.cfg.prefix_cache
         if mode == "off":
             return None, "train.prefix_cache=off"
         if not self.plan.prefix_is_frozen():
             return None, "nothing is frozen below the trainable layers"
-        reason = getattr(self.task, "input_varies", None) or self._augmenting()
+        reason = self.task.input_varies or self._augmenting()
         if reason:
             return None, reason
+        size = estimate_bytes(self.task.train_set.durations, self._frames_per_second(),
+                              self.task.model.backbone.output_dim)
         if mode == "auto":
-            frames = sum(self.task.train_set.durations) * 50  # 50 frames/s is typical; an estimate
-            size = frames * self.task.model.backbone.output_dim * 2
             mode = "memory" if size < 4 * 2**30 else "disk"
-        return PrefixCache(mode, self.out_dir / "prefix_cache"), f"{mode}, frozen depth {self.plan.depth}"
+        cache = PrefixCache(mode, self.out_dir / "prefix_cache")
+        return cache, f"{mode}, frozen depth {self.plan.depth}, {cache.check_space(size)}"
 
     def _wrapped(self) -> nn.Module:
         if self.dist.world_size == 1:
@@ -224,14 +337,11 @@ class Trainer:
         return self.ddp_model
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "position": self.position, "elapsed": self.elapsed,
-                "best": self.best, "best_step": self.best_step, "rng": rng_state()}
-
     def _meta(self, metrics: dict | None = None) -> dict:
-        return {"task": self.task.name, "step": self.step, "epoch": self.epoch, "elapsed_s": round(self.elapsed, 1),
+        s = self.state
+        return {"task": self.task.name, "step": s.step, "epoch": s.epoch, "elapsed_s": round(s.elapsed, 1),
                 "backbone": self.task.model.backbone.source, "metrics": metrics or {},
-                "freeze": self.plan.summary(getattr(self.task.model, "head", None))}
+                "freeze": self.plan.summary(self._head()), "freeze_state": self.plan.state(self._head())}
 
     def save(self, name: str, metrics: dict | None = None, resumable: bool = True) -> None:
         if not self.dist.main:
@@ -240,7 +350,7 @@ class Trainer:
                  **self.task.checkpoint_files()}
         if resumable:
             files["optimizer.pt"] = self.optimizer.state_dict()
-            files["state.pt"] = self._state()
+            files["state.pt"] = self.state.to_dict()
             if self.scaler is not None:
                 files["scaler.pt"] = self.scaler.state_dict()
         save_checkpoint(self.out_dir / name, files)
@@ -253,29 +363,27 @@ class Trainer:
         self.optimizer.load_state_dict(load_tensors(found / "optimizer.pt"))
         if self.scaler is not None and (found / "scaler.pt").is_file():
             self.scaler.load_state_dict(load_tensors(found / "scaler.pt"))
-        state = load_tensors(found / "state.pt")
-        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.elapsed, self.best, self.best_step = state["elapsed"], state["best"], state["best_step"]
-        set_rng_state(state["rng"])
-        self.plan.apply(self.step)
-        self.log_fn(f"resuming from step {self.step} (epoch {self.epoch}, batch {self.position}, "
-                    f"{self.elapsed / 60:.1f} min trained)")
+        self.state = TrainState.from_dict(load_tensors(found / "state.pt"))
+        self.plan.apply(self.state.step)
+        s = self.state
+        self.log_fn(f"resuming from step {s.step} (epoch {s.epoch}, batch {s.position}, "
+                    f"{s.elapsed / 60:.1f} min trained)")
         return True
 
     # ------------------------------------------------------------------ limits
-    def progress(self, batches_per_epoch: int) -> float:
-        c = self.cfg
+    def progress(self, steps_per_epoch: int) -> float:
+        c, s = self.cfg, self.state
         parts = []
         if c.max_steps:
-            parts.append(self.step / c.max_steps)
+            parts.append(s.step / c.max_steps)
         if c.max_minutes:
-            parts.append(self.elapsed / (60 * c.max_minutes))
+            parts.append(s.elapsed / (60 * c.max_minutes))
         if c.max_epochs:
-            parts.append(self.step / max(1, c.max_epochs * batches_per_epoch))
+            parts.append(s.step / max(1, c.max_epochs * steps_per_epoch))
         return max(parts) if parts else 0.0
 
-    def done(self, batches_per_epoch: int) -> bool:
-        stop = self.progress(batches_per_epoch) >= 1.0
+    def done(self, steps_per_epoch: int) -> bool:
+        stop = self.progress(steps_per_epoch) >= 1.0
         if self.dist.world_size > 1:  # all ranks stop together (rank 0's clock decides)
             flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
             dist.broadcast(flag, 0)
@@ -283,32 +391,55 @@ class Trainer:
         return stop
 
     # ------------------------------------------------------------------ one step
-    def _batch_output(self, model: nn.Module, indices: list[int], epoch: int):
+    def _waves(self, indices: list[int], epoch: int, loaded: dict | None) -> list[torch.Tensor]:
+        """Waveforms ``(T_i,)`` on the device for ``indices``: from the loader's batch where it has them,
+        else loaded here (a batch the loader prefetched before a gradual-unfreezing step emptied the cache)."""
+        rows = {int(i): r for r, i in enumerate(loaded["index"])} if loaded is not None else {}
+        out = []
+        for i in indices:
+            if i in rows:
+                r = rows[i]
+                out.append(loaded["wave"][r, : int(loaded["lengths"][r])].to(self.device, non_blocking=True))
+            else:
+                out.append(self.items[(i, epoch)][0].to(self.device))
+        return out
+
+    def _batch(self, indices: list[int], epoch: int, loaded: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded waves ``(B, T)`` and lengths ``(B,)``: the loader's batch as it is when it holds exactly
+        ``indices``, else assembled."""
+        if loaded is not None and loaded["index"].tolist() == list(indices):
+            return (loaded["wave"].to(self.device, non_blocking=True),
+                    loaded["lengths"].to(self.device, non_blocking=True))
+        batch = collate([(w.cpu(), i) for w, i in zip(self._waves(indices, epoch, loaded), indices, strict=True)])
+        return batch["wave"].to(self.device), batch["lengths"].to(self.device)
+
+    def _batch_output(self, model: nn.Module, indices: list[int], epoch: int, loaded: dict | None = None):
         depth = self.plan.depth if self.plan.prefix_is_frozen() else None
         masking = self.data_cfg is not None and self.data_cfg.hidden_augment
         if self.cache is not None:
             self.cache.reset(depth)
 
-            def compute(index: int) -> torch.Tensor:  # one utterance alone: see PrefixCache
-                wave, lengths = self._load([index], epoch)
+            def compute(missing: list[int]) -> list[torch.Tensor]:  # values independent of the batch
+                def run(wave, lengths):
+                    return self.model.backbone.forward_to(depth, wave, lengths)
+
                 with torch.no_grad(), self._autocast():
-                    hidden, out_lengths = self.model.backbone.forward_to(depth, wave, lengths)
-                return hidden[0, : int(out_lengths[0])]
+                    return prefix_outputs(run, self._waves(missing, epoch, loaded), int(16000 * BUCKET_SECONDS))
 
             hidden, lengths = self.cache.batch(indices, compute, self.device)
         elif masking and depth is not None:
-            wave, lengths = self._load(indices, epoch)
+            wave, lengths = self._batch(indices, epoch, loaded)
             with torch.no_grad(), self._autocast():
                 hidden, lengths = self.model.backbone.forward_to(depth, wave, lengths)
         else:
             if masking:
                 raise ValueError("data.hidden_* masks the output of the frozen prefix, but nothing is frozen; "
                                  "freeze at least the frontend (freeze.mode=bottom) or use data.spec_augment")
-            wave, lengths = self._load(indices, epoch)
+            wave, lengths = self._batch(indices, epoch, loaded)
             with self._autocast():
                 return model(wave=wave, lengths=lengths, frozen_depth=depth)
         if masking:
-            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.state.step)
             hidden = hidden_augment(hidden, lengths, self.data_cfg, generator)
         with self._autocast():
             return model(hidden=hidden, lengths=lengths, frozen_depth=depth)
@@ -316,40 +447,42 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
-    def _load(self, indices: list[int], epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        items = [self.task.train_set[i] for i in indices]
-        factors = self.data_cfg.speed_perturb if self.data_cfg is not None else None
-        if factors:
-            rng = np.random.default_rng([self.cfg.seed, epoch, *indices[:1]])
-            items = [(speed_perturb(w, float(rng.choice(factors))), i) for w, i in items]
-        batch = collate(items)
-        return batch["wave"].to(self.device), batch["lengths"].to(self.device)
-
-    def _set_lr(self, batches_per_epoch: int) -> float:
-        f = lr_factor(self.step, self.progress(batches_per_epoch), self.cfg.warmup_steps, self.cfg.min_lr_ratio)
+    def _set_lr(self, steps_per_epoch: int) -> float:
+        f = lr_factor(self.state.step, self.progress(steps_per_epoch), self.cfg.warmup_steps, self.cfg.min_lr_ratio)
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * f
         return self.cfg.lr * f
 
-    def train_step(self, indices: list[int], batches_per_epoch: int) -> float:
+    def train_step(self, batches: list[int] | list[list[int]], steps_per_epoch: int,
+                   loaded: list[dict] | None = None) -> float:
+        """One optimizer step over ``batches`` (one batch of indices, or several to accumulate), with the
+        loader's batches ``loaded`` when there are. Returns the mean loss."""
+        micro = [batches] if batches and isinstance(batches[0], int) else batches
+        loaded = loaded or [None] * len(micro)
         model = self._wrapped()
         model.train()
         self.plan.restore_eval()
-        lr = self._set_lr(batches_per_epoch)
-        if hasattr(self.task, "set_progress"):  # schedules inside the task (domain confusion's reversal weight)
-            self.task.set_progress(self.progress(batches_per_epoch))
-        self.model.backbone.augmenting = True
-        try:
-            output = self._batch_output(model, indices, self.epoch)
-        finally:
-            self.model.backbone.augmenting = False
-        loss = self.task.loss(output, torch.tensor(indices))
+        lr = self._set_lr(steps_per_epoch)
+        self.task.set_progress(self.progress(steps_per_epoch))
         self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for k, (indices, batch) in enumerate(zip(micro, loaded, strict=True)):
+            last = k == len(micro) - 1
+            sync = model.no_sync() if (self.ddp_model is not None and not last) else _nullcontext()
+            with sync:
+                self.model.backbone.augmenting = True
+                try:
+                    output = self._batch_output(model, indices, self.state.epoch, batch)
+                finally:
+                    self.model.backbone.augmenting = False
+                loss = self.task.loss(output, torch.tensor(indices)) / len(micro)
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            total += float(loss.detach())
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
         params = [p for p in self.model.parameters() if p.requires_grad and p.grad is not None]
         if self.cfg.grad_clip and params:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
@@ -358,12 +491,12 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.step += 1
-        if self.plan.apply(self.step):  # gradual unfreezing moved the boundary
-            self.log_fn(self.plan.summary(getattr(self.task.model, "head", None)))
+        self.state.step += 1
+        if self.plan.apply(self.state.step):  # gradual unfreezing moved the boundary
+            self.log_fn(self.plan.summary(self._head()))
             self.ddp_model = None
         self._last_lr = lr
-        return float(loss.detach())
+        return total
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
@@ -377,103 +510,116 @@ class Trainer:
             dist.barrier()
         return metrics
 
-    def _log(self, record: dict) -> None:
-        if not self.dist.main:
-            return
-        with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
     def _eval_and_keep_best(self) -> dict:
-        self.last_eval_step = self.step  # the same on every rank: evaluation has a barrier
+        s = self.state
+        self.last_eval_step = s.step  # the same on every rank: evaluation has a barrier
         metrics = self.evaluate()
         if self.dist.main and metrics:
             value = metrics.get(self.task.primary_metric)
-            second = getattr(self.task, "secondary_metric", None)
+            second = self.task.secondary_metric
             if value is not None and second in metrics:  # ties (e.g. WER 1.0 early on) go to the secondary metric
                 value = value + 1e-6 * float(metrics[second])
-            record = {"step": self.step, "elapsed_s": round(self.elapsed, 1),
-                      **{f"dev_{k}": v for k, v in metrics.items() if isinstance(v, float)}}
-            self._log(record)
-            improved = value is not None and (self.best is None or value < self.best)
+            self.runlog.record({"step": s.step, "elapsed_s": round(s.elapsed, 1),
+                                **{f"dev_{k}": v for k, v in metrics.items() if isinstance(v, float)}})
+            improved = value is not None and (s.best is None or value < s.best)
             if improved:
-                self.best, self.best_step = value, self.step
+                s.best, s.best_step = value, s.step
                 self.save("best", metrics, resumable=False)
-            self.log_fn(f"step {self.step}: dev " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                                                           if isinstance(v, float))
-                        + (" (best)" if improved else f" (best {self.best:.4f} at step {self.best_step})"))
+            self.log_fn(f"step {s.step}: dev " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                        if isinstance(v, float))
+                        + (" (best)" if improved else f" (best {s.best:.4f} at step {s.best_step})"))
         return metrics
 
     # ------------------------------------------------------------------ run
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        return shard_batches(duration_batches(self.task.train_set.durations, self.data_batch_seconds(),
+                                              self.max_batch(), self.cfg.seed, epoch),
+                             self.dist.rank, self.dist.world_size)
+
     def run(self, stop_at_step: int | None = None) -> dict:
         """Train until a limit is reached. ``stop_at_step`` pauses early as a kill would (after the
         checkpoint of that step, no final evaluation); a later run resumes from there."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(self.cfg.seed + self.dist.rank)
         resumed = self.try_resume()
-        if not resumed and self.dist.main:
-            (self.out_dir / "train_log.jsonl").unlink(missing_ok=True)
-        head = getattr(self.task.model, "head", None)
+        self.runlog.start(resumed)
+        try:
+            return self._run(stop_at_step)
+        finally:
+            self.runlog.close()
+            if self.cache is not None:
+                self.cache.close()
+
+    def _run(self, stop_at_step: int | None) -> dict:
+        s = self.state
+        head = self._head()
         self.log_fn(self.plan.summary(head))
         self.log_fn(f"device {self.device}" + (f", AMP {self.amp_dtype}" if self.amp else ", AMP off")
-                    + (f", DDP x{self.dist.world_size}" if self.dist.world_size > 1 else ""))
+                    + (f", DDP x{self.dist.world_size}" if self.dist.world_size > 1 else "")
+                    + f", {self.cfg.num_workers} loader worker(s)"
+                    + (f", {self.cfg.accumulate} batches per step" if self.cfg.accumulate > 1 else ""))
         cache = f"on, {self.cache_reason}" if self.cache is not None else f"off ({self.cache_reason})"
         self.log_fn(f"prefix cache: {cache}")
         durations = self.task.train_set.durations
-        n_batches = len(shard_batches(duration_batches(durations, self.data_batch_seconds(), self.max_batch(),
-                                                       self.cfg.seed, 0), self.dist.rank, self.dist.world_size))
+        n_batches = len(self._epoch_batches(0))
+        steps_per_epoch = math.ceil(n_batches / self.cfg.accumulate)
+        plan = BatchPlan()
+        loader = make_loader(self.items, plan, self.cfg.num_workers, pin_memory=self.device.type == "cuda")
+        needs_audio = (lambda i: i not in self.cache) if self.cache is not None else None
         window = {"loss": 0.0, "n": 0, "utts": 0, "audio": 0.0, "t": time.time()}
         metrics: dict = {}
-        while not self.done(n_batches):
-            batches = shard_batches(duration_batches(durations, self.data_batch_seconds(), self.max_batch(),
-                                                     self.cfg.seed, self.epoch), self.dist.rank, self.dist.world_size)
-            if hasattr(self.task.train_set, "set_epoch"):  # per-epoch crops
-                self.task.train_set.set_epoch(self.epoch)
-            while self.position < len(batches) and not self.done(n_batches):
+        while not self.done(steps_per_epoch):
+            batches = self._epoch_batches(s.epoch)
+            plan.set(batches[s.position:], s.epoch, needs_audio)
+            stream = iter(loader)
+            while s.position < len(batches) and not self.done(steps_per_epoch):
                 t0 = time.time()
-                indices = batches[self.position]
-                loss = self.train_step(indices, n_batches)
-                self.position += 1
-                self.elapsed += time.time() - t0
+                group = batches[s.position:s.position + self.cfg.accumulate]
+                loaded = [next(stream) for _ in group]
+                loss = self.train_step(group, steps_per_epoch, loaded)
+                s.position += len(group)
+                s.elapsed += time.time() - t0
                 window["loss"] += loss
                 window["n"] += 1
-                window["utts"] += len(indices)
-                window["audio"] += sum(durations[i] for i in indices)
-                if self.step % self.cfg.log_every == 0:
+                window["utts"] += sum(len(b) for b in group)
+                window["audio"] += sum(durations[i] for b in group for i in b)
+                if s.step % self.cfg.log_every == 0:
                     dt = max(1e-9, time.time() - window["t"])
-                    rec = {"step": self.step, "epoch": self.epoch, "loss": window["loss"] / window["n"],
+                    rec = {"step": s.step, "epoch": s.epoch, "loss": window["loss"] / window["n"],
                            "lr": self._last_lr, "utt_per_s": window["utts"] / dt,
                            "audio_s_per_s": window["audio"] / dt, "memory_mb": memory_mb(self.device),
-                           "elapsed_s": round(self.elapsed, 1)}
-                    self._log(rec)
+                           "elapsed_s": round(s.elapsed, 1)}
+                    self.runlog.record(rec)
                     self.log_fn(f"step {rec['step']:>6} epoch {rec['epoch']:>3} loss {rec['loss']:8.4f} "
                                 f"lr {rec['lr']:.2e} {rec['utt_per_s']:6.1f} utt/s "
-                                f"{rec['memory_mb']:7.0f} MB {self.elapsed / 60:6.2f} min")
+                                f"{rec['memory_mb']:7.0f} MB {s.elapsed / 60:6.2f} min")
                     window = {"loss": 0.0, "n": 0, "utts": 0, "audio": 0.0, "t": time.time()}
                 t_eval = time.time()
-                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                if self.cfg.eval_every and s.step % self.cfg.eval_every == 0:
                     metrics = self._eval_and_keep_best()
-                    self.elapsed += time.time() - t_eval
-                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    s.elapsed += time.time() - t_eval
+                if self.cfg.checkpoint_every and s.step % self.cfg.checkpoint_every == 0:
                     self.save("checkpoint")
-                if stop_at_step is not None and self.step >= stop_at_step:
-                    if self.position >= len(batches):
-                        self.epoch, self.position = self.epoch + 1, 0
+                if stop_at_step is not None and s.step >= stop_at_step:
+                    if s.position >= len(batches):
+                        s.epoch, s.position = s.epoch + 1, 0
                     self.save("checkpoint")
-                    return {"stopped_at_step": self.step}
-            if self.position >= len(batches):
-                self.epoch += 1
-                self.position = 0
+                    return {"stopped_at_step": s.step}
+            if s.position >= len(batches):
+                s.epoch += 1
+                s.position = 0
         t_eval = time.time()
-        if self.last_eval_step != self.step:
+        if self.last_eval_step != s.step:
             metrics = self._eval_and_keep_best()
-        self.elapsed += time.time() - t_eval
+        s.elapsed += time.time() - t_eval
         self.save("checkpoint", metrics)
-        summary = {"steps": self.step, "epochs": self.epoch + self.position / max(1, n_batches),
-                   "train_minutes": round(self.elapsed / 60, 3), "best_step": self.best_step,
-                   f"best_dev_{self.task.primary_metric}": self.best, "last_dev": metrics,
+        summary = {"steps": s.step, "epochs": s.epoch + s.position / max(1, n_batches),
+                   "train_minutes": round(s.elapsed / 60, 3), "best_step": s.best_step,
+                   f"best_dev_{self.task.primary_metric}": s.best, "last_dev": metrics,
                    "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                    "total_parameters": sum(p.numel() for p in self.model.parameters()),
-                   "freeze": self.plan.summary(head), "backbone": self.task.model.backbone.source,
+                   "freeze": self.plan.summary(head), "freeze_state": self.plan.state(head),
+                   "backbone": self.task.model.backbone.source,
                    "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})"}
         if self.dist.main:
             from .atomic import atomic_write_text

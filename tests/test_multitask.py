@@ -70,3 +70,27 @@ def test_bad_weights_and_missing_speaker_data_are_refused(tone_corpus, pitch_spe
     cfg.data.speaker_train = ""
     with pytest.raises(ValueError, match="speaker_train: required"):
         cfg.data.check()
+
+
+def test_set_up_is_the_asr_tasks(tone_corpus, pitch_speakers, tiny_whisper, tmp_path):
+    """The same set-up as ASR training: dev characters the head cannot spell are reported, and the LM is
+    trained on the target language's transcripts only."""
+    rows = [json.loads(x) for x in (tone_corpus / "train.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tone_corpus / r["audio"])
+    rows[0]["language"] = rows[1]["language"] = "nl"  # source-language data in the mix
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dev = [json.loads(x) for x in (tone_corpus / "dev.jsonl").read_text().splitlines()]
+    for r in dev:
+        r["audio"] = str(tone_corpus / r["audio"])
+    dev[0]["text"] = "ab 7é"
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in dev))
+    cfg = mt_config(tone_corpus, pitch_speakers, tiny_whisper, tmp_path / "mt")
+    cfg.data.train, cfg.data.dev = str(tmp_path / "train.jsonl"), str(tmp_path / "dev.jsonl")
+    cfg.decode.lm_order = 2
+    logs = []
+    task = MultitaskTask(cfg, logs.append)
+    assert any("dev transcripts hold characters outside the vocabulary" in m and "'é': 1" in m and "'7': 1" in m
+               for m in logs), logs
+    assert any(f"{len(rows) - 2} training transcripts" in m and "LM" in m for m in logs), logs
+    assert task.lm_path is not None and task.lm_path.is_file()

@@ -108,7 +108,11 @@ from speech_tl.train import Trainer
 from pathlib import Path
 cfg = asr_config(Path({corpus!r}), {backbone!r}, Path({out!r}), max_steps=4, eval_every=4)
 t = Trainer(AsrTask(cfg, lambda *a: None), cfg.train, cfg.out_dir, cfg.data, lambda *a: None)
+seen = []
+loss = t.task.loss
+t.task.loss = lambda output, indices: (seen.append(indices.tolist()), loss(output, indices))[1]
 t.run()
+(Path({out!r}) / f"indices{{t.dist.rank}}.json").write_text(__import__("json").dumps(seen))
 w = torch.cat([p.detach().flatten() for p in t.model.parameters()])
 torch.save(w, Path({out!r}) / f"weights{{t.dist.rank}}.pt")
 print("rank", t.dist.rank, "world", t.dist.world_size, "step", t.step)
@@ -129,6 +133,10 @@ def test_ddp_two_cpu_processes_stay_in_sync(tone_corpus, tiny_whisper, tmp_path)
     w0, w1 = (torch.load(tmp_path / "ddp" / f"weights{r}.pt", weights_only=True) for r in (0, 1))
     assert torch.equal(w0, w1)
     assert (tmp_path / "ddp" / "checkpoint" / "model.pt").is_file()
+    seen = [json.loads((tmp_path / "ddp" / f"indices{r}.json").read_text()) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 4  # each rank its own share of the batches, step for step
+    for a, b in zip(*seen, strict=True):  # at every step the two ranks train on different utterances
+        assert a and b and not set(a) & set(b), (a, b)
 
 
 def test_hidden_masks_change_only_valid_frames_and_are_seeded():
@@ -180,3 +188,55 @@ def test_hidden_masking_needs_a_frozen_prefix(tone_corpus, tiny_whisper, tmp_pat
     trainer = Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
     with pytest.raises(ValueError, match="nothing is frozen"):
         trainer.run()
+
+
+def test_gradient_accumulation_averages_the_batches_gradients(tone_corpus, tiny_whisper, tmp_path):
+    def trainer(name, **train):
+        cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / name, prefix_cache="off", grad_clip=0.0, **train)
+        cfg.model.dropout = 0.0
+        return Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet)
+
+    a, b = [0, 1, 2, 3], [8, 9, 10]
+    acc = trainer("acc", accumulate=2)
+    acc.train_step([a, b], 10)
+    manual = trainer("manual")
+    manual.model.train()
+    manual.plan.restore_eval()
+    manual.optimizer.zero_grad()
+    for batch in (a, b):
+        (manual.task.loss(manual._batch_output(manual.model, batch, 0), torch.tensor(batch)) / 2).backward()
+    for (name, p), q in zip(acc.model.named_parameters(), manual.model.parameters(), strict=True):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+    run = trainer("epoch", accumulate=3, max_steps=None, max_epochs=1)
+    summary = run.run()
+    n_batches = len(run._epoch_batches(0))
+    assert summary["steps"] == math.ceil(n_batches / 3) and summary["epochs"] == 1
+
+
+def test_no_time_limit_unless_one_is_set():
+    from speech_tl.train import TrainConfig
+
+    assert TrainConfig().max_minutes is None
+    with pytest.raises(ValueError, match="give at least one limit"):
+        TrainConfig().check()
+    TrainConfig(max_epochs=3).check()
+    with pytest.raises(ValueError, match="accumulate"):
+        TrainConfig(max_steps=1, accumulate=0).check()
+
+
+def test_tensorboard_events_and_structured_freeze_state(tone_corpus, tiny_whisper, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is in the dev extra; a bare install skips this")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "tb", max_steps=6, eval_every=3, log_every=2)
+    summary = train_asr(cfg, log=quiet)
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "dev/wer", "dev/cer"} <= set(tags)
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
+    state = summary["freeze_state"]
+    assert state["mode"] == "bottom" and state["frozen_layers"] == 1 and state["layers"] == 2
+    assert state["frontend_frozen"] and 0 < state["trainable_parameters"] < state["total_parameters"]
+    assert json.loads((tmp_path / "tb" / "best" / "meta.json").read_text())["freeze_state"] == state

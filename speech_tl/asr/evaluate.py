@@ -112,7 +112,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "batch_size": batch_size, "device": str(dev), "window_seconds": window_seconds,
         "per_speaker": speakers, "confusions": confusions(refs, hyps),
         "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()),
-        "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze")},
+        "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze", "freeze_state")},
     }
     out = Path(out)
     atomic_write_text(out, json.dumps(results, ensure_ascii=False, indent=1))

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +15,12 @@ import yaml
 from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
 from ..backbones.base import set_dropout
 from ..config import dump_config, to_dict
-from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
+from ..data import DataConfig, UtteranceDataset, load_training_manifest
 from ..domain import DomainConfig, DomainConfusion, mark_target
 from ..freeze import FreezeConfig, FreezePlan
-from ..manifest import read_manifest
 from ..text import Vocabulary, normalize
-from ..train import TrainConfig, Trainer, is_main_process
+from ..train import Task, TrainConfig, Trainer, is_main_process
+from .corpus import load_asr_corpus, train_decoder_lm
 from .model import CtcModel, ctc_loss
 
 
@@ -83,7 +82,7 @@ def transcribe_batches(model: CtcModel, dataset: UtteranceDataset, vocab: Vocabu
     return transcribe_dataset(model, dataset, vocab, device, decoder, batch_size, batch_seconds)
 
 
-class AsrTask:
+class AsrTask(Task):
     """The CTC task for :class:`speech_tl.train.Trainer`."""
 
     name = "asr"
@@ -94,19 +93,9 @@ class AsrTask:
         self.cfg = cfg
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        train_utts = load_training_manifest(cfg.data.train, cfg.data, need_text=True, out_dir=out, name="train")
-        self.vocab = Vocabulary.build((u.text for u in train_utts), language=cfg.language)
-        self.targets, unknown = [], Counter()
-        for u in train_utts:
-            ids, bad = self.vocab.encode(u.text)
-            self.targets.append(ids)
-            unknown.update(bad)
-        if unknown:
-            log(f"characters outside the vocabulary, left out of targets: {dict(unknown.most_common(20))}")
-        empty = [u for u, t in zip(train_utts, self.targets, strict=True) if not t]
-        if empty:
-            raise ValueError(f"{cfg.data.train}:{empty[0].line}: transcript {empty[0].text!r} has no character of "
-                             f"the vocabulary after normalisation ({len(empty)} such utterances)")
+        corpus = load_asr_corpus(cfg.data, cfg.language, cfg.train.seed, out, log)
+        self.corpus, self.vocab, self.targets = corpus, corpus.vocab, list(corpus.targets)
+        train_utts = corpus.train
         self.labelled = len(train_utts)  # utterances [labelled:] are untranscribed target-domain audio
         domain_utts = list(train_utts)
         if cfg.domain.target:
@@ -118,14 +107,7 @@ class AsrTask:
                 f"({sum(u.duration for u in target) / 3600:.2f} h) from {cfg.domain.target} join training for the "
                 "domain loss only")
         self.train_set = UtteranceDataset(domain_utts)
-        self.dev_set = None
-        if cfg.data.dev:
-            dev = load_training_manifest(cfg.data.dev, cfg.data, need_text=True, out_dir=out, name="dev")
-            self.dev_set = UtteranceDataset(subset(dev, cfg.data.dev_max_utterances, cfg.train.seed))
-            outside = self.vocab.unknown_characters(u.text for u in self.dev_set.utterances)
-            if outside:
-                log(f"{cfg.data.dev}: dev transcripts hold characters outside the vocabulary (scored as errors): "
-                    f"{dict(outside.most_common(20))}")
+        self.dev_set = corpus.dev
         torch.manual_seed(cfg.train.seed)  # the new head (and a random-init backbone) start the same every run
         backbone = load_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained)
         if cfg.model.backbone_dropout is not None:
@@ -137,45 +119,13 @@ class AsrTask:
         if cfg.data.spec_augment:
             if not hasattr(backbone, "input_augment"):
                 raise ValueError(f"data.spec_augment is not supported for backbone {backbone.source}")
-            backbone.spec_augment_seed = cfg.train.seed
             backbone.input_augment = "spec"
         self.lm_path = None
         if cfg.decode.lm_order > 0:
-            self.lm_path = self._train_lm(train_utts, out / "lm.arpa", log)
+            self.lm_path = train_decoder_lm(corpus, cfg.language, cfg.decode, out / "lm.arpa", log)
         log(f"vocabulary: {len(self.vocab)} symbols; train {len(self.train_set)} utterances "
             f"({sum(self.train_set.durations) / 3600:.2f} h)"
             + (f", dev {len(self.dev_set)}" if self.dev_set is not None else ""))
-
-    def _train_lm(self, train_utts, path: Path, log) -> Path:
-        """The decoder's n-gram LM: target-language training transcripts, ``decode.lm_texts`` (without sentences
-        equal to a dev transcript) and the ``decode.lm_unigrams`` background."""
-        from .lm import train_ngram_lm
-        from .lm_text import background_unigrams, lm_sentences
-
-        dec = self.cfg.decode
-        # the LM models the target language: with source-language data in the mix, only the target's text
-        texts = [u.text for u in train_utts if u.language == self.cfg.language] or [u.text for u in train_utts]
-        sources = [f"{len(texts)} training transcripts"]
-        # sentences of other sources equal to a dev transcript are left out: the LM must not know the dev set
-        held_out = {normalize(u.text) for u in self.dev_set.utterances} if self.dev_set is not None else set()
-        if dec.tune_on and Path(dec.tune_on).is_file():
-            held_out |= {normalize(u.text) for u in read_manifest(dec.tune_on)}
-        kept = list(texts)
-        for source in dec.lm_texts:
-            more = lm_sentences(source)
-            clean = [t for t in more if normalize(t) not in held_out]
-            kept += clean
-            sources.append(f"{len(clean)} sentences of {source}"
-                           + (f" ({len(more) - len(clean)} equal to dev transcripts left out)" if len(clean) < len(more)
-                              else ""))
-        background = None
-        if dec.lm_unigrams:
-            background = background_unigrams(self.cfg.language, dec.lm_vocab_size,
-                                             "".join(s for s in self.vocab.symbols[2:]))
-            sources.append(f"{dec.lm_unigrams} background unigrams over {len(background)} words")
-        path = train_ngram_lm(kept, dec.lm_order, dec.lm_unit, path, background=background)
-        log(f"{dec.lm_unit} {dec.lm_order}-gram LM on {', '.join(sources)} -> {path}")
-        return path
 
     def set_progress(self, progress: float) -> None:
         if self.domain is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..asr.corpus import load_asr_corpus, train_decoder_lm
 from ..asr.model import ctc_loss
 from ..asr.task import DecodeConfig, ModelConfig, transcribe_batches
 from ..backbones import load_backbone
@@ -28,8 +29,8 @@ from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
 from ..freeze import FreezeConfig, FreezePlan
 from ..metrics import error_counts
 from ..speaker.task import dev_eer
-from ..text import Vocabulary, normalize
-from ..train import TrainConfig, Trainer
+from ..text import normalize
+from ..train import Task, TrainConfig, Trainer
 from .model import AsrView, MultitaskModel, asr_state, speaker_state
 
 
@@ -76,7 +77,7 @@ class MultitaskConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
-class MultitaskTask:
+class MultitaskTask(Task):
     name = "multitask"
     secondary_metric = None
 
@@ -86,14 +87,9 @@ class MultitaskTask:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         d = cfg.data
-        asr_utts = load_training_manifest(d.train, d, need_text=True, out_dir=out, name="train")
+        corpus = load_asr_corpus(d, cfg.language, cfg.train.seed, out, log)  # the same set-up as ASR training
+        asr_utts, self.vocab, self.targets = corpus.train, corpus.vocab, corpus.targets
         spk_utts = load_training_manifest(d.speaker_train, d, need_text=False, out_dir=out, name="speaker_train")
-        self.vocab = Vocabulary.build((u.text for u in asr_utts), language=cfg.language)
-        self.targets = [self.vocab.encode(u.text)[0] for u in asr_utts]
-        empty = [u for u, t in zip(asr_utts, self.targets, strict=True) if not t]
-        if empty:
-            raise ValueError(f"{d.train}:{empty[0].line}: transcript {empty[0].text!r} has no character of the "
-                             "vocabulary after normalisation")
         self.speakers = sorted({u.speaker for u in spk_utts})
         if len(self.speakers) < 2:
             raise ValueError(f"{d.speaker_train}: {len(self.speakers)} speaker(s); the speaker branch needs 2 or more")
@@ -101,10 +97,7 @@ class MultitaskTask:
         self.num_asr = len(asr_utts)
         self.labels = torch.tensor([-1] * len(asr_utts) + [index[u.speaker] for u in spk_utts])
         self.train_set = UtteranceDataset(asr_utts + spk_utts)
-        self.asr_dev = self.spk_dev = None
-        if d.dev:
-            dev = load_training_manifest(d.dev, d, need_text=True, out_dir=out, name="dev")
-            self.asr_dev = UtteranceDataset(subset(dev, d.dev_max_utterances, cfg.train.seed))
+        self.asr_dev, self.spk_dev = corpus.dev, None
         if d.speaker_dev:
             dev = load_training_manifest(d.speaker_dev, d, need_text=False, out_dir=out, name="speaker_dev")
             self.spk_dev = UtteranceDataset(subset(dev, d.speaker_dev_max_utterances, cfg.train.seed))
@@ -119,10 +112,7 @@ class MultitaskTask:
         self.plan = FreezePlan(backbone, cfg.freeze)
         self.lm_path = None
         if cfg.decode.lm_order > 0:
-            from ..asr.lm import train_ngram_lm
-
-            self.lm_path = train_ngram_lm([u.text for u in asr_utts], cfg.decode.lm_order, cfg.decode.lm_unit,
-                                          out / "lm.arpa")
+            self.lm_path = train_decoder_lm(corpus, cfg.language, cfg.decode, out / "lm.arpa", log)
         log(f"multitask: {len(asr_utts)} transcribed utterances ({sum(u.duration for u in asr_utts) / 3600:.2f} h), "
             f"{len(spk_utts)} of {len(self.speakers)} speakers ({sum(u.duration for u in spk_utts) / 3600:.2f} h); "
             f"loss = {cfg.loss.asr} CTC + {cfg.loss.speaker} AAM")

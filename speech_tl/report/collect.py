@@ -89,17 +89,34 @@ class Run:
         return True
 
     @property
-    def frozen_depth(self) -> int | None:
-        """``k`` of a run with the frontend and bottom ``k`` layers frozen (full: 0), from its freeze line."""
+    def freeze_state(self) -> dict | None:
+        """The trainer's freeze state as data (``freeze_state`` in the summary or an evaluation's ``train``);
+        for runs written before it existed, read back from the freeze line."""
+        state = (self.summary or {}).get("freeze_state")
+        for r in self.results:
+            state = state or (r.data.get("train") or {}).get("freeze_state")
+        if state:
+            return state
         m = FREEZE_LINE.match(self.freeze)
-        return int(m[3]) if m else None
+        if not m:
+            return None
+        counts = re.search(r"trainable ([\d,]+) of ([\d,]+)", str((self.summary or {}).get("freeze", "")))
+        return {"mode": m[1], "frontend_frozen": m[2] == "frozen", "frozen_layers": int(m[3]), "layers": int(m[4]),
+                **({"trainable_parameters": int(counts[1].replace(",", "")),
+                    "total_parameters": int(counts[2].replace(",", ""))} if counts else {})}
+
+    @property
+    def frozen_depth(self) -> int | None:
+        """``k`` of a run with the frontend and bottom ``k`` layers frozen (full: 0)."""
+        state = self.freeze_state
+        return int(state["frozen_layers"]) if state else None
 
     @property
     def freeze_short(self) -> str:
         """``bottom, 2/4 layers frozen``, ``full, 0/4 layers frozen``, ``not adapted``: for axis labels."""
-        m = FREEZE_LINE.match(self.freeze)
-        if m:
-            return f"{m[1]}, {m[3]}/{m[4]} layers frozen"
+        state = self.freeze_state
+        if state:
+            return f"{state['mode']}, {state['frozen_layers']}/{state['layers']} layers frozen"
         if self.freeze.endswith(" (config.yaml)"):
             return self.freeze.removesuffix(" (config.yaml)") + ", training"
         return "not adapted" if self.freeze.startswith("not adapted") else self.freeze[:32]
@@ -127,8 +144,11 @@ class Run:
     def trainable_parameters(self) -> int | None:
         if self.summary is not None:
             return self.summary.get("trainable_parameters")
-        for r in self.results:  # an evaluation folder of a trained checkpoint: the trainer's freeze line
-            m = re.search(r"trainable ([\d,]+) of", str((r.data.get("train") or {}).get("freeze", "")))
+        for r in self.results:  # an evaluation folder of a trained checkpoint
+            train = r.data.get("train") or {}
+            if (train.get("freeze_state") or {}).get("trainable_parameters") is not None:
+                return int(train["freeze_state"]["trainable_parameters"])
+            m = re.search(r"trainable ([\d,]+) of", str(train.get("freeze", "")))  # written before freeze_state
             if m:
                 return int(m[1].replace(",", ""))
         return 0 if self.pretrained_only else None

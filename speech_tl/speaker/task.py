@@ -16,12 +16,11 @@ import torch
 import yaml
 
 from ..backbones import load_backbone
-from ..checkpoint import fingerprint
 from ..config import dump_config, to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
 from ..domain import DomainConfig, DomainConfusion
 from ..freeze import FreezeConfig, FreezePlan
-from ..train import TrainConfig, Trainer
+from ..train import Task, TrainConfig, Trainer
 from .model import SpeakerModel
 
 DEFAULT_SPEAKER_BACKBONE = "ge2e:resemblyzer"
@@ -85,8 +84,11 @@ class CropDataset(UtteranceDataset):
         self.epoch = epoch
 
     def __getitem__(self, i: int):
+        return self.load(i, self.epoch)
+
+    def load(self, i: int, epoch: int):
         wave, _ = super().__getitem__(i)
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, epoch, i])
         full = int(self.crop * self.sample_rate)
         n = full if self.min_crop is None else int(rng.uniform(self.min_crop, self.crop) * self.sample_rate)
         if wave.numel() > n:
@@ -115,7 +117,7 @@ def dev_eer(model: SpeakerModel, dev: UtteranceDataset) -> dict:
     return {"eer": value}
 
 
-class SpeakerTask:
+class SpeakerTask(Task):
     name = "speaker"
     primary_metric = "eer"
     input_varies = "random crops change the input every epoch"
@@ -137,7 +139,6 @@ class SpeakerTask:
             self.dev_set = UtteranceDataset(subset(dev, cfg.data.dev_max_utterances, cfg.train.seed))
         torch.manual_seed(cfg.train.seed)
         backbone = load_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained)
-        self.backbone_fingerprint = fingerprint(backbone)
         m = cfg.model
         self.model = SpeakerModel(backbone, len(self.speakers), m.pooling, m.embedding_dim, m.margin, m.scale)
         self.plan = FreezePlan(backbone, cfg.freeze)
