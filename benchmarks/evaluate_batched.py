@@ -15,7 +15,8 @@ The checkpoint is ``--checkpoint`` (a run or checkpoint folder), else one writte
 decoding greedily; speed does not depend on the head's weights, and random posteriors make "same hypotheses"
 a strict check (near-ties everywhere).
 
-Each batch size runs once untimed to warm up, then ``--repeats`` (default 3) timed runs; the median is reported.
+Each batch size runs once untimed to warm up, then ``--repeats`` (default 3) rounds run every batch size once
+(interleaved, so changes in the machine's load fall on all alike); the median is reported.
 
     .venv/bin/python benchmarks/evaluate_batched.py --long 12 --write-readme
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -103,20 +105,31 @@ def long_recordings(src: Path, n: int, seconds: float, folder: Path) -> Path:
 
 
 def measure(checkpoint: Path, manifest: Path, sizes: list[int], repeats: int, work: Path) -> list[dict]:
+    """Each batch size once untimed, then ``repeats`` rounds that run every batch size once (interleaved, so a
+    change in the machine's load falls on all of them alike)."""
     from speech_tl.asr.evaluate import evaluate_asr
 
+    def once(bs: int) -> dict:
+        return evaluate_asr(checkpoint, manifest, work / f"{manifest.stem}_bs{bs}.json", beam=0, device="cpu",
+                            batch_size=bs)
+
+    for bs in sizes:
+        once(bs)  # warm-up
+    times: dict[int, list[float]] = {bs: [] for bs in sizes}
+    last: dict[int, dict] = {}
+    for k in range(repeats):
+        for bs in sizes:
+            last[bs] = once(bs)
+            times[bs].append(last[bs]["decode_seconds"])
+        log(f"{manifest.name} round {k + 1}/{repeats}: " + ", ".join(f"batch {bs} {times[bs][-1]:.2f} s"
+                                                                    for bs in sizes))
     rows = []
     for bs in sizes:
         out = work / f"{manifest.stem}_bs{bs}.json"
-        evaluate_asr(checkpoint, manifest, out, beam=0, device="cpu", batch_size=bs)  # warm-up
-        times, r = [], None
-        for _ in range(repeats):
-            r = evaluate_asr(checkpoint, manifest, out, beam=0, device="cpu", batch_size=bs)
-            times.append(r["decode_seconds"])
         hyps = [json.loads(x)["hyp"] for x in out.with_name(out.stem + ".hypotheses.jsonl").read_text().splitlines()]
-        rows.append({"batch_size": bs, "median": statistics.median(times), "times": times, "wer": r["wer"],
+        r = last[bs]
+        rows.append({"batch_size": bs, "median": statistics.median(times[bs]), "times": times[bs], "wer": r["wer"],
                      "cer": r["cer"], "audio_s": r["audio_seconds"], "n": r["num_utterances"], "hyps": hyps})
-        log(f"{manifest.name} batch {bs}: {statistics.median(times):.2f} s, WER {r['wer']:.4f} CER {r['cer']:.4f}")
     return rows
 
 
@@ -161,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="evaluate-batched-") as tmp:
         work = Path(tmp)
         checkpoint = Path(args.checkpoint) if args.checkpoint else random_head_checkpoint(work / "ckpt")
@@ -176,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     n, audio = rows[0]["n"], rows[0]["audio_s"]
     out = [f"`evaluate_asr(..., device=\"cpu\", batch_size=N)` ({what}); torch {args.threads} threads. "
            f"Transcription time = `decode_seconds` of results.json (reading audio, forward passes, greedy decoding); "
-           f"median of {args.repeats} runs after one warm-up run.", ""]
+           f"median of {args.repeats} interleaved rounds after one warm-up run each.", ""]
     out += table(rows, f"{n} utterances ({audio / 60:.1f} min of audio, {audio / n:.1f} s on average) of "
                        f"`{args.manifest}`:")
     if long_rows:
@@ -184,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         out += [""] + table(long_rows, f"{ln} long recordings ({la / 60:.1f} min of audio, {la / ln:.1f} s each: "
                                        f"consecutive utterances of `{args.manifest}` joined), in 30 s windows "
                                        "overlapping by 5 s:")
-    out += ["", f"Machine: {host()}, torch {torch.__version__} ({torch.get_num_threads()} threads), device cpu"]
+    out += ["", f"Machine: {host()}, torch {torch.__version__} ({torch.get_num_threads()} threads), device cpu; "
+                f"1-minute load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after it"]
     text = "\n".join(out)
     print(text)
     if args.write_readme:

@@ -5,7 +5,8 @@ training loop's dev evaluation (through :func:`speech_tl.asr.task.transcribe_bat
 
 **Batches.** Utterances are sorted by duration, longest first (memory peaks in the first batch, so a batch
 size that does not fit fails at once), and run ``batch_size`` inputs per forward pass (at most
-``batch_seconds`` of padded audio when that is given too). Audio is read ahead in a background thread.
+``batch_seconds`` of padded audio when that is given too); the windows of long recordings are sorted by
+length too, so full windows batch together without padding. Audio is read ahead in a background thread.
 Every backbone masks padding, so an utterance's posteriors do not depend on its batch (up to float rounding).
 
 **Long audio.** A backbone with an input limit (Whisper: 30 s, its position table) gets longer audio as
@@ -164,19 +165,31 @@ def ctc_posteriors(model, dataset, device: torch.device | str, batch_size: int =
                 yield i, stitch(parts.pop(i), spans_of.pop(i), frame)
         batch.clear()
 
+    pending: list[tuple[int, int, torch.Tensor]] = []  # windows waiting to be batched
+
+    def batch_pending() -> Iterator[tuple[int, torch.Tensor]]:
+        # windows of equal length batch together (full windows need no padding, so no attention mask)
+        nonlocal longest
+        pending.sort(key=lambda p: -p[2].numel())
+        for i, k, piece in pending:
+            n = piece.numel()
+            if batch and (len(batch) >= batch_size
+                          or (batch_seconds and max(longest, n) * (len(batch) + 1) > batch_seconds * sample_rate)):
+                yield from run()
+                longest = 0
+            batch.append((i, k, piece))
+            longest = max(longest, n)
+        pending.clear()
+
     try:
         for i, (wave, _) in _read_ahead(dataset.__getitem__, order, max(2, 2 * batch_size)):
             wave = wave.reshape(-1)
             spans = window_spans(wave.numel(), window, overlap, frame or 1) if window else [(0, wave.numel())]
             spans_of[i], parts[i] = spans, [None] * len(spans)
-            for k, (a, b) in enumerate(spans):
-                n = b - a
-                if batch and (len(batch) >= batch_size
-                              or (batch_seconds and max(longest, n) * (len(batch) + 1) > batch_seconds * sample_rate)):
-                    yield from run()
-                    longest = 0
-                batch.append((i, k, wave[a:b]))
-                longest = max(longest, n)
+            pending += [(i, k, wave[a:b]) for k, (a, b) in enumerate(spans)]
+            if len(pending) >= 4 * batch_size:
+                yield from batch_pending()
+        yield from batch_pending()
         if batch:
             yield from run()
     finally:
