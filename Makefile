@@ -45,16 +45,21 @@ $(STAMPS)/venv: pyproject.toml
 	@# pip's warnings about missing local index folders are noise; grep finding nothing is not an error
 	$(PY) -m pip install -q --upgrade "pip>=24" 2>&1 | (grep -v '^WARNING: Location' || true)
 	set -o pipefail; $(PY) -m pip install -q -e '.[dev]' 2>&1 | (grep -v '^WARNING: Location' || true)
-	@# resemblyzer's webrtcvad imports pkg_resources (gone in setuptools 81): an old setuptools kept aside,
-	@# put on PYTHONPATH only by the test that imports resemblyzer itself
-	set -o pipefail; $(PY) -m pip install -q --target $(STAMPS)/setuptools80 "setuptools<81" 2>&1 \
-		| (grep -v '^WARNING: Location' || true)
+	@# GE2E's pretrained weights (resemblyzer's pretrained.pt) into the user cache, once: resemblyzer is no
+	@# dependency, because its webrtcvad requirement only installs with a C compiler
+	$(PY) -m speech_tl.backbones.ge2e fetch
+	@# resemblyzer itself, only for the test and the benchmark that compare with it: beside the venv, with the
+	@# wheel-only webrtcvad-wheels
+	rm -rf $(STAMPS)/setuptools80
+	set -o pipefail; $(PY) -m pip install -q --upgrade --no-deps --target $(STAMPS)/resemblyzer \
+		resemblyzer==0.1.4 webrtcvad-wheels 2>&1 | (grep -v '^WARNING: Location' || true)
 	@touch $@
 
 lint: venv
 	$(VENV)/bin/ruff check speech_tl tests benchmarks
 
 test: system-deps venv lint
+	set -o pipefail; $(PY) -m pip check 2>&1 | (grep -v '^WARNING: Location' || true)
 	$(PY) -m pytest -q
 
 demo: system-deps venv

@@ -15,7 +15,7 @@ Three measurements, side by side in one run:
   ``manifests/synth-speakers_mul_test.jsonl``, else synthetic harmonic "voices" of 1-4 s): speech-tl's
   ``speech_tl.backbones.ge2e.embed_utterance`` against resemblyzer's own ``VoiceEncoder.embed_utterance``, both
   with ``--threads`` (default 2) torch threads. resemblyzer runs in a subprocess with
-  ``PYTHONPATH=.make/setuptools80`` (its ``webrtcvad`` import needs ``pkg_resources``); the largest
+  ``PYTHONPATH=.make/resemblyzer`` (where ``make venv`` installs it and the wheel-only webrtcvad); the largest
   difference between the two embeddings is reported as a check.
 
 Each timed method runs once to warm up, then ``--repeats`` (default 3) timed passes; the median is reported.
@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- speaker-speed:start -->", "<!-- speaker-speed:end -->"
 DEFAULT_MANIFEST = "manifests/synth-speakers_mul_test.jsonl"
-OLD_SETUPTOOLS = REPO / ".make" / "setuptools80"
+RESEMBLYZER_DIR = REPO / ".make" / "resemblyzer"
 P_TARGET = 0.01
 
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
@@ -262,11 +262,11 @@ def bench_ge2e(args) -> tuple[list[dict], str]:
     times, emb = timed(ours, args.repeats)
     rows = [{"method": "speech-tl `backbones.ge2e.embed_utterance`", "times": times, "audio_s": audio_s,
              "clips": len(waves)}]
-    if not OLD_SETUPTOOLS.is_dir():
-        return rows, what + f"; resemblyzer not timed: {OLD_SETUPTOOLS} missing (`make venv` puts it there)"
+    if not (RESEMBLYZER_DIR / "resemblyzer").is_dir():
+        return rows, what + f"; resemblyzer not timed: {RESEMBLYZER_DIR} missing (`make venv` puts it there)"
     with tempfile.TemporaryDirectory(prefix="speech-tl-bench-") as tmp:
         np.savez(Path(tmp) / "waves.npz", **{f"w{i}": w for i, w in enumerate(waves)})
-        env = {**os.environ, "PYTHONPATH": str(OLD_SETUPTOOLS), "OMP_NUM_THREADS": str(args.threads),
+        env = {**os.environ, "PYTHONPATH": str(RESEMBLYZER_DIR), "OMP_NUM_THREADS": str(args.threads),
                "MKL_NUM_THREADS": str(args.threads)}
         log("(c) resemblyzer VoiceEncoder.embed_utterance in a subprocess ...")
         proc = subprocess.run([sys.executable, "-c", RESEMBLYZER_SCRIPT, str(Path(tmp) / "waves.npz"),

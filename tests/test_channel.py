@@ -25,7 +25,8 @@ SR = 16000
 
 @pytest.fixture(scope="module")
 def speech() -> torch.Tensor:
-    """A German sentence spoken by espeak-ng (a real TTS voice), or a harmonic tone when espeak-ng is missing."""
+    """A German sentence spoken by espeak-ng (a real TTS voice), or, when espeak-ng is missing, a harmonic tone in
+    syllable-like bursts (4 per second, silence between: reverberation has gaps to fill, as in speech)."""
     if shutil.which("espeak-ng"):
         from speech_tl.audio import resample
         from speech_tl.prepare.tts import Voice, synthesize
@@ -33,7 +34,8 @@ def speech() -> torch.Tensor:
         wave, sr = synthesize(Voice("espeak", "de+m1", "de"), "Der Zug fährt heute später ab als gestern.")
         return resample(torch.from_numpy(wave), sr, SR)
     t = torch.arange(2 * SR) / SR
-    return 0.3 * sum(torch.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6))
+    bursts = (torch.sin(2 * np.pi * 4 * t) > 0).float()
+    return 0.3 * bursts * sum(torch.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6))
 
 
 def band_energy(x: torch.Tensor, low: float, high: float) -> float:

@@ -6,13 +6,27 @@ the normalised mean of the embeddings of 1.6 s partial windows (rate 1.3 per sec
 window kept if at least 75 % covered), exactly as ``VoiceEncoder.embed_utterance``.
 
 The three LSTM layers are separate ``layers`` (bottom first) so the bottom N can be frozen;
-``finish`` is the pretrained Linear + ReLU applied per frame. The weights file is found
-without importing ``resemblyzer`` (whose ``webrtcvad`` import needs ``pkg_resources``).
+``finish`` is the pretrained Linear + ReLU applied per frame.
+
+The weights are resemblyzer's ``pretrained.pt``; the package itself is not a dependency (it requires
+``webrtcvad``, which PyPI has only as source code needing a C compiler). They are found, without
+importing anything, in an installed ``resemblyzer`` package, else in the user cache, where
+
+    python -m speech_tl.backbones.ge2e fetch
+
+puts them: it downloads the resemblyzer 0.1.4 wheel with pip and keeps only ``pretrained.pt`` (checked
+against its SHA-256), in ``$SPEECH_TL_CACHE`` or ``$XDG_CACHE_HOME/speech-tl`` (default ``~/.cache/speech-tl``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +40,14 @@ N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
 N_MELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s
+
+RESEMBLYZER = "resemblyzer==0.1.4"
+WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"  # resemblyzer 0.1.4's pretrained.pt
+FETCH_COMMAND = "python -m speech_tl.backbones.ge2e fetch"
+
+
+class WeightsMissing(BackboneError):
+    """GE2E's pretrained weights are neither installed nor fetched; the message names the command that fetches them."""
 
 
 class MelPower(nn.Module):
@@ -115,16 +137,66 @@ def embed_utterance(backbone: Ge2eBackbone, wave: torch.Tensor) -> torch.Tensor:
     return mean / mean.norm()
 
 
+def cache_dir() -> Path:
+    """``$SPEECH_TL_CACHE``, else ``$XDG_CACHE_HOME/speech-tl``, else ``~/.cache/speech-tl``."""
+    if os.environ.get("SPEECH_TL_CACHE"):
+        return Path(os.environ["SPEECH_TL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "speech-tl"
+
+
+def cached_weights_path() -> Path:
+    return cache_dir() / "ge2e" / "resemblyzer-0.1.4-pretrained.pt"
+
+
 def resemblyzer_weights() -> Path:
-    """``resemblyzer/pretrained.pt`` located without importing the package."""
+    """``resemblyzer/pretrained.pt`` of an installed resemblyzer (found without importing it), else the fetched copy."""
     spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise BackboneError("ge2e:resemblyzer: the PyPI package 'resemblyzer' is not installed; "
-                            "`pip install resemblyzer==0.1.4`")
-    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
-    if not path.is_file():
-        raise BackboneError(f"ge2e:resemblyzer: {path} not found; reinstall resemblyzer")
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+        if path.is_file():
+            return path
+    path = cached_weights_path()
+    if path.is_file():
+        return path
+    raise WeightsMissing(f"ge2e:resemblyzer: GE2E's pretrained weights are not here ({path} is missing and the "
+                         f"resemblyzer package is not installed); fetch them once with `{FETCH_COMMAND}` "
+                         "(downloads the resemblyzer 0.1.4 wheel from PyPI with pip, about 16 MB, and keeps only its "
+                         "pretrained.pt); `make venv` does this")
+
+
+def fetch_resemblyzer_weights(dest: Path | None = None) -> Path:
+    """Download resemblyzer's wheel with pip (no dependencies) and keep its ``pretrained.pt`` at ``dest``."""
+    dest = Path(dest) if dest is not None else cached_weights_path()
+    if dest.is_file() and sha256(dest) == WEIGHTS_SHA256:
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+               "--dest", tmp, RESEMBLYZER]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise BackboneError(f"ge2e:resemblyzer: `{' '.join(cmd[2:])}` failed (no network or no pip?):\n"
+                                f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open("resemblyzer/pretrained.pt") as src, open(part, "wb") as f:
+            while chunk := src.read(1 << 20):
+                f.write(chunk)
+    if sha256(part) != WEIGHTS_SHA256:
+        part.unlink()
+        raise BackboneError(f"ge2e:resemblyzer: the downloaded pretrained.pt is not the expected file "
+                            f"(SHA-256 {WEIGHTS_SHA256})")
+    part.replace(dest)
+    return dest
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_ge2e(spec: str, pretrained: bool = True) -> Ge2eBackbone:
@@ -142,3 +214,25 @@ def load_ge2e(spec: str, pretrained: bool = True) -> Ge2eBackbone:
         raise BackboneError(f"{source}: {path} holds no GE2E weights (expected model_state with lstm.* keys)")
     backbone.load_resemblyzer_state(state)
     return backbone
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m speech_tl.backbones.ge2e",
+                                     description="GE2E's pretrained weights (resemblyzer 0.1.4's pretrained.pt).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help=f"download them with pip into {cached_weights_path()} (once; about 16 MB)")
+    sub.add_parser("where", help="print the weights file ge2e:resemblyzer loads; exit 1 when there is none")
+    args = parser.parse_args(argv)
+    try:
+        path = fetch_resemblyzer_weights() if args.command == "fetch" else resemblyzer_weights()
+    except BackboneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,7 +17,8 @@ from speech_tl.backbones import BackboneError, load_backbone
 from speech_tl.backbones.ge2e import embed_utterance, partial_slices
 
 REPO = Path(__file__).resolve().parents[2]
-OLD_SETUPTOOLS = REPO / ".make" / "setuptools80"
+# resemblyzer itself with the wheel-only webrtcvad, kept out of the venv (`make venv` puts them there)
+RESEMBLYZER_DIR = REPO / ".make" / "resemblyzer"
 FSDD = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 
 
@@ -40,8 +41,9 @@ def test_three_lstm_layers_and_pretrained_weights(ge2e):
     assert not torch.allclose(scratch.layers[0].weight_ih_l0, ge2e.layers[0].weight_ih_l0)
 
 
-@pytest.mark.skipif(not OLD_SETUPTOOLS.is_dir(), reason="needs setuptools<81 in .make/setuptools80 to import "
-                    "resemblyzer (webrtcvad imports pkg_resources); `make venv` puts it there")
+@pytest.mark.skipif(not (RESEMBLYZER_DIR / "resemblyzer").is_dir(),
+                    reason="needs resemblyzer itself in .make/resemblyzer: `make venv` puts it there, or `pip install "
+                    "--no-deps --target .make/resemblyzer resemblyzer==0.1.4 webrtcvad-wheels`")
 def test_embedding_equals_resemblyzer(ge2e, tmp_path):
     waves = [voice(3.0, 140, 0), voice(1.2, 210, 1), voice(5.3, 110, 2)]
     for i, w in enumerate(waves):
@@ -53,7 +55,7 @@ def test_embedding_equals_resemblyzer(ge2e, tmp_path):
         "enc = VoiceEncoder('cpu', verbose=False)\n"
         f"for i in range({len(waves)}):\n"
         f"    np.save(r'{tmp_path}/r%d.npy' % i, enc.embed_utterance(np.load(r'{tmp_path}/w%d.npy' % i)))\n")
-    env = {**os.environ, "PYTHONPATH": str(OLD_SETUPTOOLS)}
+    env = {**os.environ, "PYTHONPATH": str(RESEMBLYZER_DIR)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for i, w in enumerate(waves):
