@@ -33,3 +33,16 @@ def replace_section(readme: Path, start: str, end: str, text: str) -> None:
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+
+
+def synthetic_manifest(name: str) -> Path:
+    """``name`` as given, else under the working folder, else under the repository; an error with the command
+    that makes the synthetic corpus when it is in none of them."""
+    src = Path(name)
+    if not src.is_absolute():
+        repo = Path(__file__).resolve().parent.parent
+        src = (Path.cwd() / src) if (Path.cwd() / src).is_file() else repo / src
+    if not src.is_file():
+        raise SystemExit(f"{name}: manifest not found. Create the synthetic corpus first: `make demo`, or "
+                         f"`.venv/bin/speech-tl prepare synth-asr --lang de --out-dir manifests`")
+    return src

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import host, replace_section
+from _common import host, replace_section, synthetic_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
@@ -269,12 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args._out).write_text(json.dumps(result))
         return
 
-    src = Path(args.manifest)
-    if not src.is_absolute():
-        src = (Path.cwd() / src) if (Path.cwd() / src).is_file() else REPO / src
-    if not src.is_file():
-        raise SystemExit(f"{args.manifest}: manifest not found. Create the synthetic corpus first: `make demo`, or "
-                         f"`.venv/bin/speech-tl prepare synth-asr --lang de --out-dir manifests`")
+    src = synthetic_manifest(args.manifest)
     names = args.only or list(CONDITIONS)
     with tempfile.TemporaryDirectory(prefix="speech_tl_bench_asr_") as tmp:
         work = Path(tmp)

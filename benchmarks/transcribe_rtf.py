@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import host, replace_section
+from _common import host, replace_section, synthetic_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
@@ -105,12 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.utterances < 1 or args.repeats < 1 or args.threads < 1:
         ap.error("--utterances, --repeats and --threads must be at least 1")
 
-    src = Path(args.manifest)
-    if not src.is_absolute():
-        src = (Path.cwd() / src) if (Path.cwd() / src).is_file() else REPO / src
-    if not src.is_file():
-        raise SystemExit(f"{args.manifest}: manifest not found. Create the synthetic corpus first: `make demo`, or "
-                         f"`.venv/bin/speech-tl prepare synth-asr --lang de --out-dir manifests`")
+    src = synthetic_manifest(args.manifest)
 
     import ctranslate2
     import numpy as np

@@ -216,7 +216,10 @@ class SpeakerRegistry:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
-                if self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+                tables = {n for (n,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "meta" in tables:  # another process created the schema between the two statements
+                    return self._meta_value(key)
+                if tables:
                     raise SpeakerRegistryError(f"{self.path}: an SQLite database of something else "
                                                "(no speaker 'meta' table)") from None
                 return None
