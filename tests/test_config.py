@@ -53,6 +53,6 @@ def test_yaml_never_builds_objects(tmp_path):
 
 
 def test_off_and_no_stay_strings(tmp_path):
-    p = write(tmp_path, "data:\n  train: t\ntrain:\n  prefix_cache: off\n")
+    p = write(tmp_path, "data:\n  train: t\ntrain:\n  prefix_cache: off\n  max_epochs: 1\n")
     assert load_config(AsrConfig, p).train.prefix_cache == "off"
     assert load_config(AsrConfig, p, ["train.prefix_cache=off", "train.resume=false"]).train.resume is False
