@@ -170,6 +170,8 @@ def test_synth_asr_realistic_channels_and_many_voices(tmp_path):
     for u in rm["train"]:
         data, sr = sf.read(str(u.audio_path()))
         peak_db = 20 * np.log10(np.abs(data).max())
-        assert sr == 16000 and peak_db == pytest.approx(u.extra["channel"]["level_db"], abs=1.5)  # codecs move it
+        # the level is set exactly before coding; a lossy codec moves the peak (up to 4 dB seen in 1,500 utterances)
+        codec = "codec" in u.extra["channel"]
+        assert sr == 16000 and peak_db == pytest.approx(u.extra["channel"]["level_db"], abs=5.0 if codec else 0.1)
         lead = data[: int(0.8 * u.extra["channel"]["pad"][0] * sr)]
         assert lead.size == 0 or np.abs(lead).max() > 0  # a noise floor, never digital silence
