@@ -9,6 +9,7 @@ Errors name the file, the dotted key, what was expected and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -19,7 +20,19 @@ import yaml
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` where only true/false are booleans (YAML 1.2): ``off``/``no`` stay strings."""
+    """``yaml.SafeLoader`` where only true/false are booleans (YAML 1.2): ``off``/``no`` stay strings, and a key
+    given twice in one mapping is an error (PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key] + 1}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -85,6 +98,8 @@ def _coerce(value: Any, tp, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:

@@ -56,3 +56,18 @@ def test_off_and_no_stay_strings(tmp_path):
     p = write(tmp_path, "data:\n  train: t\ntrain:\n  prefix_cache: off\n  max_epochs: 1\n")
     assert load_config(AsrConfig, p).train.prefix_cache == "off"
     assert load_config(AsrConfig, p, ["train.prefix_cache=off", "train.resume=false"]).train.resume is False
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
+    p = write(tmp_path, "data:\n  train: a.jsonl\ntrain:\n  lr: 0.001\n  max_steps: 5\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"(?s)key .lr. given twice \(first on line 4\).*line 6"):
+        load_config(AsrConfig, p)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(tmp_path, value):
+    p = write(tmp_path, "data:\n  train: t\ntrain:\n  max_steps: 5\n")
+    with pytest.raises(ConfigError, match="train.lr: expected a finite number"):
+        load_config(AsrConfig, p, [f"train.lr={value}"])
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        load_config(AsrConfig, write(tmp_path, f"data:\n  train: t\ntrain:\n  max_steps: 5\n  lr: {value}\n"))
