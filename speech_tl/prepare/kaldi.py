@@ -126,6 +126,12 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
         if any(c.isspace() for c in uid):
             raise ValueError(f"utterance id {u.id!r} has spaces; Kaldi ids cannot")
         path = str(u.audio_path().resolve())
+        if any(c.isspace() for c in path) or path.endswith("|") or path.startswith("-"):
+            raise ValueError(f"utterance {u.id!r}: audio path {path!r} has whitespace, ends in '|' or starts with "
+                             "'-': Kaldi would read it as a command or split it; move or link the file to a plain path")
+        if any(c in u.text for c in "\n\r"):
+            raise ValueError(f"utterance {u.id!r}: its transcript holds a line break, which would split Kaldi's "
+                             "'text' table; fix the manifest line")
         if use_segments:
             rec = recs.setdefault(path, f"rec{len(recs):06d}")
             start = u.offset or 0.0
@@ -145,8 +151,12 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
     put("wav.scp", wav)
     if any(u.text for u in utterances):  # speaker corpora: no 'text' (an import would require transcripts)
         put("text", text)
+    else:
+        (data_dir / "text").unlink(missing_ok=True)  # a stale table of an earlier export would not match
     put("utt2spk", utt2spk)
     put("spk2utt", [f"{s} {' '.join(sorted(us, key=str.encode))}" for s, us in spk2utt.items()])
     if use_segments:
         put("segments", segs)
+    else:
+        (data_dir / "segments").unlink(missing_ok=True)
     return data_dir

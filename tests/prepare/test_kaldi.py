@@ -235,3 +235,21 @@ def test_cli_import_and_export(plain_dir, tmp_path):
     res = runner.invoke(main, ["manifest", "to-kaldi", str(out / "train_de_all.jsonl"), str(tmp_path / "k")])
     assert res.exit_code == 0 and "3 utterances" in res.output
     assert [x.split()[0] for x in lines(tmp_path / "k" / "utt2spk")] == ["spkA-utt1", "spkA-utt2", "spkB-utt5"]
+
+
+def test_export_refuses_paths_kaldi_would_run_or_split_and_drops_stale_tables(tmp_path, make_tone):
+    piped = make_tone(tmp_path / "x.wav", seconds=0.3).rename(tmp_path / "x.wav|")
+    spaced = make_tone(tmp_path / "with space.wav", seconds=0.3)
+    plain = make_tone(tmp_path / "plain.wav", seconds=0.3)
+    for audio, why in ((piped, "ends in '|'"), (spaced, "whitespace")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            export_kaldi([Utterance("u", str(audio), 0.3, "t", "s", "de")], tmp_path / "bad")
+    with pytest.raises(ValueError, match="line break"):
+        export_kaldi([Utterance("u", str(plain), 0.3, "zwei\nZeilen", "s", "de")], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # nothing written before the checks pass
+    data = tmp_path / "kaldi"
+    export_kaldi([Utterance("u", str(plain), 0.3, "mit Text", "s", "de", offset=0.0)], data)
+    assert (data / "text").is_file() and (data / "segments").is_file()
+    export_kaldi([Utterance("u", str(plain), 0.3, "", "s", "de")], data)  # a speaker corpus, whole files
+    assert not (data / "text").exists() and not (data / "segments").exists()
+    assert lines(data / "wav.scp") == [f"s-u {plain.resolve()}"]
