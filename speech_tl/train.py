@@ -63,7 +63,7 @@ class TrainConfig:
     num_workers: int = 2  # DataLoader worker processes decoding audio (0: on the training thread)
     accumulate: int = 1  # batches per optimizer step (gradient accumulation)
     tensorboard: bool = True  # TensorBoard event files beside train_log.jsonl when tensorboard is installed
-    resume: bool = True
+    resume: bool | str = True  # true: go on from out_dir/checkpoint if its settings match; force: even if not
 
     def check(self) -> None:
         if self.accumulate < 1 or self.num_workers < 0:
@@ -74,6 +74,8 @@ class TrainConfig:
                        "prefix_cache": ("auto", "memory", "disk", "off")}[key]
             if getattr(self, key) not in allowed:
                 raise ValueError(f"train.{key}={getattr(self, key)!r}: allowed {', '.join(allowed)}")
+        if isinstance(self.resume, str) and self.resume != "force":
+            raise ValueError(f"train.resume={self.resume!r}: allowed true, false or force")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
@@ -90,6 +92,7 @@ class Task:
     """
 
     name: str = "task"
+    cfg = None  # the run's whole config (a dataclass): written to config.yaml, compared on resume
     model: nn.Module
     plan: FreezePlan
     train_set: UtteranceDataset
@@ -261,6 +264,27 @@ def set_rng_state(state: dict) -> None:
 
 # --------------------------------------------------------------------------- the loop
 
+# settings a resumed run may change: limits, logging and evaluation cadence, where it runs, how it decodes
+RESUMABLE_SETTINGS = ("out_dir", "train.max_steps", "train.max_epochs", "train.max_minutes", "train.eval_every",
+                      "train.log_every", "train.checkpoint_every", "train.num_workers", "train.resume", "train.device",
+                      "train.tensorboard", "data.dev", "data.dev_max_utterances", "decode.")
+
+
+def run_settings(cfg) -> dict:
+    """The settings of a run that a resume must not change, flattened to dotted keys."""
+    from .config import to_dict
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    return {k: v for k, v in flat(to_dict(cfg)).items()
+            if not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE_SETTINGS)}
+
+
 class Trainer:
     def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path, data_cfg=None, log=print):
         self.task, self.cfg, self.out_dir = task, cfg, Path(out_dir)
@@ -354,6 +378,8 @@ class Trainer:
         if resumable:
             files["optimizer.pt"] = self.optimizer.state_dict()
             files["state.pt"] = self.state.to_dict()
+            if self.task.cfg is not None:
+                files["settings.json"] = run_settings(self.task.cfg)
             if self.scaler is not None:
                 files["scaler.pt"] = self.scaler.state_dict()
         save_checkpoint(self.out_dir / name, files)
@@ -362,6 +388,7 @@ class Trainer:
         found = find_checkpoint(self.out_dir / "checkpoint")
         if found is None or not self.cfg.resume or not (found / "state.pt").is_file():
             return False
+        self._check_settings(found)
         self.model.load_state_dict(load_tensors(found / "model.pt"))
         self.optimizer.load_state_dict(load_tensors(found / "optimizer.pt"))
         if self.scaler is not None and (found / "scaler.pt").is_file():
@@ -372,6 +399,23 @@ class Trainer:
         self.log_fn(f"resuming from step {s.step} (epoch {s.epoch}, batch {s.position}, "
                     f"{s.elapsed / 60:.1f} min trained)")
         return True
+
+    def _check_settings(self, found: Path) -> None:
+        """Refuse to resume a checkpoint trained with other settings (``train.resume=force`` goes on anyway)."""
+        if self.task.cfg is None or not (found / "settings.json").is_file():
+            return  # a checkpoint written before settings were stored
+        old = json.loads((found / "settings.json").read_text(encoding="utf-8"))
+        new = json.loads(json.dumps(run_settings(self.task.cfg)))  # the same JSON round trip as the stored ones
+        changed = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if not changed:
+            return
+        if self.cfg.resume == "force":
+            self.log_fn(f"train.resume=force: resuming {found} with changed settings: " + "; ".join(changed))
+            return
+        raise ValueError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}). Resuming "
+                         "would restore the old optimizer state under the new settings: use a new out_dir, set "
+                         "train.resume=false to start over there, or train.resume=force to go on anyway")
 
     # ------------------------------------------------------------------ limits
     def progress(self, steps_per_epoch: int) -> float:
@@ -545,7 +589,11 @@ class Trainer:
         checkpoint of that step, no final evaluation); a later run resumes from there."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(self.cfg.seed + self.dist.rank)
-        resumed = self.try_resume()
+        resumed = self.try_resume()  # decides (or refuses) before anything in out_dir is replaced
+        if self.dist.main and self.task.cfg is not None:
+            from .config import dump_config
+
+            dump_config(self.task.cfg, self.out_dir / "config.yaml")
         self.runlog.start(resumed)
         try:
             return self._run(stop_at_step)

@@ -240,3 +240,26 @@ def test_tensorboard_events_and_structured_freeze_state(tone_corpus, tiny_whispe
     assert state["mode"] == "bottom" and state["frozen_layers"] == 1 and state["layers"] == 2
     assert state["frontend_frozen"] and 0 < state["trainable_parameters"] < state["total_parameters"]
     assert json.loads((tmp_path / "tb" / "best" / "meta.json").read_text())["freeze_state"] == state
+
+
+def test_resume_refuses_changed_settings_and_keeps_the_config(tone_corpus, tiny_whisper, tmp_path):
+    import yaml
+
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run")
+    Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet).run(stop_at_step=3)
+    written = (tmp_path / "run" / "config.yaml").read_text()
+    changed = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", lr=0.1)
+    changed.freeze.bottom_layers = 0
+    with pytest.raises(ValueError, match=r"other settings \(freeze.bottom_layers: 1 -> 0; train.lr: 0.003 -> 0.1\)"):
+        Trainer(AsrTask(changed, quiet), changed.train, changed.out_dir, changed.data, quiet).run()
+    assert (tmp_path / "run" / "config.yaml").read_text() == written  # not overwritten before deciding
+    longer = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", max_steps=14, eval_every=7)  # limits may change
+    logs = []
+    Trainer(AsrTask(longer, logs.append), longer.train, longer.out_dir, longer.data, logs.append).run()
+    assert any("resuming from step 3" in m for m in logs)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["max_steps"] == 14
+    forced = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", lr=0.1, max_steps=16, resume="force")
+    logs = []
+    Trainer(AsrTask(forced, logs.append), forced.train, forced.out_dir, forced.data, logs.append).run()
+    assert any("train.resume=force" in m and "train.lr: 0.003 -> 0.1" in m for m in logs)
+    assert any("resuming from step 14" in m for m in logs)

@@ -14,7 +14,7 @@ import yaml
 
 from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
 from ..backbones.base import set_dropout
-from ..config import dump_config, to_dict
+from ..config import to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest
 from ..domain import DomainConfig, DomainConfusion, mark_target
 from ..freeze import FreezeConfig, FreezePlan
@@ -168,7 +168,6 @@ def train_asr(cfg: AsrConfig, log=print) -> dict:
     """Adapt a backbone to ASR as configured; returns the training summary (see ``summary.json``)."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
     task = AsrTask(cfg, log)
     summary = Trainer(task, cfg.train, out, cfg.data, log).run()
     if cfg.decode.tune_on and not Path(cfg.decode.tune_on).is_file():

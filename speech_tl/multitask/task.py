@@ -24,7 +24,7 @@ from ..asr.task import DecodeConfig, ModelConfig, transcribe_batches
 from ..backbones import load_backbone
 from ..backbones.base import set_dropout
 from ..checkpoint import load_tensors, save_checkpoint
-from ..config import dump_config, to_dict
+from ..config import to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
 from ..freeze import FreezeConfig, FreezePlan
 from ..metrics import error_counts
@@ -193,7 +193,6 @@ def train_multitask(cfg: MultitaskConfig, log=print) -> dict:
     """Train the shared encoder on both tasks; export ``asr/`` and ``speaker/`` views; return the summary."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
     task = MultitaskTask(cfg, log)
     trainer = Trainer(task, cfg.train, out, cfg.data, log)
     summary = trainer.run()

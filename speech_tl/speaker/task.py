@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from ..backbones import load_backbone
-from ..config import dump_config, to_dict
+from ..config import to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
 from ..domain import DomainConfig, DomainConfusion
 from ..freeze import FreezeConfig, FreezePlan
@@ -170,7 +170,6 @@ class SpeakerTask(Task):
 def train_speaker(cfg: SpeakerConfig, log=print) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
     task = SpeakerTask(cfg, log)
     summary = Trainer(task, cfg.train, out, cfg.data, log).run()
     (out / "speakers.json").write_text(json.dumps({"speakers": task.speakers}), encoding="utf-8")
