@@ -18,6 +18,20 @@ import torch
 
 TARGET_SAMPLE_RATE = 16000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+MAX_SECONDS_ENV = "SPEECH_TL_MAX_AUDIO_SECONDS"
+DEFAULT_MAX_SECONDS = 3 * 3600.0  # 3 h at 48 kHz stereo is 4 GB of float32: more is a mistake, not a clip
+
+
+def max_decode_seconds() -> float:
+    """The longest span :func:`read_audio` decodes in one piece: ``$SPEECH_TL_MAX_AUDIO_SECONDS`` or 3 hours."""
+    raw = os.environ.get(MAX_SECONDS_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_MAX_SECONDS
+    except ValueError:
+        raise ValueError(f"${MAX_SECONDS_ENV}={raw!r}: expected a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"${MAX_SECONDS_ENV}={raw!r}: expected a positive number of seconds")
+    return value
 
 
 class AudioError(ValueError):
@@ -72,9 +86,19 @@ def _short(e: Exception) -> str:
 
 def read_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | None = None
                ) -> tuple[np.ndarray, int]:
-    """Decode (a segment of) a file as float32 ``(samples, channels)`` and its sample rate."""
+    """Decode (a segment of) a file as float32 ``(samples, channels)`` and its sample rate.
+
+    The span to decode is checked against :func:`max_decode_seconds` from the header first, so a multi-hour
+    file in a manifest is an error naming it, not a machine out of memory.
+    """
     path = Path(path)
-    audio_info(path)  # uniform errors for missing/unsupported files
+    info = audio_info(path)  # uniform errors for missing/unsupported files
+    span = info.duration - offset if duration is None else min(duration, info.duration - offset)
+    limit = max_decode_seconds()
+    if span > limit:
+        raise AudioError(path, f"{span:.0f} s of audio to decode at once, more than the limit of {limit:.0f} s",
+                         "cut it into pieces, or give segments with offset and duration in the manifest, or raise "
+                         f"the limit with ${MAX_SECONDS_ENV}")
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate

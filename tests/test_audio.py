@@ -23,7 +23,7 @@ from speech_tl.audio import (
     write_audio,
 )
 
-from .conftest import tone
+from .conftest import tone, write_tone
 
 
 def peak_hz(wave, sr: int) -> float:
@@ -396,3 +396,17 @@ def test_write_audio_rejects_unknown_suffix(tmp_path, name):
     assert_names_file(e.value, out)
     assert "cannot write format" in str(e.value) and ".wav" in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_longer_than_the_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    from speech_tl.audio import MAX_SECONDS_ENV, AudioError, load_audio
+
+    path = write_tone(tmp_path / "long.wav", seconds=3.0)
+    monkeypatch.setenv(MAX_SECONDS_ENV, "2.5")
+    with pytest.raises(AudioError, match=r"long.wav: 3 s of audio to decode at once, more than the limit of 2 s"):
+        load_audio(path)
+    assert load_audio(path, offset=1.0).numel() == 32000  # a segment within the limit is fine
+    assert load_audio(path, offset=0.5, duration=2.0).numel() == 32000
+    monkeypatch.setenv(MAX_SECONDS_ENV, "lots")
+    with pytest.raises(ValueError, match="expected a number of seconds"):
+        load_audio(path)
