@@ -120,6 +120,10 @@ class Task:
         """Files saved with every checkpoint besides the weights: name -> text, dict (JSON) or tensors."""
         return {}
 
+    def report(self) -> dict:
+        """Counts for the run's summary (e.g. utterances the loss could not use); empty when nothing to say."""
+        return {}
+
 
 @dataclass
 class TrainState:
@@ -131,6 +135,7 @@ class TrainState:
     elapsed: float = 0.0  # seconds of training so far, over all resumes
     best: float | None = None
     best_step: int | None = None
+    nonfinite_steps: int = 0  # steps skipped because a loss was NaN or infinite
 
     def to_dict(self) -> dict:
         return {**asdict(self), "rng": rng_state()}
@@ -138,7 +143,8 @@ class TrainState:
     @classmethod
     def from_dict(cls, state: dict) -> TrainState:
         set_rng_state(state["rng"])
-        return cls(**{k: state[k] for k in ("step", "epoch", "position", "elapsed", "best", "best_step")})
+        return cls(**{k: state[k] for k in ("step", "epoch", "position", "elapsed", "best", "best_step")},
+                   nonfinite_steps=int(state.get("nonfinite_steps", 0)))
 
 
 class RunLog:
@@ -524,6 +530,14 @@ class Trainer:
                 finally:
                     self.model.backbone.augmenting = False
                 loss = self.task.loss(output, torch.tensor(indices)) / len(micro)
+                if not self._finite(loss):  # every rank skips the step together (DDP needs all or none)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.state.nonfinite_steps += 1
+                    self.state.step += 1
+                    self.log_fn(f"step {self.state.step}: non-finite loss ({float(loss.detach())}), step skipped; "
+                                f"utterances {[self.task.train_set.utterances[i].id for i in indices][:8]}")
+                    self._last_lr = lr
+                    return float("nan")
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
@@ -545,6 +559,12 @@ class Trainer:
             self.ddp_model = None
         self._last_lr = lr
         return total
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        ok = torch.isfinite(loss.detach()).all().float().reshape(1)
+        if self.dist.world_size > 1:
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item())
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict:
@@ -672,7 +692,13 @@ class Trainer:
                    "total_parameters": sum(p.numel() for p in self.model.parameters()),
                    "freeze": self.plan.summary(head), "freeze_state": self.plan.state(head),
                    "backbone": self.task.model.backbone.source,
-                   "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})"}
+                   "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})",
+                   "nonfinite_steps": s.nonfinite_steps, **self.task.report()}
+        if s.nonfinite_steps:
+            self.log_fn(f"{s.nonfinite_steps} step(s) skipped for a non-finite loss")
+        if summary.get("ctc_zeroed_utterances"):
+            self.log_fn(f"{summary['ctc_zeroed_utterances']} training utterance(s) have a transcript too long for "
+                        f"their audio: CTC taught nothing from them (e.g. {summary['ctc_zeroed_ids'][:3]})")
         if self.dist.main:
             from .atomic import atomic_write_text
 

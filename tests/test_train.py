@@ -263,3 +263,37 @@ def test_resume_refuses_changed_settings_and_keeps_the_config(tone_corpus, tiny_
     Trainer(AsrTask(forced, logs.append), forced.train, forced.out_dir, forced.data, logs.append).run()
     assert any("train.resume=force" in m and "train.lr: 0.003 -> 0.1" in m for m in logs)
     assert any("resuming from step 14" in m for m in logs)
+
+
+def test_non_finite_losses_skip_their_step_and_are_counted(tone_corpus, tiny_whisper, tmp_path):
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "nan", max_steps=6)
+    task = AsrTask(cfg, quiet)
+    loss = task.loss
+    calls = []
+
+    def poisoned(output, indices):
+        calls.append(1)
+        value = loss(output, indices)
+        return value * float("nan") if len(calls) == 3 else value
+
+    task.loss = poisoned
+    logs = []
+    summary = Trainer(task, cfg.train, cfg.out_dir, cfg.data, logs.append).run()
+    assert summary["steps"] == 6 and summary["nonfinite_steps"] == 1
+    assert any("step 3: non-finite loss" in m for m in logs)
+    weights = load_tensors(tmp_path / "nan" / "checkpoint" / "model.pt")
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_utterances_ctc_cannot_align_are_counted(tone_corpus, tiny_whisper, tmp_path):
+    rows = [json.loads(x) for x in (tone_corpus / "train.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tone_corpus / r["audio"])
+    rows[0]["text"] = "abc" * 40  # 120 characters for well under a second of audio
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "long", max_steps=12)
+    cfg.data.train = str(tmp_path / "train.jsonl")
+    logs = []
+    summary = train_asr(cfg, log=logs.append)
+    assert summary["ctc_zeroed_utterances"] == 1 and summary["ctc_zeroed_ids"] == [rows[0]["id"]]
+    assert any("transcript too long for their audio" in m for m in logs)

@@ -46,3 +46,10 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[
     loss = nn.functional.ctc_loss(log_probs.transpose(0, 1), flat, lengths.cpu(), target_lengths, blank=0,
                                   reduction="sum", zero_infinity=True)
     return loss / target_lengths.sum().clamp(min=1)
+
+
+def ctc_impossible(lengths: torch.Tensor, targets: list[list[int]]) -> list[int]:
+    """Positions ``b`` whose target cannot be aligned in ``lengths[b]`` frames (CTC needs one frame per character
+    plus one blank between repeated characters); ``zero_infinity`` zeroes their loss, so they teach nothing."""
+    need = [len(t) + sum(1 for a, b in zip(t, t[1:], strict=False) if a == b) for t in targets]
+    return [b for b, n in enumerate(need) if int(lengths[b]) < n]

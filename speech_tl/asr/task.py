@@ -21,7 +21,7 @@ from ..freeze import FreezeConfig, FreezePlan
 from ..text import Vocabulary, normalize
 from ..train import Task, TrainConfig, Trainer, is_main_process
 from .corpus import load_asr_corpus, train_decoder_lm
-from .model import CtcModel, ctc_loss
+from .model import CtcModel, ctc_impossible, ctc_loss
 
 
 @dataclass
@@ -91,6 +91,7 @@ class AsrTask(Task):
 
     def __init__(self, cfg: AsrConfig, log=print):
         self.cfg = cfg
+        self.ctc_zeroed: set[int] = set()  # training utterances CTC could not align (zero_infinity zeroed them)
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         corpus = load_asr_corpus(cfg.data, cfg.language, cfg.train.seed, out, log)
@@ -136,15 +137,26 @@ class AsrTask(Task):
         log_probs, lengths = output
         labelled = indices < self.labelled
         if bool(labelled.all()):
-            loss = ctc_loss(log_probs, lengths, [self.targets[int(i)] for i in indices])
+            targets = [self.targets[int(i)] for i in indices]
+            self.ctc_zeroed.update(int(indices[b]) for b in ctc_impossible(lengths, targets))
+            loss = ctc_loss(log_probs, lengths, targets)
         elif bool(labelled.any()):  # target-domain audio in the batch: CTC on the transcribed part only
             keep = labelled.nonzero().flatten().to(log_probs.device)
-            loss = ctc_loss(log_probs[keep], lengths[keep], [self.targets[int(i)] for i in indices[labelled]])
+            targets = [self.targets[int(i)] for i in indices[labelled]]
+            self.ctc_zeroed.update(int(indices[labelled][b]) for b in ctc_impossible(lengths[keep], targets))
+            loss = ctc_loss(log_probs[keep], lengths[keep], targets)
         else:
             loss = log_probs.sum() * 0.0  # keeps the head in the graph (DDP)
         if self.domain is not None:
             loss = loss + self.domain.loss(self.model.pooled, indices)
         return loss
+
+    def report(self) -> dict:
+        """Utterances whose CTC loss was zeroed (transcript too long for the audio), counted over the run."""
+        if not self.ctc_zeroed:
+            return {}
+        ids = [self.train_set.utterances[i].id for i in sorted(self.ctc_zeroed)]
+        return {"ctc_zeroed_utterances": len(ids), "ctc_zeroed_ids": ids[:20]}
 
     def evaluate(self, model, device) -> dict:
         if self.dev_set is None:
