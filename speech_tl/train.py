@@ -315,11 +315,8 @@ class Trainer:
         return self.state.step
 
     # ------------------------------------------------------------------ set-up helpers
-    def _head(self) -> nn.Module | None:
-        return self.task.head
-
     def _groups(self) -> list[dict]:
-        groups = self.plan.param_groups(self.cfg.lr, self._head())
+        groups = self.plan.param_groups(self.cfg.lr, self.task.head)
         for g in groups:
             g["base_lr"] = g["lr"]
         known = {id(p) for g in groups for p in g["params"]}
@@ -339,8 +336,9 @@ class Trainer:
     def _frames_per_second(self) -> float:
         """Frames per second at the frozen boundary, measured on one second of silence."""
         backbone = self.task.model.backbone
+        device = next(backbone.parameters()).device  # already moved to the training device
         with torch.no_grad():
-            _, lengths = backbone.embed(torch.zeros(1, 16000), torch.tensor([16000]))
+            _, lengths = backbone.embed(torch.zeros(1, 16000, device=device), torch.tensor([16000], device=device))
         return float(lengths[0])
 
     def _make_cache(self) -> tuple[PrefixCache | None, str]:
@@ -374,7 +372,7 @@ class Trainer:
         s = self.state
         return {"task": self.task.name, "step": s.step, "epoch": s.epoch, "elapsed_s": round(s.elapsed, 1),
                 "backbone": self.task.model.backbone.source, "metrics": metrics or {},
-                "freeze": self.plan.summary(self._head()), "freeze_state": self.plan.state(self._head())}
+                "freeze": self.plan.summary(self.task.head), "freeze_state": self.plan.state(self.task.head)}
 
     def save(self, name: str, metrics: dict | None = None, resumable: bool = True) -> None:
         if not self.dist.main:
@@ -445,17 +443,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _waves(self, indices: list[int], epoch: int, loaded: dict | None) -> list[torch.Tensor]:
-        """Waveforms ``(T_i,)`` on the device for ``indices``: from the loader's batch where it has them,
+        """Waveforms ``(T_i,)`` (host memory) for ``indices``: from the loader's batch where it has them,
         else loaded here (a batch the loader prefetched before a gradual-unfreezing step emptied the cache)."""
         rows = {int(i): r for r, i in enumerate(loaded["index"])} if loaded is not None else {}
-        out = []
-        for i in indices:
-            if i in rows:
-                r = rows[i]
-                out.append(loaded["wave"][r, : int(loaded["lengths"][r])].to(self.device, non_blocking=True))
-            else:
-                out.append(self.items[(i, epoch)][0].to(self.device))
-        return out
+        return [loaded["wave"][rows[i], : int(loaded["lengths"][rows[i]])] if i in rows else self.items[(i, epoch)][0]
+                for i in indices]
 
     def _batch(self, indices: list[int], epoch: int, loaded: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded waves ``(B, T)`` and lengths ``(B,)``: the loader's batch as it is when it holds exactly
@@ -463,7 +455,7 @@ class Trainer:
         if loaded is not None and loaded["index"].tolist() == list(indices):
             return (loaded["wave"].to(self.device, non_blocking=True),
                     loaded["lengths"].to(self.device, non_blocking=True))
-        batch = collate([(w.cpu(), i) for w, i in zip(self._waves(indices, epoch, loaded), indices, strict=True)])
+        batch = collate(list(zip(self._waves(indices, epoch, loaded), indices, strict=True)))
         return batch["wave"].to(self.device), batch["lengths"].to(self.device)
 
     def _batch_output(self, model: nn.Module, indices: list[int], epoch: int, loaded: dict | None = None):
@@ -477,8 +469,8 @@ class Trainer:
                     return self.model.backbone.forward_to(depth, wave, lengths)
 
                 with torch.no_grad(), self._autocast():
-                    return prefix_outputs(run, self._waves(missing, epoch, loaded), int(16000 * BUCKET_SECONDS),
-                                          FILL_ROWS.get(self.device.type, 4))
+                    waves = [w.to(self.device, non_blocking=True) for w in self._waves(missing, epoch, loaded)]
+                    return prefix_outputs(run, waves, int(16000 * BUCKET_SECONDS), FILL_ROWS.get(self.device.type, 4))
 
             hidden, lengths = self.cache.batch(indices, compute, self.device)
         elif masking and depth is not None:
@@ -519,7 +511,7 @@ class Trainer:
         lr = self._set_lr(steps_per_epoch)
         self.task.set_progress(self.progress(steps_per_epoch))
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        total, finite = 0.0, True
         for k, (indices, batch) in enumerate(zip(micro, loaded, strict=True)):
             last = k == len(micro) - 1
             sync = model.no_sync() if (self.ddp_model is not None and not last) else _nullcontext()
@@ -530,19 +522,31 @@ class Trainer:
                 finally:
                     self.model.backbone.augmenting = False
                 loss = self.task.loss(output, torch.tensor(indices)) / len(micro)
-                if not self._finite(loss):  # every rank skips the step together (DDP needs all or none)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.state.nonfinite_steps += 1
-                    self.state.step += 1
-                    self.log_fn(f"step {self.state.step}: non-finite loss ({float(loss.detach())}), step skipped; "
-                                f"utterances {[self.task.train_set.utterances[i].id for i in indices][:8]}")
-                    self._last_lr = lr
-                    return float("nan")
+                finite = self._finite(loss)
+                if not finite:  # every rank skips the step together (DDP needs all or none)
+                    self.log_fn(f"step {self.state.step + 1}: non-finite loss ({float(loss.detach())}), step "
+                                f"skipped; utterances {[self.task.train_set.utterances[i].id for i in indices][:8]}")
+                    break
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
                     loss.backward()
             total += float(loss.detach())
+        if finite:
+            self._optimizer_step()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.nonfinite_steps += 1
+            total = float("nan")
+        self.state.step += 1
+        if self.plan.apply(self.state.step):  # gradual unfreezing moved the boundary
+            self.log_fn(self.plan.summary(self.task.head))
+            self.ddp_model = None
+        self._last_lr = lr
+        return total
+
+    def _optimizer_step(self) -> None:
+        """Clip the accumulated gradients and update (through the loss scaler under fp16)."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.requires_grad and p.grad is not None]
@@ -553,12 +557,6 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.state.step += 1
-        if self.plan.apply(self.state.step):  # gradual unfreezing moved the boundary
-            self.log_fn(self.plan.summary(self._head()))
-            self.ddp_model = None
-        self._last_lr = lr
-        return total
 
     def _finite(self, loss: torch.Tensor) -> bool:
         ok = torch.isfinite(loss.detach()).all().float().reshape(1)
@@ -624,7 +622,7 @@ class Trainer:
 
     def _run(self, stop_at_step: int | None) -> dict:
         s = self.state
-        head = self._head()
+        head = self.task.head
         self.log_fn(self.plan.summary(head))
         self.log_fn(f"device {self.device}" + (f", AMP {self.amp_dtype}" if self.amp else ", AMP off")
                     + (f", DDP x{self.dist.world_size}" if self.dist.world_size > 1 else "")

@@ -23,16 +23,22 @@ def spell(text: str, sr: int = 16000, seg: float = 0.12, seed: int = 0) -> np.nd
     return x.astype(np.float32)
 
 
-@pytest.fixture(scope="session")
-def tiny_whisper(tmp_path_factory):
+def save_tiny_whisper(path, positions: int = 1500) -> str:
+    """A tiny random Whisper (2 blocks of width 32) saved at ``path``; ``positions`` encoder frames (50 per
+    second) bound its input length. Returns its backbone source string."""
     from transformers import WhisperConfig, WhisperModel
 
-    path = tmp_path_factory.mktemp("models") / "tiny-whisper"
     cfg = WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
-                        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
-                        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+                        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80,
+                        max_source_positions=positions, vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                        decoder_start_token_id=1)
     WhisperModel(cfg).save_pretrained(path)
     return f"hf:{path}"
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory):
+    return save_tiny_whisper(tmp_path_factory.mktemp("models") / "tiny-whisper")
 
 
 @pytest.fixture(scope="session")

@@ -13,22 +13,15 @@ from click.testing import CliRunner
 
 from speech_tl.cli import main
 from speech_tl.metrics import error_counts
-from tests.tiny_asr import spell
+from tests.tiny_asr import save_tiny_whisper, spell
 
 
 @pytest.fixture(scope="module")
 def short_whisper(tmp_path_factory):
     """A tiny random Whisper whose position table holds 2 s (100 positions): longer audio goes in windows, as
     Whisper's own 30 s do, but in windows of the length this tiny model is trained on."""
-    from transformers import WhisperConfig, WhisperModel
-
-    path = tmp_path_factory.mktemp("models") / "short-whisper"
     torch.manual_seed(0)
-    cfg = WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
-                        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=100,
-                        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
-    WhisperModel(cfg).save_pretrained(path)
-    return f"hf:{path}"
+    return save_tiny_whisper(tmp_path_factory.mktemp("models") / "short-whisper", positions=100)
 
 
 @pytest.fixture(scope="module")
