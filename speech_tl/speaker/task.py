@@ -68,7 +68,8 @@ class SpeakerConfig:
 
 
 class CropDataset(UtteranceDataset):
-    """Item ``i``: a ``crop_seconds`` piece ``(T,)`` of utterance ``i`` at a seeded random offset, new each epoch.
+    """``load(i, epoch)``: a ``crop_seconds`` piece ``(T,)`` of utterance ``i`` at an offset seeded by
+    ``(seed, epoch, i)``, so new each epoch and the same in every run; item ``i`` is epoch 0's crop.
 
     With ``min_crop_seconds``, the piece holds a random ``min_crop_seconds..crop_seconds`` of speech and is
     zero-padded to ``crop_seconds``: the model then also learns from clips as short as those it meets at
@@ -77,14 +78,11 @@ class CropDataset(UtteranceDataset):
 
     def __init__(self, utterances, crop_seconds: float, seed: int, min_crop_seconds: float | None = None):
         super().__init__(utterances)
-        self.crop, self.seed, self.epoch = crop_seconds, seed, 0
+        self.crop, self.seed = crop_seconds, seed
         self.min_crop = min_crop_seconds
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __getitem__(self, i: int):
-        return self.load(i, self.epoch)
+        return self.load(i, 0)  # the training loop asks for other epochs' crops through load()
 
     def load(self, i: int, epoch: int):
         wave, _ = super().__getitem__(i)
