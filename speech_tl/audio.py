@@ -16,6 +16,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .errors import SpeechTlError
+
 TARGET_SAMPLE_RATE = 16000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 MAX_SECONDS_ENV = "SPEECH_TL_MAX_AUDIO_SECONDS"
@@ -34,7 +36,7 @@ def max_decode_seconds() -> float:
     return value
 
 
-class AudioError(ValueError):
+class AudioError(SpeechTlError, ValueError):
     """Audio that cannot be used; the message names the file and what is wrong."""
 
     def __init__(self, path: str | os.PathLike, reason: str, hint: str = ""):

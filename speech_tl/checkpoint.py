@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import SpeechTlError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(SpeechTlError, ValueError):
     """A folder that is not a usable checkpoint (or one of another task)."""
 
 

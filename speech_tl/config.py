@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from .errors import SpeechTlError
+
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` where only true/false are booleans (YAML 1.2): ``off``/``no`` stay strings, and a key
@@ -47,7 +49,7 @@ def safe_load(text: str):
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
-class ConfigError(ValueError):
+class ConfigError(SpeechTlError, ValueError):
     """A configuration that cannot be used; the message names the file and the dotted key."""
 
 

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_text
+from .errors import SpeechTlError
 
 REQUIRED_FIELDS = ("id", "audio", "duration", "text", "speaker", "language")
 OPTIONAL_FIELDS = ("offset", "sample_rate")
 
 
-class ManifestError(ValueError):
+class ManifestError(SpeechTlError, ValueError):
     """A manifest line (or file) that cannot be used; the message names file and line."""
 
 

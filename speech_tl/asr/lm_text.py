@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import SpeechTlError
 from ..text import LANGUAGE_ALPHABETS, normalize
 
 FORTUNES = {"fortunes-de": (Path("/usr/share/games/fortunes/de"), "fortunes-de")}
@@ -28,7 +29,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _NOT_SPOKEN = re.compile(r"[0-9@/\\|<>{}\[\]=_#*~^$%&+]")  # digits, markup, code: not read aloud as written
 
 
-class LmTextError(ValueError):
+class LmTextError(SpeechTlError, ValueError):
     """An LM text source that cannot be read; the message says what to install or give instead."""
 
 

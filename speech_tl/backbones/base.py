@@ -18,8 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import SpeechTlError
 
-class BackboneError(ValueError):
+
+class BackboneError(SpeechTlError, ValueError):
     """A backbone source that cannot be loaded; the message names the source string."""
 
 

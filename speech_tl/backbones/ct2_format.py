@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SpeechTlError
+
 DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
 
 
-class CT2FormatError(ValueError):
+class CT2FormatError(SpeechTlError, ValueError):
     """A ``model.bin`` that does not follow the CTranslate2 layout."""
 
 

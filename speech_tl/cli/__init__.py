@@ -1,35 +1,75 @@
 """The ``speech-tl`` command: a thin wrapper around the package's functions.
 
 Heavy imports (torch, soundfile) happen inside the commands, so ``--help`` is quick.
-Errors a user can act on are printed as one ``error:`` line (exit status 2), no traceback.
+
+Exit statuses and streams:
+- 0: done. Results (JSON with ``--json``, tables, transcripts) go to stdout.
+- 1: an expected error (:class:`speech_tl.errors.SpeechTlError`, or a missing/unreadable
+  file): one ``error:`` line on stderr, no traceback (``--debug`` shows it).
+- 2: a usage error (unknown option, bad value), from click.
+- Anything else is a bug: Python prints the traceback and exits 1.
+
+Progress and notes go through :mod:`logging` to stderr (``-v`` for more, ``-q`` for
+warnings only); under DDP only rank 0 logs below ERROR.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import sys
 
 import click
 
+log = logging.getLogger("speech_tl")
+
 
 class UserError(click.ClickException):
-    exit_code = 2
+    """An expected error at the command line: ``error: <message>`` and exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _debugging() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get("speech_tl.debug"))
 
 
 def user_errors(fn):
-    """Turn the package's expected errors into clean one-line messages."""
+    """Turn the package's expected errors (and files that cannot be opened) into one clean line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..audio import AudioError
-        from ..manifest import ManifestError
-        from ..prepare.tts import ToolMissing
+        from ..errors import SpeechTlError
 
         try:
             return fn(*args, **kwargs)
-        except (ManifestError, AudioError, ToolMissing, FileNotFoundError, ValueError, RuntimeError) as e:
-            raise UserError(str(e)) from None
+        except (SpeechTlError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+            if _debugging():
+                raise
+            message = str(e)
+            if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+                message = f"{e.filename}: {e.strerror or message}"
+            raise UserError(message) from None
 
     return wrapper
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Log records of ``speech_tl`` to stderr; INFO by default, DEBUG with ``-v``, WARNING with ``-q``.
+    A DDP rank other than 0 (``RANK`` set by torchrun) logs only errors."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
 
 
 def _device_name(ctx, param, value: str) -> str:
@@ -61,11 +101,18 @@ def batch_size_option(fn=None, *, default: int = 16):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="speech-tl")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="More detail in the log (stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
+@click.option("--debug", is_flag=True, help="Show the traceback of expected errors too.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     """speech-tl: adapt English-pretrained speech models to new tasks.
 
     Stages: prepare manifests -> train (adapt) -> evaluate -> report.
+    Results go to stdout, the log to stderr. Exit status: 0 done, 1 error, 2 usage error.
     """
+    ctx.meta["speech_tl.debug"] = debug
+    setup_logging(verbose, quiet)
 
 
 # the command groups register themselves on ``main``

@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..errors import SpeechTlError
+
 # Debian packages that provide each tool (contrib/non-free components for mbrola and pico)
 PACKAGES = {"espeak-ng": "espeak-ng", "mbrola": "mbrola", "pico2wave": "libttspico-utils", "sox": "sox"}
 PICO_VOICES = ("de-DE", "en-US", "en-GB", "es-ES", "fr-FR", "it-IT")
 MBROLA_DIR = Path("/usr/share/mbrola")
 
 
-class ToolMissing(RuntimeError):
+class ToolMissing(SpeechTlError, RuntimeError):
     """A text-to-speech program (or voice) is not installed; the message says which package to install."""
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(SpeechTlError, RuntimeError):
     """A voice failed to speak a text."""
 
 

@@ -63,6 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SpeechTlError
+
 SCHEMA_VERSION = 1
 DEFAULT_MODEL = "ge2e:resemblyzer"  # what `speech-tl enroll` uses for a new database without --model
 DEFAULT_THRESHOLD = 0.75
@@ -94,7 +96,7 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """
 
 
-class SpeakerRegistryError(ValueError):
+class SpeakerRegistryError(SpeechTlError, ValueError):
     """A request the speaker database refuses; the message says why and what to do."""
 
 

@@ -24,13 +24,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..errors import SpeechTlError
+
 __all__ = ["TrialError", "build_trial_arrays", "build_trials", "count_trials", "read_trial_file"]
 
 Trial = tuple[int, int, int]
 _DENSE_FRACTION = 0.25  # sample from the enumerated non-target pairs when asking for at least this share of them
 
 
-class TrialError(ValueError):
+class TrialError(SpeechTlError, ValueError):
     """A trial list that cannot be used; the message names file and line."""
 
 
