@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .audio import load_audio
+from .logs import warning
 from .manifest import ManifestError, Utterance, filter_duration, read_manifest, write_jsonl
 
 
@@ -77,7 +78,7 @@ def load_training_manifest(path: str | Path, cfg: DataConfig, need_text: bool, o
                             + more + "\nfix them, or drop them with `speech-tl manifest filter` / re-run prepare")
     kept, rejected = filter_duration(utts, cfg.min_duration, cfg.max_duration)
     if rejected:
-        print(f"{path}: {len(rejected)} of {len(utts)} utterances outside {cfg.min_duration:g}-"
+        warning(f"{path}: {len(rejected)} of {len(utts)} utterances outside {cfg.min_duration:g}-"
               f"{cfg.max_duration:g} s left out" + (f" (listed in {out_dir}/rejected_{name}.jsonl)" if out_dir else ""))
         if out_dir is not None:
             write_jsonl(out_dir / f"rejected_{name}.jsonl", ({**u.to_dict(), "reason": r} for u, r in rejected))

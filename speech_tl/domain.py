@@ -22,6 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import ConfigError
+from .errors import InputError
+from .logs import info
 from .manifest import Utterance
 
 
@@ -40,17 +43,17 @@ class DomainConfig:
 
     def check(self) -> None:
         if self.weight < 0 or self.gamma <= 0 or self.hidden <= 0:
-            raise ValueError("domain.weight must be >= 0, domain.gamma and domain.hidden > 0")
+            raise ConfigError("domain.weight must be >= 0, domain.gamma and domain.hidden > 0")
         if self.weight > 0 and not self.field:
-            raise ValueError("domain.weight > 0 needs domain.field (language, target, or a manifest field such as "
-                             "domain)")
+            raise ConfigError("domain.weight > 0 needs domain.field (language, target, or a manifest field such as "
+                              "domain)")
         if self.field == "target" and not self.target:
-            raise ValueError("domain.field=target needs domain.target: a manifest of target-domain audio "
-                             "(e.g. real recordings; transcripts are not needed)")
+            raise ConfigError("domain.field=target needs domain.target: a manifest of target-domain audio "
+                              "(e.g. real recordings; transcripts are not needed)")
         if self.target and self.field != "target":
-            raise ValueError(f"domain.target is used with domain.field=target only (got field {self.field!r})")
+            raise ConfigError(f"domain.target is used with domain.field=target only (got field {self.field!r})")
         if self.target_label == SOURCE_LABEL:
-            raise ValueError(f"domain.target_label must differ from {SOURCE_LABEL!r}")
+            raise ConfigError(f"domain.target_label must differ from {SOURCE_LABEL!r}")
 
 
 class _Reverse(torch.autograd.Function):
@@ -112,11 +115,11 @@ def domain_labels(utts: list[Utterance], field: str, manifest: str) -> tuple[lis
     values = [domain_of(u, field) for u in utts]
     missing = [u for u, v in zip(utts, values, strict=True) if not v or v == "None"]
     if missing:
-        raise ValueError(f"{manifest}:{missing[0].line}: utterance {missing[0].id!r} has no {field!r} "
+        raise InputError(f"{manifest}:{missing[0].line}: utterance {missing[0].id!r} has no {field!r} "
                          f"({len(missing)} such); domain confusion needs a domain for every training utterance")
     names = sorted(set(values))
     if len(names) < 2:
-        raise ValueError(f"{manifest}: every utterance has {field} {names[0]!r}; domain confusion needs at least two "
+        raise InputError(f"{manifest}: every utterance has {field} {names[0]!r}; domain confusion needs at least two "
                          "domains (e.g. add the source-language data to the training manifest)")
     index = {n: i for i, n in enumerate(names)}
     return names, torch.tensor([index[v] for v in values])
@@ -136,7 +139,7 @@ class DomainConfusion:
 
     @classmethod
     def attach(cls, cfg: DomainConfig, model: nn.Module, dim: int, utts: list[Utterance], manifest: str,
-               log=print) -> DomainConfusion | None:
+               log=info) -> DomainConfusion | None:
         """Check ``cfg``; when domain confusion is on, attach the classifier to ``model`` and return the
         confusion (else None)."""
         cfg.check()

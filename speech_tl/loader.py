@@ -9,8 +9,9 @@ batch of the epoch from the resume position on, the keys that still need audio (
 not yet in the frozen-prefix cache). Every random draw of an item (speed perturbation, a speaker crop)
 is seeded by ``(seed, epoch, index)``, never by the worker, so 0, 1 or 8 workers give the same batches.
 
-Shapes: a loaded batch is ``{"wave": (B, T) float32, "lengths": (B,), "index": (B,)}``; a batch
-that needs no audio comes back with ``B == 0``.
+Shapes: a loaded batch is ``{"wave": (B, T) float32, "lengths": (B,), "index": (B,), "rejected":
+[(index, reason)]}``; a batch that needs no audio comes back with ``B == 0``. Utterances whose audio
+fails the waveform checks come back in ``rejected``, not in the batch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .audio import AudioError, check_waveform
 from .data import UtteranceDataset, collate, speed_perturb
 
 
@@ -49,8 +51,14 @@ class BatchPlan(torch.utils.data.Sampler):
 
 
 class TrainingItems(torch.utils.data.Dataset):
-    """``(index, epoch)`` -> ``(wave (T,), index)``: the dataset's item for that epoch, speed-perturbed
-    by a factor drawn from ``(seed, epoch, index)`` when ``speed_factors`` is given."""
+    """``(index, epoch)`` -> ``(wave (T,), index, rejection)``: the dataset's item for that epoch,
+    speed-perturbed by a factor drawn from ``(seed, epoch, index)`` when ``speed_factors`` is given.
+
+    Each waveform is checked (:func:`speech_tl.audio.check_waveform`: unreadable, NaN/Inf, silent,
+    heavily clipped) before augmentation; a bad one comes back as an empty wave and ``rejection``, a
+    message naming the file and the reason (None for a good item), so the trainer can leave it out and
+    list it instead of stopping the run.
+    """
 
     def __init__(self, dataset: UtteranceDataset, seed: int, speed_factors: list[float] | None = None):
         self.dataset, self.seed, self.speed_factors = dataset, seed, speed_factors
@@ -58,21 +66,28 @@ class TrainingItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, str | None]:
         index, epoch = key
-        wave, _ = self.dataset.load(index, epoch)
+        try:
+            wave, _ = self.dataset.load(index, epoch)
+            check_waveform(wave, self.dataset.sample_rate, self.dataset.utterances[index].audio_path())
+        except AudioError as e:
+            return torch.zeros(0), index, str(e)
         if self.speed_factors:
             factor = float(np.random.default_rng([self.seed, epoch, index]).choice(self.speed_factors))
             wave = speed_perturb(wave, factor)
-        return wave, index
+        return wave, index, None
 
 
-def collate_keys(items: list[tuple[torch.Tensor, int]]) -> dict:
-    """:func:`speech_tl.data.collate`, and an empty batch for a batch whose audio is all cached."""
-    if not items:
+def collate_keys(items: list[tuple[torch.Tensor, int, str | None]]) -> dict:
+    """:func:`speech_tl.data.collate` of the good items, with ``"rejected"``: ``[(index, reason)]`` of the bad
+    ones; an empty batch when no item needed audio (or none was good)."""
+    rejected = [(index, reason) for _, index, reason in items if reason is not None]
+    good = [(wave, index) for wave, index, reason in items if reason is None]
+    if not good:
         return {"wave": torch.zeros(0, 0), "lengths": torch.zeros(0, dtype=torch.long),
-                "index": torch.zeros(0, dtype=torch.long)}
-    return collate(items)
+                "index": torch.zeros(0, dtype=torch.long), "rejected": rejected}
+    return {**collate(good), "rejected": rejected}
 
 
 def _worker_init(_worker_id: int) -> None:

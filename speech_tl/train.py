@@ -31,10 +31,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import find_checkpoint, load_tensors, save_checkpoint
+from .checkpoint import CheckpointError, checkpoint_candidates, load_tensors, save_checkpoint
 from .data import UtteranceDataset, collate, duration_batches, hidden_augment, shard_batches
+from .errors import InputError
 from .freeze import FreezePlan
 from .loader import BatchPlan, TrainingItems, make_loader
+from .logs import info
 from .prefix_cache import PrefixCache, estimate_bytes, prefix_outputs
 
 # the prefix cache's filling: utterances padded to a multiple of BUCKET_SECONDS, FILL_ROWS of them per forward pass
@@ -136,6 +138,7 @@ class TrainState:
     best: float | None = None
     best_step: int | None = None
     nonfinite_steps: int = 0  # steps skipped because a loss was NaN or infinite
+    empty_steps: int = 0  # steps skipped because every utterance of a batch had unusable audio
 
     def to_dict(self) -> dict:
         return {**asdict(self), "rng": rng_state()}
@@ -144,7 +147,8 @@ class TrainState:
     def from_dict(cls, state: dict) -> TrainState:
         set_rng_state(state["rng"])
         return cls(**{k: state[k] for k in ("step", "epoch", "position", "elapsed", "best", "best_step")},
-                   nonfinite_steps=int(state.get("nonfinite_steps", 0)))
+                   nonfinite_steps=int(state.get("nonfinite_steps", 0)),
+                   empty_steps=int(state.get("empty_steps", 0)))
 
 
 class RunLog:
@@ -152,26 +156,47 @@ class RunLog:
     ``tensorboard/`` when the package is installed, and lines for people through ``log``. Only rank 0
     writes."""
 
-    def __init__(self, out_dir: Path, main: bool, log=print, tensorboard: bool = True):
+    def __init__(self, out_dir: Path, main: bool, log=info, tensorboard: bool = True):
         self.path = out_dir / "train_log.jsonl"
         self.tb_dir = out_dir / "tensorboard"
         self.main, self.want_tb = main, tensorboard
         self.say = log if main else (lambda *a, **k: None)
         self.writer = None
 
-    def start(self, resumed: bool) -> None:
-        """A new run drops the old records; a resumed one appends."""
+    def start(self, resumed_at: int | None) -> None:
+        """A new run (``resumed_at`` None) drops the old records. A run resumed at a step keeps the records up
+        to that step and drops later ones (steps a kill lost, which the resumed run redoes), and a last
+        line a kill cut short."""
         if not self.main:
             return
-        if not resumed:
+        if resumed_at is None:
             self.path.unlink(missing_ok=True)
             shutil.rmtree(self.tb_dir, ignore_errors=True)
+        elif self.path.is_file():
+            kept, dropped = [], 0
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    step = json.loads(line)["step"]
+                except (ValueError, KeyError, TypeError):
+                    dropped += 1
+                    continue
+                if step <= resumed_at:
+                    kept.append(line)
+                else:
+                    dropped += 1
+            if dropped:
+                from .atomic import atomic_write_text
+
+                atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+                self.say(f"{self.path.name}: dropped {dropped} record(s) after step {resumed_at}, which the "
+                         "resumed run redoes")
         if self.want_tb:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard not installed: the JSON-lines log is enough
                 return
-            self.writer = SummaryWriter(str(self.tb_dir))
+            # purge_step drops events a killed run wrote after the checkpoint it resumes from
+            self.writer = SummaryWriter(str(self.tb_dir), purge_step=None if resumed_at is None else resumed_at + 1)
 
     def record(self, rec: dict) -> None:
         if not self.main:
@@ -292,7 +317,7 @@ def run_settings(cfg) -> dict:
 
 
 class Trainer:
-    def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path, data_cfg=None, log=print):
+    def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path, data_cfg=None, log=info):
         self.task, self.cfg, self.out_dir = task, cfg, Path(out_dir)
         self.data_cfg = data_cfg
         self.dist, self.device = setup_distributed(cfg.device)
@@ -309,6 +334,8 @@ class Trainer:
         self.items = TrainingItems(task.train_set, cfg.seed, speed)
         self.ddp_model: nn.Module | None = None
         self.last_eval_step: int | None = None
+        self.rejected: dict[int, str] = {}  # training utterances left out for unusable audio: index -> reason
+        self._rejected_file = self.rejected_path
 
     @property
     def step(self) -> int:
@@ -389,20 +416,34 @@ class Trainer:
         save_checkpoint(self.out_dir / name, files)
 
     def try_resume(self) -> bool:
-        found = find_checkpoint(self.out_dir / "checkpoint")
-        if found is None or not self.cfg.resume or not (found / "state.pt").is_file():
+        """Restore the newest readable checkpoint of ``out_dir``: ``checkpoint/``, else the ``.old`` copy a
+        kill inside a save left (also when a file of ``checkpoint/`` is truncated or corrupt)."""
+        candidates = [c for c in checkpoint_candidates(self.out_dir / "checkpoint") if (c / "state.pt").is_file()]
+        if not candidates or not self.cfg.resume:
             return False
-        self._check_settings(found)
-        self.model.load_state_dict(load_tensors(found / "model.pt"))
-        self.optimizer.load_state_dict(load_tensors(found / "optimizer.pt"))
-        if self.scaler is not None and (found / "scaler.pt").is_file():
-            self.scaler.load_state_dict(load_tensors(found / "scaler.pt"))
-        self.state = TrainState.from_dict(load_tensors(found / "state.pt"))
-        self.plan.apply(self.state.step)
-        s = self.state
-        self.log_fn(f"resuming from step {s.step} (epoch {s.epoch}, batch {s.position}, "
-                    f"{s.elapsed / 60:.1f} min trained)")
-        return True
+        self._check_settings(candidates[0])
+        problems = []
+        for found in candidates:
+            try:
+                loaded = {name: load_tensors(found / f"{name}.pt") for name in ("model", "optimizer", "state")
+                          + (("scaler",) if self.scaler is not None and (found / "scaler.pt").is_file() else ())}
+            except (CheckpointError, FileNotFoundError) as e:
+                problems.append(str(e))
+                self.log_fn(f"warning: {e}" + ("; trying the previous copy" if found is not candidates[-1] else ""))
+                continue
+            self.model.load_state_dict(loaded["model"])
+            self.optimizer.load_state_dict(loaded["optimizer"])
+            if "scaler" in loaded:
+                self.scaler.load_state_dict(loaded["scaler"])
+            self.state = TrainState.from_dict(loaded["state"])
+            self.plan.apply(self.state.step)
+            s = self.state
+            self.log_fn(f"resuming from step {s.step} (epoch {s.epoch}, batch {s.position}, "
+                        f"{s.elapsed / 60:.1f} min trained)" + (f" from {found.name}" if found.name.endswith(".old")
+                                                                 else ""))
+            return True
+        raise CheckpointError(f"{self.out_dir}: no readable checkpoint to resume ({'; '.join(problems)}). Move the "
+                              "folder away to keep it, then start over with train.resume=false (and --overwrite)")
 
     def _check_settings(self, found: Path) -> None:
         """Refuse to resume a checkpoint trained with other settings (``train.resume=force`` goes on anyway)."""
@@ -446,8 +487,55 @@ class Trainer:
         """Waveforms ``(T_i,)`` (host memory) for ``indices``: from the loader's batch where it has them,
         else loaded here (a batch the loader prefetched before a gradual-unfreezing step emptied the cache)."""
         rows = {int(i): r for r, i in enumerate(loaded["index"])} if loaded is not None else {}
-        return [loaded["wave"][rows[i], : int(loaded["lengths"][rows[i]])] if i in rows else self.items[(i, epoch)][0]
+        return [loaded["wave"][rows[i], : int(loaded["lengths"][rows[i]])] if i in rows else self._load(i, epoch)
                 for i in indices]
+
+    def _load(self, i: int, epoch: int) -> torch.Tensor:
+        wave, _, rejection = self.items[(i, epoch)]
+        if rejection is not None:  # only audio that passed its check reaches here (it was cached before)
+            raise InputError(f"{rejection} (it passed the check when first loaded; has the file changed?)")
+        return wave
+
+    # ------------------------------------------------------------------ audio that fails its checks
+    @property
+    def rejected_path(self) -> Path:
+        return self.out_dir / "rejected_train_audio.jsonl"
+
+    def _start_rejections(self, resumed: bool) -> None:
+        """A resumed run knows the utterances left out before (from the list); a new run starts a new list."""
+        self.rejected = {}
+        path = self.rejected_path if self.dist.world_size == 1 else self.rejected_path.with_suffix(
+            f".rank{self.dist.rank}.jsonl")
+        self._rejected_file = path
+        if not resumed:
+            path.unlink(missing_ok=True)
+            return
+        if path.is_file():
+            by_id = {u.id: i for i, u in enumerate(self.task.train_set.utterances)}
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                    self.rejected[by_id[rec["id"]]] = rec["reason"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line a kill cut short: the check finds the utterance again
+
+    def _note_rejections(self, rejected: list[tuple[int, str]]) -> None:
+        """Leave out utterances whose audio failed its check: logged once, listed in rejected_train_audio.jsonl."""
+        for index, reason in rejected:
+            if index in self.rejected:
+                continue
+            self.rejected[index] = reason
+            u = self.task.train_set.utterances[index]
+            self.log_fn(f"warning: left out of training: {reason} (utterance {u.id})")
+            with open(self._rejected_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps({**u.to_dict(), "reason": reason}, ensure_ascii=False) + "\n")
+
+    def _all_ranks_have(self, n: int) -> bool:
+        """Whether every rank's batch still holds utterances (all ranks skip the step together if not)."""
+        ok = torch.tensor([1.0 if n else 0.0], device=self.device)
+        if self.dist.world_size > 1:
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item())
 
     def _batch(self, indices: list[int], epoch: int, loaded: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded waves ``(B, T)`` and lengths ``(B,)``: the loader's batch as it is when it holds exactly
@@ -511,8 +599,14 @@ class Trainer:
         lr = self._set_lr(steps_per_epoch)
         self.task.set_progress(self.progress(steps_per_epoch))
         self.optimizer.zero_grad(set_to_none=True)
-        total, finite = 0.0, True
+        total, finite, empty = 0.0, True, False
         for k, (indices, batch) in enumerate(zip(micro, loaded, strict=True)):
+            if batch is not None:
+                self._note_rejections(batch.get("rejected", []))
+            indices = [i for i in indices if i not in self.rejected]
+            if not self._all_ranks_have(len(indices)):
+                empty = True
+                break
             last = k == len(micro) - 1
             sync = model.no_sync() if (self.ddp_model is not None and not last) else _nullcontext()
             with sync:
@@ -532,11 +626,15 @@ class Trainer:
                 else:
                     loss.backward()
             total += float(loss.detach())
-        if finite:
+        if finite and not empty:
             self._optimizer_step()
         else:
             self.optimizer.zero_grad(set_to_none=True)
-            self.state.nonfinite_steps += 1
+            if empty:
+                self.log_fn(f"step {self.state.step + 1}: no utterance of the batch has usable audio; step skipped")
+                self.state.empty_steps += 1
+            else:
+                self.state.nonfinite_steps += 1
             total = float("nan")
         self.state.step += 1
         if self.plan.apply(self.state.step):  # gradual unfreezing moved the boundary
@@ -612,7 +710,8 @@ class Trainer:
             from .config import dump_config
 
             dump_config(self.task.cfg, self.out_dir / "config.yaml")
-        self.runlog.start(resumed)
+        self.runlog.start(self.state.step if resumed else None)
+        self._start_rejections(resumed)
         try:
             return self._run(stop_at_step)
         finally:
@@ -691,9 +790,13 @@ class Trainer:
                    "freeze": self.plan.summary(head), "freeze_state": self.plan.state(head),
                    "backbone": self.task.model.backbone.source,
                    "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})",
-                   "nonfinite_steps": s.nonfinite_steps, **self.task.report()}
+                   "nonfinite_steps": s.nonfinite_steps, "empty_steps": s.empty_steps,
+                   "rejected_audio": len(self.rejected), **self.task.report()}
         if s.nonfinite_steps:
             self.log_fn(f"{s.nonfinite_steps} step(s) skipped for a non-finite loss")
+        if self.rejected:
+            self.log_fn(f"{len(self.rejected)} training utterance(s) left out for unusable audio, listed in "
+                        f"{self._rejected_file}")
         if summary.get("ctc_zeroed_utterances"):
             self.log_fn(f"{summary['ctc_zeroed_utterances']} training utterance(s) have a transcript too long for "
                         f"their audio: CTC taught nothing from them (e.g. {summary['ctc_zeroed_ids'][:3]})")

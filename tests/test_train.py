@@ -297,3 +297,37 @@ def test_utterances_ctc_cannot_align_are_counted(tone_corpus, tiny_whisper, tmp_
     summary = train_asr(cfg, log=logs.append)
     assert summary["ctc_zeroed_utterances"] == 1 and summary["ctc_zeroed_ids"] == [rows[0]["id"]]
     assert any("transcript too long for their audio" in m for m in logs)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_utterances_with_unusable_audio_are_left_out_listed_once_and_not_fatal(tone_corpus, tiny_whisper, tmp_path,
+                                                                                workers):
+    import numpy as np
+    import soundfile as sf
+
+    rows = [json.loads(x) for x in (tone_corpus / "train.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tone_corpus / r["audio"])
+    n = 16000
+    bad = {"nan": np.full(n, np.nan, dtype=np.float32), "silent": np.zeros(n, dtype=np.float32),
+           "clipped": np.sign(np.sin(np.arange(n) / 5.0)).astype(np.float32)}
+    for name, x in bad.items():
+        sf.write(tmp_path / f"{name}.wav", x, 16000, subtype="FLOAT")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wave file")
+    for name in [*bad, "broken"]:
+        rows.append({**rows[0], "id": f"bad-{name}", "audio": str(tmp_path / f"{name}.wav"), "duration": 1.0})
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", max_steps=40, num_workers=workers)
+    cfg.data.train = str(tmp_path / "train.jsonl")
+    cfg.data.max_batch_size = 1  # each bad utterance is a batch of its own: its step is skipped, not fatal
+    logs = []
+    summary = train_asr(cfg, log=logs.append)
+    assert summary["steps"] == 40 and summary["rejected_audio"] == 4
+    assert summary["empty_steps"] >= 4  # 40 steps over 28 one-utterance batches: every bad one met at least once
+    listed = [json.loads(x) for x in (tmp_path / "run" / "rejected_train_audio.jsonl").read_text().splitlines()]
+    reasons = {r["id"]: r["reason"] for r in listed}
+    assert len(listed) == 4, "each utterance is listed once, however many epochs meet it"
+    assert "NaN or Inf" in reasons["bad-nan"] and "silence" in reasons["bad-silent"]
+    assert "clipped" in reasons["bad-clipped"] and str(tmp_path / "broken.wav") in reasons["bad-broken"]
+    warned = [m for m in logs if m.startswith("warning: left out of training")]
+    assert len(warned) == 4 and all(str(tmp_path) in m for m in warned)

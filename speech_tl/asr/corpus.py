@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
-from ..manifest import Utterance, read_manifest
+from ..logs import info
+from ..manifest import ManifestError, Utterance, read_manifest
 from ..text import Vocabulary, normalize
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class AsrCorpus:
     dev: UtteranceDataset | None  # the dev subset (``data.dev_max_utterances``, seeded)
 
 
-def load_asr_corpus(data: DataConfig, language: str, seed: int, out: Path, log=print) -> AsrCorpus:
+def load_asr_corpus(data: DataConfig, language: str, seed: int, out: Path, log=info) -> AsrCorpus:
     """Read ``data.train`` and ``data.dev``, build the vocabulary (the language's whole alphabet and every
     character of the training text) and encode the targets.
 
@@ -47,8 +48,9 @@ def load_asr_corpus(data: DataConfig, language: str, seed: int, out: Path, log=p
         log(f"characters outside the vocabulary, left out of targets: {dict(unknown.most_common(20))}")
     empty = [u for u, t in zip(train, targets, strict=True) if not t]
     if empty:
-        raise ValueError(f"{data.train}:{empty[0].line}: transcript {empty[0].text!r} has no character of "
-                         f"the vocabulary after normalisation ({len(empty)} such utterances)")
+        raise ManifestError(f"{data.train}:{empty[0].line}: transcript {empty[0].text!r} has no character of "
+                            f"the vocabulary after normalisation ({len(empty)} such utterances); fix their text or "
+                            "drop those lines")
     dev = None
     if data.dev:
         utts = load_training_manifest(data.dev, data, need_text=True, out_dir=out, name="dev")
@@ -60,7 +62,7 @@ def load_asr_corpus(data: DataConfig, language: str, seed: int, out: Path, log=p
     return AsrCorpus(train, vocab, targets, dev)
 
 
-def train_decoder_lm(corpus: AsrCorpus, language: str, dec: DecodeConfig, path: Path, log=print) -> Path:
+def train_decoder_lm(corpus: AsrCorpus, language: str, dec: DecodeConfig, path: Path, log=info) -> Path:
     """The decoder's n-gram LM: target-language training transcripts, ``decode.lm_texts`` (without sentences
     equal to a dev or ``decode.tune_on`` transcript) and the ``decode.lm_unigrams`` background."""
     from .lm import train_ngram_lm

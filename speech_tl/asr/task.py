@@ -14,10 +14,11 @@ import yaml
 
 from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
 from ..backbones.base import set_dropout
-from ..config import to_dict
+from ..config import ConfigError, to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest
 from ..domain import DomainConfig, DomainConfusion, mark_target
 from ..freeze import FreezeConfig, FreezePlan
+from ..logs import info
 from ..text import Vocabulary, normalize
 from ..train import Task, TrainConfig, Trainer, is_main_process
 from .corpus import load_asr_corpus, train_decoder_lm
@@ -47,17 +48,17 @@ class DecodeConfig:
 
     def check(self) -> None:
         if self.lm_unit not in ("word", "char"):
-            raise ValueError(f"decode.lm_unit must be word or char, got {self.lm_unit!r}")
+            raise ConfigError(f"decode.lm_unit must be word or char, got {self.lm_unit!r}")
         if self.beam < 0 or self.lm_order < 0:
-            raise ValueError("decode.beam and decode.lm_order must be >= 0")
+            raise ConfigError("decode.beam and decode.lm_order must be >= 0")
         if self.lm_unigrams not in ("", "wordfreq"):
-            raise ValueError(f"decode.lm_unigrams must be '' or 'wordfreq', got {self.lm_unigrams!r}")
+            raise ConfigError(f"decode.lm_unigrams must be '' or 'wordfreq', got {self.lm_unigrams!r}")
         if self.lm_unigrams and self.lm_unit != "word":
-            raise ValueError("decode.lm_unigrams needs a word LM (decode.lm_unit=word)")
+            raise ConfigError("decode.lm_unigrams needs a word LM (decode.lm_unit=word)")
         if (self.lm_texts or self.lm_unigrams) and self.lm_order <= 0:
-            raise ValueError("decode.lm_texts / decode.lm_unigrams need an LM: set decode.lm_order (e.g. 3)")
+            raise ConfigError("decode.lm_texts / decode.lm_unigrams need an LM: set decode.lm_order (e.g. 3)")
         if self.tune_metric not in ("cer", "wer"):
-            raise ValueError(f"decode.tune_metric must be cer or wer, got {self.tune_metric!r}")
+            raise ConfigError(f"decode.tune_metric must be cer or wer, got {self.tune_metric!r}")
 
 
 @dataclass
@@ -89,7 +90,7 @@ class AsrTask(Task):
     primary_metric = "wer"
     secondary_metric = "cer"
 
-    def __init__(self, cfg: AsrConfig, log=print):
+    def __init__(self, cfg: AsrConfig, log=info):
         self.cfg = cfg
         self.ctc_zeroed: set[int] = set()  # training utterances CTC could not align (zero_infinity zeroed them)
         out = Path(cfg.out_dir)
@@ -119,7 +120,8 @@ class AsrTask(Task):
                                              log)
         if cfg.data.spec_augment:
             if not hasattr(backbone, "input_augment"):
-                raise ValueError(f"data.spec_augment is not supported for backbone {backbone.source}")
+                raise ConfigError(f"data.spec_augment is not supported for backbone {backbone.source} (it has no "
+                                  "input features to mask); set data.spec_augment=false")
             backbone.input_augment = "spec"
         self.lm_path = None
         if cfg.decode.lm_order > 0:
@@ -176,7 +178,7 @@ class AsrTask(Task):
         return files
 
 
-def train_asr(cfg: AsrConfig, log=print) -> dict:
+def train_asr(cfg: AsrConfig, log=info) -> dict:
     """Adapt a backbone to ASR as configured; returns the training summary (see ``summary.json``)."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,8 @@ import torch
 from ..atomic import atomic_write_text
 from ..data import UtteranceDataset
 from ..device import resolve_device
+from ..errors import InputError
+from ..logs import info
 from ..manifest import read_manifest
 from ..metrics import error_counts
 from ..text import normalize
@@ -68,21 +70,25 @@ def decode_all(posts: list[tuple[torch.Tensor, int]], decode) -> list[str]:
 def tune_decoder(checkpoint: str | Path, manifest: str | Path, beam: int = 16,
                  lm_weights: tuple[float, ...] = DEFAULT_LM_WEIGHTS,
                  word_scores: tuple[float, ...] = DEFAULT_WORD_SCORES, metric: str = "cer",
-                 device: str = "auto", log=print, batch_size: int = 16) -> dict:
+                 device: str = "auto", log=info, batch_size: int = 16) -> dict:
     """Grid-search the decoding of ``checkpoint`` on ``manifest``; write and return ``decoder.json``'s content."""
     from .decode import BeamSearchDecoder, greedy_decode
     from .evaluate import load_asr_model
 
     if metric not in ("cer", "wer"):
-        raise ValueError(f"metric must be cer or wer, got {metric!r}")
+        raise InputError(f"--metric must be cer or wer (decode.tune_metric), got {metric!r}")
     if beam <= 0:
-        raise ValueError(f"--beam must be positive to tune beam search, got {beam}")
+        raise InputError(f"--beam must be positive to tune beam search, got {beam}")
+    if not lm_weights or not word_scores:
+        raise InputError(f"--lm-weights and --word-scores need at least one value each, got {tuple(lm_weights)} and "
+                         f"{tuple(word_scores)}")
     dev = resolve_device(device)
     model, vocab, meta = load_asr_model(checkpoint, dev)
     folder = Path(meta["folder"])
     utts = [u for u in read_manifest(manifest) if normalize(u.text)]
     if not utts:
-        raise ValueError(f"{manifest}: no utterance with a transcript to tune on")
+        raise InputError(f"{manifest}: no utterance with a transcript to tune on; give a dev manifest with "
+                         "transcripts")
     refs = [normalize(u.text) for u in utts]
     posts = posteriors(model, utts, dev, batch_size)
     lm_path = folder / "lm.arpa"

@@ -24,9 +24,11 @@ from ..asr.task import DecodeConfig, ModelConfig, transcribe_batches
 from ..backbones import load_backbone
 from ..backbones.base import set_dropout
 from ..checkpoint import load_tensors, save_checkpoint
-from ..config import to_dict
+from ..config import ConfigError, to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
+from ..errors import InputError
 from ..freeze import FreezeConfig, FreezePlan
+from ..logs import info
 from ..metrics import error_counts
 from ..speaker.task import dev_eer
 from ..text import normalize
@@ -43,9 +45,9 @@ class MultitaskDataConfig(DataConfig):
     def check(self) -> None:
         super().check()
         if self.spec_augment or self.speed_perturb:
-            raise ValueError("data.spec_augment / data.speed_perturb are not supported by multitask training")
+            raise ConfigError("data.spec_augment / data.speed_perturb are not supported by multitask training")
         if not self.speaker_train:
-            raise ValueError("data.speaker_train: required (a speaker-labelled manifest .jsonl)")
+            raise ConfigError("data.speaker_train: required (a speaker-labelled manifest .jsonl)")
 
 
 @dataclass
@@ -62,7 +64,7 @@ class LossWeights:
 
     def check(self) -> None:
         if self.asr < 0 or self.speaker < 0 or self.asr + self.speaker == 0:
-            raise ValueError(f"loss.asr and loss.speaker must be >= 0 and not both 0, got {self.asr}, {self.speaker}")
+            raise ConfigError(f"loss.asr and loss.speaker must be >= 0 and not both 0, got {self.asr}, {self.speaker}")
 
 
 @dataclass
@@ -81,7 +83,7 @@ class MultitaskTask(Task):
     name = "multitask"
     secondary_metric = None
 
-    def __init__(self, cfg: MultitaskConfig, log=print):
+    def __init__(self, cfg: MultitaskConfig, log=info):
         self.cfg = cfg
         cfg.loss.check()
         out = Path(cfg.out_dir)
@@ -92,7 +94,8 @@ class MultitaskTask(Task):
         spk_utts = load_training_manifest(d.speaker_train, d, need_text=False, out_dir=out, name="speaker_train")
         self.speakers = sorted({u.speaker for u in spk_utts})
         if len(self.speakers) < 2:
-            raise ValueError(f"{d.speaker_train}: {len(self.speakers)} speaker(s); the speaker branch needs 2 or more")
+            raise InputError(f"{d.speaker_train}: {len(self.speakers)} speaker(s); the speaker branch needs 2 or more "
+                             "(data.speaker_train)")
         index = {s: i for i, s in enumerate(self.speakers)}
         self.num_asr = len(asr_utts)
         self.labels = torch.tensor([-1] * len(asr_utts) + [index[u.speaker] for u in spk_utts])
@@ -189,7 +192,7 @@ def export_views(run: Path, cfg: MultitaskConfig) -> dict[str, Path]:
     return out
 
 
-def train_multitask(cfg: MultitaskConfig, log=print) -> dict:
+def train_multitask(cfg: MultitaskConfig, log=info) -> dict:
     """Train the shared encoder on both tasks; export ``asr/`` and ``speaker/`` views; return the summary."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
+from ..logs import warning
 from .common import (
     PrepareResult,
     Rejection,
@@ -33,7 +35,7 @@ def read_tsv(path: Path, clips_dir: Path, language: str) -> tuple[list[Row], lis
         header = header_line.rstrip("\r\n").split("\t")
         for need in ("client_id", "path", "sentence"):
             if need not in header:
-                raise ValueError(f"{path}:1: header has no '{need}' column (found: {', '.join(header)}); "
+                raise InputError(f"{path}:1: header has no '{need}' column (found: {', '.join(header)}); "
                                  "is this a Common Voice TSV?")
         col = {name: i for i, name in enumerate(header)}
         for lineno, line in enumerate(f, start=2):
@@ -59,7 +61,7 @@ def read_tsv(path: Path, clips_dir: Path, language: str) -> tuple[list[Row], lis
 
 def prepare_commonvoice(corpus_dir: str | Path, out_dir: str | Path, language: str = "de",
                         use_validated: bool = False, workers: int | None = None,
-                        force: bool = False, validated_split: str = "train") -> PrepareResult:
+                        force: bool = False, validated_split: str = "train", overwrite: bool = False) -> PrepareResult:
     """Write ``commonvoice_<lang>_{train,dev,test,rejected}.jsonl`` into ``out_dir``.
 
     With ``use_validated``, train is built from ``validated.tsv`` minus every clip and every
@@ -74,13 +76,14 @@ def prepare_commonvoice(corpus_dir: str | Path, out_dir: str | Path, language: s
         raise FileNotFoundError(f"{corpus_dir}: no 'clips' folder; give the folder of one Common Voice "
                                 "language (the one holding train.tsv, dev.tsv, test.tsv and clips/)")
     if validated_split not in SPLITS:
-        raise ValueError(f"validated_split must be one of {', '.join(SPLITS)}, got {validated_split!r}")
+        raise InputError(f"--validated-split must be one of {', '.join(SPLITS)}, got {validated_split!r}")
     params = {"corpus_dir": str(corpus_dir.resolve()), "language": language, "use_validated": use_validated}
     if validated_split != "train":
         if not use_validated:
-            raise ValueError("--validated-split needs --use-validated")
+            raise InputError(f"--validated-split {validated_split} needs --use-validated (it names the split that "
+                             "validated.tsv becomes)")
         params["validated_split"] = validated_split
-    if not force and (done := already_done(out_dir, "commonvoice", language, params)):
+    if not force and (done := already_done(out_dir, "commonvoice", language, params, overwrite)):
         return done
 
     sources = dict(SPLITS)
@@ -95,7 +98,7 @@ def prepare_commonvoice(corpus_dir: str | Path, out_dir: str | Path, language: s
     for split, name in sources.items():
         path = corpus_dir / name
         if not path.is_file():
-            print(f"note: {path} not found; no '{split}' manifest is written")
+            warning(f"{path} not found; no '{split}' manifest is written")
             continue
         rows, bad = read_tsv(path, clips, language)
         rows_by_split[split] = rows

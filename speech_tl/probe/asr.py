@@ -21,6 +21,7 @@ from ..asr.model import ctc_loss
 from ..backbones import load_backbone
 from ..data import UtteranceDataset
 from ..device import resolve_device
+from ..logs import info
 from ..metrics import error_counts
 from ..text import Vocabulary, normalize
 from .features import collect, moments
@@ -51,7 +52,7 @@ def pad(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 def probe_asr(backbone: str, manifest: str | Path, out: str | Path, eval_manifest: str | Path | None = None,
               steps: int = 600, batch_size: int = 16, lr: float = 2e-3, max_utterances: int = 800,
               max_eval_utterances: int = 200, language: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
-              seed: int = 0, log=print, device: str = "cpu", feature_batch_size: int = 16) -> dict:
+              seed: int = 0, log=info, device: str = "cpu", feature_batch_size: int = 16) -> dict:
     """Per-depth CER/WER of CTC probes on ``backbone`` (frozen); writes and returns ``probe.json``'s content.
 
     ``manifest``: transcribed training utterances (``max_utterances`` drawn, seeded). ``eval_manifest``:

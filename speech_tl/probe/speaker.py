@@ -18,6 +18,8 @@ import torch
 from ..backbones import load_backbone
 from ..data import UtteranceDataset
 from ..device import resolve_device
+from ..errors import InputError
+from ..logs import info
 from ..metrics import eer
 from .features import collect, moments
 from .recommend import DEFAULT_TOLERANCE
@@ -63,13 +65,14 @@ def pair_eer(emb: np.ndarray, speakers: np.ndarray) -> float:
     iu = np.triu_indices(len(e), k=1)
     labels = (speakers[iu[0]] == speakers[iu[1]]).astype(np.int64)
     if labels.sum() == 0 or labels.sum() == labels.size:
-        raise ValueError("the held-out utterances need at least two speakers and one speaker with two utterances")
+        raise InputError("the held-out utterances need at least two speakers and one speaker with two utterances; "
+                         "give --eval a manifest of several speakers with 2+ utterances each")
     return float(eer((e @ e.T)[iu], labels)[0])
 
 
 def probe_speaker(backbone: str, manifest: str | Path, out: str | Path, eval_manifest: str | Path | None = None,
                   max_utterances: int = 1500, max_eval_utterances: int = 400, tolerance: float = DEFAULT_TOLERANCE,
-                  seed: int = 0, log=print, device: str = "cpu", batch_size: int = 16) -> dict:
+                  seed: int = 0, log=info, device: str = "cpu", batch_size: int = 16) -> dict:
     """Per-depth LDA-cosine EER of ``backbone`` (frozen); writes and returns ``probe.json``'s content.
 
     ``manifest``: speaker-labelled training utterances (LDA). ``eval_manifest``: other speakers; without
@@ -80,14 +83,14 @@ def probe_speaker(backbone: str, manifest: str | Path, out: str | Path, eval_man
     train, test, how = probe_data(manifest, eval_manifest, False, max_utterances, max_eval_utterances, seed)
     overlap = {u.speaker for u in train} & {u.speaker for u in test}
     if overlap and eval_manifest is None:
-        raise ValueError(f"{manifest}: fewer than 4 speakers, so none can be held out; give --eval with the "
+        raise InputError(f"{manifest}: fewer than 4 speakers, so none can be held out; give --eval with the "
                          "utterances of other speakers")
     if overlap:
-        raise ValueError(f"{eval_manifest}: speakers {sorted(overlap)[:5]} are also in {manifest}; a speaker probe "
+        raise InputError(f"{eval_manifest}: speakers {sorted(overlap)[:5]} are also in {manifest}; a speaker probe "
                          "is evaluated on speakers it was not fitted on")
     train_spk = np.array([u.speaker for u in train])
     if len(set(train_spk)) < 2:
-        raise ValueError(f"{manifest}: a speaker probe needs at least 2 training speakers")
+        raise InputError(f"{manifest}: a speaker probe needs at least 2 training speakers")
     test_spk = np.array([u.speaker for u in test])
     torch.manual_seed(seed)
     bb = load_backbone(backbone)

@@ -16,10 +16,12 @@ import torch
 import yaml
 
 from ..backbones import load_backbone
-from ..config import to_dict
+from ..config import ConfigError, to_dict
 from ..data import DataConfig, UtteranceDataset, load_training_manifest, subset
 from ..domain import DomainConfig, DomainConfusion
+from ..errors import InputError
 from ..freeze import FreezeConfig, FreezePlan
+from ..logs import info
 from ..train import Task, TrainConfig, Trainer
 from .model import SpeakerModel
 
@@ -38,13 +40,13 @@ class SpeakerDataConfig(DataConfig):
 
     def check(self) -> None:
         if not self.train:
-            raise ValueError("data.train: required (a manifest .jsonl)")
+            raise ConfigError("data.train: required (a manifest .jsonl)")
         if self.crop_seconds <= 0 or self.batch_seconds < self.crop_seconds:
-            raise ValueError(f"data.batch_seconds ({self.batch_seconds}) must be >= data.crop_seconds "
-                             f"({self.crop_seconds}) > 0")
+            raise ConfigError(f"data.batch_seconds ({self.batch_seconds}) must be >= data.crop_seconds "
+                              f"({self.crop_seconds}) > 0")
         if self.min_crop_seconds is not None and not 0 < self.min_crop_seconds <= self.crop_seconds:
-            raise ValueError(f"data.min_crop_seconds must be in (0, data.crop_seconds={self.crop_seconds}], "
-                             f"got {self.min_crop_seconds}")
+            raise ConfigError(f"data.min_crop_seconds must be in (0, data.crop_seconds={self.crop_seconds}], "
+                              f"got {self.min_crop_seconds}")
 
 
 @dataclass
@@ -120,14 +122,15 @@ class SpeakerTask(Task):
     primary_metric = "eer"
     input_varies = "random crops change the input every epoch"
 
-    def __init__(self, cfg: SpeakerConfig, log=print):
+    def __init__(self, cfg: SpeakerConfig, log=info):
         self.cfg = cfg
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         train_utts = load_training_manifest(cfg.data.train, cfg.data, need_text=False, out_dir=out, name="train")
         self.speakers = sorted({u.speaker for u in train_utts})
         if len(self.speakers) < 2:
-            raise ValueError(f"{cfg.data.train}: {len(self.speakers)} speaker(s); speaker adaptation needs at least 2")
+            raise InputError(f"{cfg.data.train}: {len(self.speakers)} speaker(s); speaker adaptation needs at least 2 "
+                             "(data.train)")
         index = {s: i for i, s in enumerate(self.speakers)}
         self.labels = torch.tensor([index[u.speaker] for u in train_utts])
         self.train_set = CropDataset(train_utts, cfg.data.crop_seconds, cfg.train.seed, cfg.data.min_crop_seconds)
@@ -165,7 +168,7 @@ class SpeakerTask(Task):
                 "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
 
 
-def train_speaker(cfg: SpeakerConfig, log=print) -> dict:
+def train_speaker(cfg: SpeakerConfig, log=info) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     task = SpeakerTask(cfg, log)
