@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .errors import SpeechTlError
+from .errors import InputError, SpeechTlError
 
 TARGET_SAMPLE_RATE = 16000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
@@ -30,9 +30,11 @@ def max_decode_seconds() -> float:
     try:
         value = float(raw) if raw.strip() else DEFAULT_MAX_SECONDS
     except ValueError:
-        raise ValueError(f"${MAX_SECONDS_ENV}={raw!r}: expected a number of seconds") from None
+        raise InputError(f"${MAX_SECONDS_ENV}={raw!r}: expected a number of seconds (or unset it for "
+                         f"{DEFAULT_MAX_SECONDS:g} s)") from None
     if not value > 0:
-        raise ValueError(f"${MAX_SECONDS_ENV}={raw!r}: expected a positive number of seconds")
+        raise InputError(f"${MAX_SECONDS_ENV}={raw!r}: expected a positive number of seconds (or unset it for "
+                         f"{DEFAULT_MAX_SECONDS:g} s)")
     return value
 
 

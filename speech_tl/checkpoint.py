@@ -179,6 +179,6 @@ def load_tensors(path: str | Path):
     except FileNotFoundError:
         raise
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint file ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else 'no detail'}); it is truncated or corrupt"
-                              ) from e
+        detail = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else "no detail"
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint file ({type(e).__name__}: {detail}); it is "
+                              "truncated or corrupt") from e

@@ -183,6 +183,11 @@ def load_config(cls, path: str | Path | None, overrides: list[str] = ()):
             raise ConfigError(f"{path}: config file not found")
         try:
             data = safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.MarkedYAMLError as e:  # where and what, without PyYAML's multi-line excerpt
+            mark = e.problem_mark
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            what = " ".join(x for x in (e.context, e.problem) if x)
+            raise ConfigError(f"{where}: not valid YAML: {what}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(data, dict):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .config import ConfigError
+
 MODES = ("bottom", "feature_extraction", "full", "gradual")
 
 
@@ -34,14 +36,14 @@ class FreezeConfig:
 
     def validate(self, num_layers: int) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"freeze.mode {self.mode!r} is not one of {', '.join(MODES)}")
+            raise ConfigError(f"freeze.mode {self.mode!r} is not one of {', '.join(MODES)}")
         if not 0 <= self.bottom_layers <= num_layers:
-            raise ValueError(f"freeze.bottom_layers={self.bottom_layers} but the backbone has {num_layers} layers "
-                             f"(allowed: 0..{num_layers})")
+            raise ConfigError(f"freeze.bottom_layers={self.bottom_layers} but the backbone has {num_layers} layers "
+                              f"(allowed: 0..{num_layers})")
         if self.unfreeze_every <= 0:
-            raise ValueError(f"freeze.unfreeze_every must be a positive number of steps, got {self.unfreeze_every}")
+            raise ConfigError(f"freeze.unfreeze_every must be a positive number of steps, got {self.unfreeze_every}")
         if not 0 < self.layer_lr_decay <= 1:
-            raise ValueError(f"freeze.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
+            raise ConfigError(f"freeze.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
 
 
 class FreezePlan:

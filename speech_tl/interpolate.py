@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from .checkpoint import CheckpointError, fingerprint, load_tensors, read_meta, resolve_checkpoint, save_checkpoint
+from .errors import InputError, OutputExistsError
 
 TRAINING_ONLY = {"optimizer.pt", "state.pt", "scaler.pt"}
 
@@ -50,16 +51,16 @@ def interpolate_checkpoint(checkpoint: str | Path, alpha: float, out: str | Path
     records the interpolation; it is evaluated and used like any checkpoint. Returns that meta.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] (0: pretrained, 1: fine-tuned), got {alpha}")
+        raise InputError(f"--alpha must be in [0, 1] (0: pretrained, 1: fine-tuned), got {alpha}")
     from .backbones import load_backbone
 
     src = resolve_checkpoint(checkpoint)
     out = Path(out)
     if out.exists():
-        raise ValueError(f"--out {out} exists; interpolation writes a new checkpoint folder (remove it first, "
-                         "or give another path)")
+        raise OutputExistsError(f"--out {out} exists; interpolation writes a new checkpoint folder (remove it first, "
+                                "or give another path)")
     if src.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"--out {out} would hold the checkpoint itself ({src}); give a new folder")
+        raise InputError(f"--out {out} would hold the checkpoint itself ({src}); give a new folder")
     meta = read_meta(src)
     config = yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) if (src / "config.yaml").is_file() \
         else {}
@@ -96,7 +97,8 @@ def interpolate_run(run: str | Path, alpha: float, out: str | Path) -> dict:
         raise CheckpointError(f"{run}: not a run folder (no summary.json); give the folder `speech-tl train` wrote, "
                               "or interpolate a checkpoint without --as-run")
     if out.exists():
-        raise ValueError(f"--out {out} exists; interpolation writes a new run folder (remove it first)")
+        raise OutputExistsError(f"--out {out} exists; interpolation writes a new run folder (remove it first, or "
+                                "give another path)")
     meta = interpolate_checkpoint(run, alpha, out / "best")
     if (run / "config.yaml").is_file():
         atomic_write_text(out / "config.yaml", (run / "config.yaml").read_text(encoding="utf-8"))

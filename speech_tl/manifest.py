@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_text
-from .errors import SpeechTlError
+from .errors import InputError, SpeechTlError
 
 REQUIRED_FIELDS = ("id", "audio", "duration", "text", "speaker", "language")
 OPTIONAL_FIELDS = ("offset", "sample_rate")
@@ -227,7 +227,7 @@ def cap_per_speaker(utterances: list[Utterance], n: int, seed: int = 0
                     ) -> tuple[list[Utterance], list[tuple[Utterance, str]]]:
     """Keep a seeded random ``n`` utterances of each speaker (in their original order); the rest with a reason."""
     if n < 1:
-        raise ValueError(f"max per speaker must be >= 1, got {n}")
+        raise InputError(f"max per speaker (--max-per-speaker) must be >= 1, got {n}")
     rng = random.Random(seed)
     by_speaker: dict[str, list[int]] = {}
     for i, u in enumerate(utterances):
@@ -256,9 +256,10 @@ def split_manifest(utterances: list[Utterance], fractions: dict[str, float], by:
     Returns ``(parts, rejected)``.
     """
     if by not in ("speaker", "text", "speaker+text"):
-        raise ValueError(f"split by must be 'speaker', 'text' or 'speaker+text', got {by!r}")
+        raise InputError(f"split by (--by) must be 'speaker', 'text' or 'speaker+text', got {by!r}")
     if not fractions or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
-        raise ValueError(f"split fractions must be non-negative with a positive sum, got {fractions}")
+        raise InputError(f"split fractions (--fractions) must be non-negative with a positive sum, e.g. "
+                         f"train=0.8,dev=0.1,test=0.1; got {fractions}")
     names = list(fractions)
     total = sum(fractions.values())
     rng = random.Random(seed)

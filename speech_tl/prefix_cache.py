@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import SpeechTlError
+
 
 def estimate_bytes(durations: list[float], frames_per_second: float, dim: int, dtype=torch.float16) -> int:
     """Bytes the cache will hold for utterances of ``durations`` seconds."""
@@ -121,6 +123,10 @@ class _Shards:
             self._writer = None
 
 
+class CacheSpaceError(SpeechTlError, OSError):
+    """A disk prefix cache would not fit on its disk."""
+
+
 class PrefixCache:
     """Frozen-prefix outputs by utterance index, for one frozen depth."""
 
@@ -161,9 +167,9 @@ class PrefixCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.folder).free
         if needed > free:
-            raise OSError(f"the prefix cache needs about {needed / 2**30:.1f} GiB in {self.folder}, but only "
-                          f"{free / 2**30:.1f} GiB are free: free space there, put out_dir on a larger disk, or "
-                          "set train.prefix_cache=off (the frozen prefix then runs every step)")
+            raise CacheSpaceError(f"the prefix cache needs about {needed / 2**30:.1f} GiB in {self.folder}, but only "
+                                  f"{free / 2**30:.1f} GiB are free: free space there, put out_dir on a larger disk, "
+                                  "or set train.prefix_cache=off (the frozen prefix then runs every step)")
         return f"about {needed / 2**30:.2f} GiB on disk in {self.folder} ({free / 2**30:.0f} GiB free)"
 
     def put(self, index: int, hidden: torch.Tensor) -> None:

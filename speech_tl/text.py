@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError
+
 BLANK = "<blank>"
 WORD_DELIMITER = "|"
 APOSTROPHES = "'’‘`´"
@@ -91,8 +93,12 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: not a speech-tl vocabulary (not JSON: {e})") from None
         symbols = data.get("symbols") if isinstance(data, dict) else None
         if not isinstance(symbols, list) or not symbols or symbols[0] != BLANK:
-            raise ValueError(f"{path}: not a speech-tl vocabulary (expected {{'symbols': ['{BLANK}', ...]}})")
+            raise InputError(f"{path}: not a speech-tl vocabulary (expected {{'symbols': ['{BLANK}', ...]}}); "
+                             "is the checkpoint folder complete?")
         return cls(symbols)

@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import CheckpointError, checkpoint_candidates, load_tensors, save_checkpoint
+from .config import ConfigError
 from .data import UtteranceDataset, collate, duration_batches, hidden_augment, shard_batches
 from .errors import InputError
 from .freeze import FreezePlan
@@ -239,7 +240,9 @@ def setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
     if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
+        from .device import DeviceError
+
+        raise DeviceError("train.device=cuda but this machine has no CUDA device; use train.device=auto or cpu")
     info = Dist()
     if world > 1:
         info = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
@@ -458,7 +461,7 @@ class Trainer:
         if self.cfg.resume == "force":
             self.log_fn(f"train.resume=force: resuming {found} with changed settings: " + "; ".join(changed))
             return
-        raise ValueError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}). Resuming "
+        raise ConfigError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}). Resuming "
                          "would restore the old optimizer state under the new settings: use a new out_dir, set "
                          "train.resume=false to start over there, or train.resume=force to go on anyway")
 
@@ -567,7 +570,7 @@ class Trainer:
                 hidden, lengths = self.model.backbone.forward_to(depth, wave, lengths)
         else:
             if masking:
-                raise ValueError("data.hidden_* masks the output of the frozen prefix, but nothing is frozen; "
+                raise ConfigError("data.hidden_* masks the output of the frozen prefix, but nothing is frozen; "
                                  "freeze at least the frontend (freeze.mode=bottom) or use data.spec_augment")
             wave, lengths = self._batch(indices, epoch, loaded)
             with self._autocast():

@@ -1,8 +1,12 @@
-"""The ``speech-tl manifest`` commands through click's CliRunner, on real manifests and audio files."""
+"""The ``speech-tl manifest`` commands through click's CliRunner, on real manifests and audio files; and the
+command line's contract (exit statuses, error lines, log on stderr) through real processes."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +51,94 @@ def corpus(tmp_path, make_tone):
 
 
 def single_error_line(result) -> str:
-    """The whole output of a failed command: exactly one line, ``Error: ...``."""
+    """The whole output of a failed command: exactly one line, ``error: ...``."""
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert lines[0].lower().startswith("error: "), result.output
     return lines[0]
+
+
+def assert_refused(result, path: Path, before: bytes) -> str:
+    """An existing output refused: exit 1, one error line naming it and --overwrite, the file as it was."""
+    assert result.exit_code == 1, result.output
+    line = single_error_line(result)
+    assert str(path) in line and "--overwrite" in line, line
+    assert path.read_bytes() == before
+    return line
+
+
+# --------------------------------------------------------------------------- the contract of every command
+
+def speech_tl(*args, patch: str = "") -> subprocess.CompletedProcess:
+    """``speech-tl ARGS`` in a fresh process: its real stdout, stderr, exit status and traceback. ``patch``:
+    Python run before the command (to plant a bug or log lines in a package function)."""
+    code = f"{patch}\nfrom speech_tl.cli import main\nmain(prog_name='speech-tl')"
+    env = {k: v for k, v in os.environ.items() if k != "RANK"}  # rank 0 (or no DDP): the whole log
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def one_row_manifest(tmp_path: Path) -> Path:
+    return write_rows(tmp_path / "m.jsonl", [{"id": "u1", "audio": "a.wav", "duration": 1.0, "text": "hallo",
+                                              "speaker": "anna", "language": "de"}])
+
+
+def test_error_contract_expected_error_is_one_line_and_exit_1(tmp_path):
+    r = speech_tl("manifest", "stats", tmp_path / "none.jsonl")
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'none.jsonl'}: manifest not found"), r.stderr
+
+
+def test_error_contract_debug_shows_the_traceback_of_an_expected_error(tmp_path):
+    r = speech_tl("--debug", "manifest", "stats", tmp_path / "none.jsonl")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("Traceback (most recent call last):"), r.stderr
+    assert r.stderr.splitlines()[-1].startswith("speech_tl.manifest.ManifestError: ")
+
+
+def test_error_contract_usage_error_exits_2(tmp_path):
+    r = speech_tl("manifest", "stats", "--no-such-option", one_row_manifest(tmp_path))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("Usage: speech-tl manifest stats") and "No such option" in r.stderr
+    assert "--no-such-option" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_error_contract_a_bug_is_not_an_error_line_but_its_traceback(tmp_path, debug):
+    bug = "import speech_tl.manifest\nspeech_tl.manifest.manifest_stats = lambda utts: 1 / 0"
+    r = speech_tl(*(["--debug"] if debug else []), "manifest", "stats", one_row_manifest(tmp_path), patch=bug)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("Traceback (most recent call last):"), r.stderr
+    assert r.stderr.splitlines()[-1] == "ZeroDivisionError: division by zero"
+    assert not any(line.startswith("error: ") for line in r.stderr.splitlines())
+
+
+LOG_LINES = """
+import logging
+import speech_tl.manifest
+
+stats = speech_tl.manifest.manifest_stats
+
+def logged_stats(utts):
+    log = logging.getLogger("speech_tl")
+    log.debug("debug: counting")
+    log.info("info: %d utterance(s)", len(utts))
+    log.warning("warning: a note")
+    return stats(utts)
+
+speech_tl.manifest.manifest_stats = logged_stats
+"""
+
+
+@pytest.mark.parametrize("flags, shown", [([], ["info", "warning"]), (["-q"], ["warning"]),
+                                          (["-v"], ["debug", "info", "warning"])])
+def test_log_contract_levels_on_stderr_and_the_result_alone_on_stdout(tmp_path, flags, shown):
+    manifest = one_row_manifest(tmp_path)
+    r = speech_tl(*flags, "manifest", "stats", "--json", manifest, patch=LOG_LINES)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[str(manifest)]["utterances"] == 1  # stdout: the JSON result and nothing else
+    assert [line.split(":")[0] for line in r.stderr.splitlines()] == shown, r.stderr
 
 
 # --------------------------------------------------------------------------- stats
@@ -102,7 +189,7 @@ def test_stats_bad_line_is_one_error_line_with_file_and_line(tmp_path, corpus):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = run("stats", str(bad))
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     line = single_error_line(result)
     assert f"{bad}:5:" in line and "'speaker'" in line
     assert "Traceback" not in result.output
@@ -114,21 +201,21 @@ def test_stats_bad_line_is_one_error_line_with_file_and_line(tmp_path, corpus):
      ":1: field 'duration'"),
     ('\n{"id": "a", "audio": "x.wav", "duration": 1, "text": "t", "speaker": "s"}\n', ":2: missing field(s) language"),
 ])
-def test_bad_manifest_exit_2_for_every_command(tmp_path, content, expect):
+def test_bad_manifest_exit_1_for_every_command(tmp_path, content, expect):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content, encoding="utf-8")
     for args in (["stats", str(bad)], ["validate", str(bad)], ["filter", str(bad), "--out", str(tmp_path / "o.jsonl")],
                  ["split", str(bad), "--out-dir", str(tmp_path / "sp")], ["to-kaldi", str(bad), str(tmp_path / "k")]):
         result = run(*args)
-        assert result.exit_code == 2, (args, result.output)
+        assert result.exit_code == 1, (args, result.output)
         line = single_error_line(result)
         assert f"{bad}{expect}" in line, (args, line)
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "sp").exists() and not (tmp_path / "k").exists()
 
 
-def test_missing_manifest_exit_2(tmp_path):
+def test_missing_manifest_exit_1(tmp_path):
     result = run("stats", str(tmp_path / "none.jsonl"))
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "none.jsonl: manifest not found" in single_error_line(result)
 
 
@@ -234,7 +321,7 @@ def test_filter_vocab_from_file_with_space_line(corpus, tmp_path):
     assert [r["audio"] for r in rows_of(out)] == [r["audio"] for r in rows_of(corpus)]  # same folder: relative
 
     vocab_file.write_text("\n".join(chars) + "\n", encoding="utf-8")  # no space allowed now
-    result = run("filter", str(corpus), "--out", str(out), "--vocab", f"@{vocab_file}")
+    result = run("filter", str(corpus), "--out", str(out), "--vocab", f"@{vocab_file}", "--overwrite")
     assert result.exit_code == 0
     assert read_manifest(out) == []
     assert all(r["reason"] == "characters outside the vocabulary: ' '"
@@ -243,8 +330,35 @@ def test_filter_vocab_from_file_with_space_line(corpus, tmp_path):
 
 def test_filter_missing_vocab_file_is_user_error(corpus, tmp_path):
     result = run("filter", str(corpus), "--out", str(tmp_path / "o.jsonl"), "--vocab", f"@{tmp_path / 'no.txt'}")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "no.txt" in single_error_line(result)
+
+
+def test_filter_refuses_an_existing_output_unless_overwrite(corpus, tmp_path):
+    out = tmp_path / "keep.jsonl"
+    rej = tmp_path / "keep.rejected.jsonl"
+    out.write_text("mine\n", encoding="utf-8")
+    assert_refused(run("filter", str(corpus), "--out", str(out)), out, b"mine\n")
+    assert not rej.exists()
+    out.unlink()
+    rej.write_text("mine too\n", encoding="utf-8")  # the rejected file beside OUT is an output as well
+    assert_refused(run("filter", str(corpus), "--out", str(out)), rej, b"mine too\n")
+    assert not out.exists()
+    out.write_text("mine\n", encoding="utf-8")
+    result = run("filter", str(corpus), "--out", str(out), "--max-duration", "0.25", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(read_manifest(out)) == 10 and len(rows_of(rej)) == 20
+
+
+def test_filter_into_its_own_input_is_refused_even_with_overwrite(corpus):
+    before = corpus.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = run("filter", str(corpus), "--out", str(corpus), "--max-duration", "0.25", *extra)
+        assert result.exit_code == 1, result.output
+        line = single_error_line(result)
+        assert str(corpus) in line and "also an input" in line
+        assert corpus.read_bytes() == before
+    assert not corpus.with_name("all.rejected.jsonl").exists()
 
 
 # --------------------------------------------------------------------------- split
@@ -295,10 +409,22 @@ def test_split_by_speaker_and_text_writes_rejected(corpus, tmp_path):
     assert f"not placed: {len(rejected)} utterances" in result.output and str(rej_path) in result.output
 
 
+def test_split_refuses_existing_parts_unless_overwrite(corpus, tmp_path):
+    out_dir = tmp_path / "splits"
+    dev = out_dir / "all_dev.jsonl"
+    out_dir.mkdir()
+    dev.write_text("mine\n", encoding="utf-8")
+    assert_refused(run("split", str(corpus), "--out-dir", str(out_dir), "--seed", "1"), dev, b"mine\n")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["all_dev.jsonl"]  # no part written
+    result = run("split", str(corpus), "--out-dir", str(out_dir), "--seed", "1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(read_manifest(dev)) == 3 and len(read_manifest(out_dir / "all_train.jsonl")) == 24
+
+
 @pytest.mark.parametrize("fractions", ["train=0.8,dev", "train=abc", "train=-1,dev=2", "a=0,b=0"])
-def test_split_bad_fractions_exit_2(corpus, tmp_path, fractions):
+def test_split_bad_fractions_exit_1(corpus, tmp_path, fractions):
     result = run("split", str(corpus), "--out-dir", str(tmp_path / "x"), "--fractions", fractions)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "fractions" in single_error_line(result)
     assert not (tmp_path / "x").exists()
 
@@ -339,11 +465,26 @@ def test_to_kaldi_segments_and_speaker_prefix(tmp_path, make_tone):
         f"rec000000 {(tmp_path / 'long.wav').resolve()}"]
 
 
-def test_to_kaldi_speaker_with_space_exit_2(tmp_path):
+def test_to_kaldi_refuses_an_existing_data_dir_unless_overwrite(corpus, tmp_path):
+    data_dir = tmp_path / "kaldi"
+    data_dir.mkdir()
+    (data_dir / "notes.txt").write_text("other files do not matter\n")
+    assert run("to-kaldi", str(corpus), str(data_dir)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in data_dir.iterdir()}
+    (data_dir / "segments").write_text("stale\n")  # from an earlier export
+    result = run("to-kaldi", str(corpus), str(data_dir))
+    assert_refused(result, data_dir / "wav.scp", before["wav.scp"])
+    assert {p.name: p.read_bytes() for p in data_dir.iterdir() if p.name != "segments"} == before
+    result = run("to-kaldi", str(corpus), str(data_dir), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == before  # the stale table is gone
+
+
+def test_to_kaldi_speaker_with_space_exit_1(tmp_path):
     manifest = write_rows(tmp_path / "m.jsonl", [{"id": "u1", "audio": "a.wav", "duration": 1.0, "text": "x",
                                                    "speaker": "two words", "language": "de"}])
     result = run("to-kaldi", str(manifest), str(tmp_path / "k"))
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "'two words'" in single_error_line(result)
 
 
@@ -362,6 +503,18 @@ def test_manifest_merge_rebases_paths_and_refuses_duplicate_ids(tmp_path, make_t
     utts = read_manifest(out)
     assert [u.id for u in utts] == ["a-1", "b-1"] and all(u.audio_path().is_file() for u in utts)
     res = CliRunner().invoke(main, ["manifest", "merge", a, a, "--out", str(tmp_path / "dup.jsonl")])
-    assert res.exit_code == 2 and "a/m.jsonl:1: id 'a-1' is also in" in res.output
+    assert res.exit_code == 1 and "a/m.jsonl:1: id 'a-1' is also in" in res.output
     res = CliRunner().invoke(main, ["manifest", "merge", str(out), "--out", str(out)])
-    assert res.exit_code == 2 and "is one of the inputs" in res.output
+    assert res.exit_code == 1 and "is one of the inputs" in res.output
+
+
+def test_manifest_merge_refuses_an_existing_output_unless_overwrite(corpus, tmp_path):
+    out = tmp_path / "merged.jsonl"
+    out.write_text("mine\n", encoding="utf-8")
+    assert_refused(run("merge", str(corpus), "--out", str(out)), out, b"mine\n")
+    result = run("merge", str(corpus), "--out", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(read_manifest(out)) == 30
+    before = corpus.read_bytes()
+    result = run("merge", str(corpus), "--out", str(corpus), "--overwrite")  # its own input: never
+    assert result.exit_code != 0 and "is one of the inputs" in result.output and corpus.read_bytes() == before

@@ -57,11 +57,33 @@ def test_cli_writes_a_checkpoint_and_refuses_bad_requests(adapted, tmp_path):
     assert json.loads((tmp_path / "w" / "meta.json").read_text())["interpolation"]["alpha"] == 0.25
     assert (tmp_path / "w" / "speakers.json").is_file() and (tmp_path / "w" / "config.yaml").is_file()
     r = CliRunner().invoke(main, ["interpolate", str(adapted), "--alpha", "1.5", "--out", str(tmp_path / "x")])
-    assert r.exit_code == 2 and "1.5" in r.output
+    assert r.exit_code == 2 and "1.5" in r.output  # a usage error (click's range check)
     r = CliRunner().invoke(main, ["interpolate", str(adapted), "--out", str(adapted)])  # would replace the run
-    assert r.exit_code == 2 and "exists" in r.output and (adapted / "best" / "model.pt").is_file()
+    assert r.exit_code == 1 and "also an input" in r.output and (adapted / "best" / "model.pt").is_file()
     r = CliRunner().invoke(main, ["interpolate", str(adapted), "--out", str(tmp_path / "w")])
-    assert r.exit_code == 2 and "exists" in r.output
+    assert r.exit_code == 1 and "exists" in r.output
+
+
+def test_cli_overwrite_replaces_the_output_only_when_the_new_one_is_complete(adapted, tmp_path):
+    out = tmp_path / "w"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    args = ["interpolate", str(adapted), "--as-run", "--alpha", "0.5", "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    (line,) = r.output.strip().splitlines()
+    assert line.startswith("error: ") and str(out) in line and "--overwrite" in line
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    r = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["best", "config.yaml", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["interpolation"]["alpha"] == 0.5
+    assert [p.name for p in tmp_path.iterdir()] == ["w"]  # no temporary folder left beside it
+    # never onto (or into) what it reads, even with --overwrite
+    for target in (adapted, adapted / "best"):
+        r = CliRunner().invoke(main, ["interpolate", str(adapted), "--out", str(target), "--overwrite"])
+        assert r.exit_code == 1 and "also an input" in r.output, r.output
+        assert (adapted / "best" / "model.pt").is_file() and (adapted / "summary.json").is_file()
 
 
 def test_shape_mismatch_names_the_tensor():

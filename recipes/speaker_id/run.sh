@@ -64,7 +64,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ -d "$fsdd" ]; then
     $st prepare folder "$fsdd" --out-dir $data --name fsdd --speaker-regex '^\d+_([a-z]+)_\d+$' --no-text
     # 50 clips per speaker keep the trial list (all target pairs) small enough for bootstrap intervals
-    $st manifest filter $data/fsdd_und_all.jsonl --out "$real" --max-per-speaker 50 --seed 0
+    $st manifest filter $data/fsdd_und_all.jsonl --out "$real" --max-per-speaker 50 --seed 0 --overwrite
   fi
   $st manifest stats --max-speakers 5 "$train" "$dev" "$test"
 fi
@@ -73,8 +73,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   for c in $conditions; do
     echo "== stage 1: train $c ($minutes min)"
     if [ -f "$exp/$c/summary.json" ]; then echo "done already: $exp/$c"; continue; fi
+    # an unfinished run goes on from its checkpoint; one without a checkpoint to resume is begun again: --overwrite
     # shellcheck disable=SC2046
-    $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
+    $st train speaker --overwrite recipes/speaker_id/conf/adapt.yaml out_dir=$exp/$c data.train=$train data.dev=$dev \
       train.max_minutes=$minutes $(overrides "$c") > "$exp/$c.log" 2>&1 || { tail -20 "$exp/$c.log"; exit 1; }
     mv "$exp/$c.log" "$exp/$c/train.log"
     grep "dev eer" "$exp/$c/train.log" | tail -1 || true
@@ -82,8 +83,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ "$wise" != 0 ]; then
     for c in $conditions; do
       [ -d "$exp/$c-wise/best" ] && continue
-      # the training cost is the fine-tuned run's; its dev results are not this model's
-      $st interpolate "$exp/$c" --alpha "$wise" --out "$exp/$c-wise" --as-run
+      # the training cost is the fine-tuned run's; its dev results are not this model's (--overwrite: a folder
+      # without best/ is what an older, interrupted interpolation left)
+      $st interpolate "$exp/$c" --alpha "$wise" --out "$exp/$c-wise" --as-run --overwrite
     done
   fi
 fi
@@ -93,12 +95,16 @@ evaluated=$conditions
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "== stage 2: evaluate"
   mkdir -p "$exp/baseline"
-  [ -f "$exp/baseline/test.json" ] || $st evaluate speaker ge2e:resemblyzer "$test" --out "$exp/baseline/test.json"
+  # each evaluation runs unless its results are there; it writes <stem>.embeddings.pt before them, so --overwrite
+  # replaces what a killed one left (here and in stage 6)
+  [ -f "$exp/baseline/test.json" ] || \
+    $st evaluate speaker ge2e:resemblyzer "$test" --out "$exp/baseline/test.json" --overwrite
   [ ! -f "$real" ] || [ -f "$exp/baseline/fsdd.json" ] || \
-    $st evaluate speaker ge2e:resemblyzer "$real" --out "$exp/baseline/fsdd.json"
+    $st evaluate speaker ge2e:resemblyzer "$real" --out "$exp/baseline/fsdd.json" --overwrite
   for c in $evaluated; do
-    [ -f "$exp/$c/test.json" ] || $st evaluate speaker "$exp/$c" "$test" --out "$exp/$c/test.json"
-    [ ! -f "$real" ] || [ -f "$exp/$c/fsdd.json" ] || $st evaluate speaker "$exp/$c" "$real" --out "$exp/$c/fsdd.json"
+    [ -f "$exp/$c/test.json" ] || $st evaluate speaker "$exp/$c" "$test" --out "$exp/$c/test.json" --overwrite
+    [ ! -f "$real" ] || [ -f "$exp/$c/fsdd.json" ] || \
+      $st evaluate speaker "$exp/$c" "$real" --out "$exp/$c/fsdd.json" --overwrite
   done
 fi
 
@@ -129,15 +135,16 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     [ -f "$xl/$c/summary.json" ] && continue
     extra=""; [ "$c" = confusion ] && extra="domain.field=language domain.weight=1.0"
     # shellcheck disable=SC2086
-    $st train speaker recipes/speaker_id/conf/adapt.yaml out_dir=$xl/$c data.train=$data/synth-xlang_mul_train.jsonl \
-      data.dev=null train.max_minutes=$minutes $extra > "$xl/$c.log" 2>&1 || { tail -20 "$xl/$c.log"; exit 1; }
+    $st train speaker --overwrite recipes/speaker_id/conf/adapt.yaml out_dir=$xl/$c \
+      data.train=$data/synth-xlang_mul_train.jsonl data.dev=null train.max_minutes=$minutes $extra > "$xl/$c.log" 2>&1 \
+      || { tail -20 "$xl/$c.log"; exit 1; }
     mv "$xl/$c.log" "$xl/$c/train.log"
   done
   [ -f "$xl/baseline/xlang.json" ] || $st evaluate speaker ge2e:resemblyzer $data/synth-xlang_mul_test.jsonl \
-    --trials "$trials" --out "$xl/baseline/xlang.json"
+    --trials "$trials" --out "$xl/baseline/xlang.json" --overwrite
   for c in plain confusion; do
     [ -f "$xl/$c/xlang.json" ] || $st evaluate speaker "$xl/$c" $data/synth-xlang_mul_test.jsonl --trials "$trials" \
-      --out "$xl/$c/xlang.json"
+      --out "$xl/$c/xlang.json" --overwrite
   done
   .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$evaluated" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")

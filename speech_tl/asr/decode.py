@@ -29,11 +29,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import InputError, SpeechTlError
 from ..text import BLANK, WORD_DELIMITER, Vocabulary, normalize
 from .lm import SPECIAL_TOKENS, UNK, arpa_vocabulary
 
 # the score of "impossible" tokens in the frame appended for lexicon decoding (finite: flashlight adds scores)
 _IMPOSSIBLE = -1.0e4
+
+
+class DecoderMissing(SpeechTlError, ImportError):
+    """Beam search was asked for, but flashlight-text (or torchaudio's decoder) cannot be imported."""
 
 
 def _valid_lengths(log_probs: Tensor, lengths: Tensor | None) -> list[int]:
@@ -108,7 +113,7 @@ class BeamSearchDecoder:
     ) -> None:
         ctc_decoder = _import_ctc_decoder()
         if unit not in ("word", "char"):
-            raise ValueError(f"unit must be 'word' or 'char', not {unit!r}")
+            raise InputError(f"decoder unit must be 'word' or 'char' (decode.lm_unit, decoder.json), not {unit!r}")
         if len(vocab) < 2 or vocab.symbols[0] != BLANK or vocab.symbols[1] != WORD_DELIMITER:
             raise ValueError(f"vocabulary must start with {BLANK!r}, {WORD_DELIMITER!r}")
         if lm_path is not None and not Path(lm_path).is_file():
@@ -147,7 +152,9 @@ class BeamSearchDecoder:
                     stacklevel=2,
                 )
             if not spelled:
-                raise ValueError("no lexicon word can be spelled with the vocabulary")
+                source = "the lexicon" if lexicon is not None else f"the word LM {lm_path}"
+                raise InputError(f"no word of {source} can be spelled with the model's vocabulary "
+                                 f"({''.join(vocab.symbols[2:])[:60]}); train the LM on text of the model's language")
             self.lexicon_words = list(spelled)
         elif word_score:
             warnings.warn("word_score has no effect in lexicon-free decoding", stacklevel=2)
@@ -298,14 +305,16 @@ def _kenlm(path: str, tokens: list[str]):
 
 
 def _import_ctc_decoder():
-    """torchaudio's ``ctc_decoder`` factory, or an ImportError that says how to get flashlight-text."""
-    message = "beam search decoding needs flashlight-text: pip install flashlight-text"
+    """torchaudio's ``ctc_decoder`` factory, or :class:`DecoderMissing` (an ImportError) that says how to get
+    flashlight-text."""
+    message = ("beam search decoding needs flashlight-text: pip install flashlight-text (greedy decoding, --beam 0, "
+               "does not)")
     try:
         import flashlight.lib.text.decoder  # noqa: F401
     except ImportError as err:
-        raise ImportError(message) from err
+        raise DecoderMissing(message) from err
     try:
         from torchaudio.models.decoder import ctc_decoder
     except (ImportError, RuntimeError) as err:  # torchaudio wraps the import error in a RuntimeError
-        raise ImportError(f"{message} ({err})") from err
+        raise DecoderMissing(f"{message} ({err})") from err
     return ctc_decoder

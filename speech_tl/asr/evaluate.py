@@ -23,6 +23,7 @@ from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..data import UtteranceDataset
 from ..device import resolve_device
 from ..domain import strip_training_modules
+from ..errors import InputError
 from ..manifest import read_manifest, write_jsonl
 from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
@@ -82,6 +83,9 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     dev = resolve_device(device)
     utts = read_manifest(manifest)
     _check_audio_files(utts, manifest)
+    if not any(normalize(u.text) for u in utts):
+        raise InputError(f"{manifest}: none of its {len(utts)} utterance(s) has a transcript to score against; "
+                         "`speech-tl transcribe --manifest` transcribes audio without one")
     model, vocab, meta = load_asr_model(checkpoint, dev)
     scored = [u for u in utts if normalize(u.text)]
     no_ref = len(utts) - len(scored)
@@ -166,7 +170,7 @@ def transcribe(checkpoint: str | Path, audio: list[str | Path] = (), manifest: s
     utts = read_manifest(manifest) if manifest is not None else []
     _check_audio_files(utts, manifest)
     if not len(files) and not utts:
-        raise ValueError(f"{manifest}: the manifest has no utterances" if manifest is not None else
+        raise InputError(f"{manifest}: the manifest has no utterances" if manifest is not None else
                          "nothing to transcribe: give audio files and/or --manifest")
     dev = resolve_device(device)
     model, vocab, meta = load_asr_model(checkpoint, dev)

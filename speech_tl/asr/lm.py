@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from ..atomic import atomic_open
+from ..errors import InputError
 from ..text import WORD_DELIMITER, normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -115,7 +116,8 @@ def train_ngram_lm(
         raise ValueError(f"order must be at least 1, not {order}")
     sentences = [toks for t in texts if (toks := lm_tokens(t, unit))]
     if not sentences:
-        raise ValueError("no training text left after normalisation")
+        raise InputError(f"no training text left after normalisation for the {unit} LM (every text given is empty "
+                         "or has no letters); check decode.lm_texts and the training transcripts")
 
     counts = _adjusted_counts(sentences, order)
     # unigrams: interpolated with the uniform distribution over the vocabulary (without <s>)
@@ -194,7 +196,7 @@ def read_arpa(path: str | os.PathLike) -> dict[tuple[str, ...], tuple[float, flo
     entries: dict[tuple[str, ...], tuple[float, float]] = {}
     n = 0
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
                 continue
@@ -204,7 +206,8 @@ def read_arpa(path: str | os.PathLike) -> dict[tuple[str, ...], tuple[float, flo
                 continue
             if n:
                 if len(fields) not in (n + 1, n + 2):
-                    raise ValueError(f"{path}: bad {n}-gram line {line!r}")
+                    raise InputError(f"{path}:{lineno}: bad {n}-gram line {line!r}; expected 'LOG10PROB W1 .. W{n} "
+                                     "[BACKOFF]' (an ARPA file)")
                 bow = float(fields[n + 1]) if len(fields) == n + 2 else 0.0
                 entries[tuple(fields[1 : n + 1])] = (float(fields[0]), bow)
     return entries

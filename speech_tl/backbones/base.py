@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import SpeechTlError
+from ..errors import InputError, SpeechTlError
 
 
 class BackboneError(SpeechTlError, ValueError):
@@ -84,7 +84,7 @@ def set_dropout(backbone: nn.Module, p: float) -> None:
     """Set every dropout probability inside ``backbone.layers`` (``nn.Dropout`` modules and the float
     ``dropout``/``activation_dropout``/``attention_dropout`` attributes transformers layers use)."""
     if not 0 <= p < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {p}")
+        raise InputError(f"dropout must be in [0, 1) (model.backbone_dropout), got {p}")
     for m in backbone.layers.modules():
         if isinstance(m, nn.Dropout):
             m.p = p

@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .base import Backbone, BackboneError, padding_mask
 
 HF_NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
@@ -155,8 +156,9 @@ class Wav2Vec2Frontend(nn.Module):
         frames = self.feature_extractor.output_lengths(lengths)
         if bool((frames < 1).any()):
             short = int(lengths[frames < 1].min())
-            raise ValueError(f"an utterance of {short} samples is shorter than the CNN's receptive field "
-                             f"({self.feature_extractor.receptive_field} samples)")
+            raise InputError(f"an utterance of {short} samples is shorter than the CNN's receptive field "
+                             f"({self.feature_extractor.receptive_field} samples); leave such clips out (e.g. "
+                             "data.min_duration, speech-tl manifest filter --min-duration)")
         x, frames = self.feature_extractor(wave, lengths)
         x = self.feature_projection(x.transpose(1, 2))
         if isinstance(x, tuple):  # transformers' wav2vec2/wavlm also return the normed CNN features

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .base import Backbone, BackboneError, padding_mask
 from .ct2_format import read_ct2_model
 
@@ -86,9 +87,10 @@ class WhisperStem(nn.Module):
         x = nn.functional.gelu(self.conv2(x)).permute(0, 2, 1)
         n = x.shape[1]
         if n > self.embed_positions.num_embeddings:
-            raise ValueError(f"input of {n / 50:.1f} s is longer than Whisper's "
-                             f"{self.embed_positions.num_embeddings / 50:.0f} s; cut it into shorter segments "
-                             "(transcription and evaluation do so themselves: speech_tl.asr.infer)")
+            raise InputError(f"input of {n / 50:.1f} s is longer than Whisper's "
+                             f"{self.embed_positions.num_embeddings / 50:.0f} s; cut it into shorter segments, e.g. "
+                             "data.max_duration for training (transcription and evaluation do so themselves: "
+                             "speech_tl.asr.infer)")
         x = x + self.embed_positions.weight[:n]
         return x, torch.div(frames + 1, 2, rounding_mode="floor")
 

@@ -59,17 +59,63 @@ def user_errors(fn):
     return wrapper
 
 
+def overwrite_option(fn=None, *, help_text: str | None = None):
+    """``--overwrite``: replace outputs that already exist (without it, a command refuses them)."""
+    def deco(f):
+        return click.option("--overwrite", is_flag=True,
+                            help=help_text or "Replace outputs that already exist (without it an existing output is "
+                                         "refused and left as it is).")(f)
+
+    return deco(fn) if fn is not None else deco
+
+
+def check_outputs(outputs, overwrite: bool, inputs=(), what: str = "output", nested: bool = False) -> None:
+    """Refuse, before anything is read or written: an output that is also an input (even with ``--overwrite``:
+    it would be replaced while it is read), and, unless ``overwrite``, an output that already exists.
+    ``nested``: the outputs are folders replaced as a whole, so one inside an input (or holding one) is
+    refused too. Raises the package's expected errors (one line, exit 1)."""
+    from pathlib import Path
+
+    from ..errors import check_output
+
+    outs = [Path(p) for p in outputs if p is not None]
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in outs:
+        o = out.resolve()
+        for src in ins:
+            s = src.resolve()
+            if o == s or (nested and (o.is_relative_to(s) or s.is_relative_to(o))):
+                raise UserError(f"{out}: this {what} is also an input ({src}); write to another path "
+                                "(--overwrite cannot replace what the command reads)")
+    for out in outs:
+        check_output(out, overwrite, what)
+
+
 def setup_logging(verbose: int, quiet: bool) -> None:
     """Log records of ``speech_tl`` to stderr; INFO by default, DEBUG with ``-v``, WARNING with ``-q``.
     A DDP rank other than 0 (``RANK`` set by torchrun) logs only errors."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     if os.environ.get("RANK", "0") not in ("", "0"):
         level = logging.ERROR
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
-    log.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is logged (a test runner may swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _device_name(ctx, param, value: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import UserError, main, user_errors  # noqa: F401
+from . import UserError, check_outputs, main, overwrite_option, user_errors  # noqa: F401
 
 # --------------------------------------------------------------------------- manifest
 
@@ -68,8 +68,9 @@ def manifest_validate_cmd(manifest_path, check_audio):
 @click.option("--vocab", default=None, help="Allowed characters (a string, or @FILE with one per line).")
 @click.option("--max-per-speaker", type=int, default=None, help="Keep at most N utterances per speaker (seeded).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@overwrite_option(help_text="Replace OUT and its .rejected.jsonl if they exist. OUT may never be MANIFEST itself.")
 @user_errors
-def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, max_per_speaker, seed):
+def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, max_per_speaker, seed, overwrite):
     """Keep utterances within duration bounds and a character set; the rest go to OUT's .rejected.jsonl."""
     from ..manifest import (
         cap_per_speaker,
@@ -80,6 +81,9 @@ def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, m
         write_manifest,
     )
 
+    rej = out.with_name(out.stem + ".rejected.jsonl")
+    vocab_file = Path(vocab[1:]) if vocab and vocab.startswith("@") else None
+    check_outputs([out, rej], overwrite, inputs=[manifest_path, vocab_file])
     utts = read_manifest(manifest_path)
     kept, rejected = filter_duration(utts, min_duration, max_duration)
     if vocab:
@@ -90,7 +94,6 @@ def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, m
         kept, bad = cap_per_speaker(kept, max_per_speaker, seed)
         rejected += bad
     write_manifest(out, kept)
-    rej = out.with_name(out.stem + ".rejected.jsonl")
     write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
     click.echo(f"kept {len(kept)} -> {out}; rejected {len(rejected)} -> {rej}")
 
@@ -98,13 +101,15 @@ def manifest_filter_cmd(manifest_path, out, min_duration, max_duration, vocab, m
 @manifest.command("merge")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@overwrite_option(help_text="Replace OUT if it exists (it may never be one of the INPUTS).")
 @user_errors
-def manifest_merge_cmd(inputs, out):
+def manifest_merge_cmd(inputs, out, overwrite):
     """Concatenate manifests into OUT (audio paths rebased onto OUT's folder); ids must be unique across them."""
     from ..manifest import ManifestError, read_manifest, write_manifest
 
     if out.resolve() in {p.resolve() for p in inputs}:
         raise ManifestError(f"--out {out} is one of the inputs; write the merge to a new file")
+    check_outputs([out], overwrite)
     seen: dict[str, str] = {}
     utts = []
     for path in inputs:
@@ -126,8 +131,9 @@ def manifest_merge_cmd(inputs, out):
 @click.option("--by", type=click.Choice(["speaker", "text", "speaker+text"]), default="speaker", show_default=True)
 @click.option("--fractions", default="train=0.8,dev=0.1,test=0.1", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@overwrite_option(help_text="Replace part files (and <stem>_split-rejected.jsonl) that exist in OUT_DIR.")
 @user_errors
-def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed):
+def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed, overwrite):
     """Seeded split into parts disjoint by speaker and/or text: writes <stem>_<part>.jsonl."""
     from ..manifest import read_manifest, split_manifest, write_jsonl, write_manifest
 
@@ -138,11 +144,13 @@ def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed):
             from None
     parts, rejected = split_manifest(read_manifest(manifest_path), fr, by, seed)
     stem = manifest_path.stem.removesuffix("_all")
+    rej = out_dir / f"{stem}_split-rejected.jsonl"
+    check_outputs([out_dir / f"{stem}_{name}.jsonl" for name in parts] + ([rej] if rejected else []), overwrite,
+                  inputs=[manifest_path])
     for name, utts in parts.items():
         n = write_manifest(out_dir / f"{stem}_{name}.jsonl", utts)
         click.echo(f"{name:<8} {n:>7} utterances, {len({u.speaker for u in utts}):>5} speakers")
     if rejected:
-        rej = out_dir / f"{stem}_split-rejected.jsonl"
         write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
         click.echo(f"not placed: {len(rejected)} utterances (speaker and text in different parts) -> {rej}")
 
@@ -150,12 +158,16 @@ def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed):
 @manifest.command("to-kaldi")
 @manifest_arg
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@overwrite_option(help_text="Replace the tables of a Kaldi data dir already in DATA_DIR (stale text/segments "
+                            "tables are removed).")
 @user_errors
-def manifest_to_kaldi_cmd(manifest_path, data_dir):
+def manifest_to_kaldi_cmd(manifest_path, data_dir, overwrite):
     """Export a manifest as a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, segments)."""
     from ..manifest import read_manifest
     from ..prepare import export_kaldi
 
+    check_outputs([data_dir / t for t in ("wav.scp", "text", "utt2spk", "spk2utt", "segments")], overwrite,
+                  inputs=[manifest_path], what="Kaldi table")
     utts = read_manifest(manifest_path)
     export_kaldi(utts, data_dir)
     click.echo(f"{len(utts)} utterances -> {data_dir}")

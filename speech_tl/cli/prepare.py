@@ -12,13 +12,32 @@ from . import UserError, main, user_errors  # noqa: F401
 
 @main.group()
 def prepare() -> None:
-    """Write JSONL manifests for a corpus (or synthesise an offline one)."""
+    """Write JSONL manifests for a corpus (or synthesise an offline one).
+
+    \b
+    Running a preparation again into the same --out-dir:
+    - same parameters, manifests there: skipped (--force redoes it);
+    - other parameters: refused, naming the manifests it would replace, unless --overwrite (or --force).
+    """
 
 
 out_dir_opt = click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
                            help="Folder for the manifests.")
 workers_opt = click.option("--workers", type=int, default=None, help="Processes (default: CPU cores, at most 8).")
-force_opt = click.option("--force", is_flag=True, help="Redo even if finished outputs exist.")
+force_opt = click.option("--force", is_flag=True,
+                         help="Redo the preparation even when its outputs are up to date, replacing them.")
+
+
+def overwrite_opt(fn):
+    """``--overwrite`` beside ``--force``: a preparation whose manifests are up to date (a done-marker with the same
+    parameters) is skipped; one whose manifests were made with other parameters is refused unless --overwrite
+    (or --force) is given."""
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace manifests this corpus got earlier in OUT_DIR with other parameters (without "
+                             "it such a run is refused; a re-run with the same parameters is skipped either "
+                             "way).")(force_opt(fn))
+
+
 corpus_arg = click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 
 
@@ -35,27 +54,27 @@ def _report(result) -> None:
               help="With --use-validated: the split validated.tsv becomes (dev or test: a sample kept for evaluation, "
                    "e.g. ../shared/data/commonvoice/de).")
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_commonvoice_cmd(corpus_dir, out_dir, lang, use_validated, validated_split, workers, force):
+def prepare_commonvoice_cmd(corpus_dir, out_dir, lang, use_validated, validated_split, workers, force, overwrite):
     """Common Voice: CORPUS_DIR holds train.tsv, dev.tsv, test.tsv and clips/."""
     from ..prepare import prepare_commonvoice
 
     _report(prepare_commonvoice(corpus_dir, out_dir, lang, use_validated, workers, force,
-                                validated_split=validated_split))
+                                validated_split=validated_split, overwrite=overwrite))
 
 
 @prepare.command("librispeech")
 @corpus_arg
 @out_dir_opt
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_librispeech_cmd(corpus_dir, out_dir, workers, force):
+def prepare_librispeech_cmd(corpus_dir, out_dir, workers, force, overwrite):
     """LibriSpeech: one subset folder, or a folder of subsets."""
     from ..prepare import prepare_librispeech
 
-    _report(prepare_librispeech(corpus_dir, out_dir, workers, force))
+    _report(prepare_librispeech(corpus_dir, out_dir, workers, force, overwrite=overwrite))
 
 
 @prepare.command("voxceleb")
@@ -64,13 +83,13 @@ def prepare_librispeech_cmd(corpus_dir, out_dir, workers, force):
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="VoxCeleb1 iden_split.txt (default: CORPUS_DIR/iden_split.txt if present).")
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_voxceleb_cmd(corpus_dir, out_dir, split_file, workers, force):
+def prepare_voxceleb_cmd(corpus_dir, out_dir, split_file, workers, force, overwrite):
     """VoxCeleb: wav/idNNNNN/<video>/<utt>.wav."""
     from ..prepare import prepare_voxceleb
 
-    _report(prepare_voxceleb(corpus_dir, out_dir, split_file, workers, force))
+    _report(prepare_voxceleb(corpus_dir, out_dir, split_file, workers, force, overwrite=overwrite))
 
 
 @prepare.command("mailabs")
@@ -78,13 +97,13 @@ def prepare_voxceleb_cmd(corpus_dir, out_dir, split_file, workers, force):
 @out_dir_opt
 @click.option("--lang", default="de", show_default=True)
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_mailabs_cmd(corpus_dir, out_dir, lang, workers, force):
+def prepare_mailabs_cmd(corpus_dir, out_dir, lang, workers, force, overwrite):
     """M-AILABS: by_book/<female|male|mix>/<speaker>/<book>/metadata.csv + wavs/."""
     from ..prepare import prepare_mailabs
 
-    _report(prepare_mailabs(corpus_dir, out_dir, lang, workers, force))
+    _report(prepare_mailabs(corpus_dir, out_dir, lang, workers, force, overwrite=overwrite))
 
 
 @prepare.command("folder")
@@ -97,14 +116,15 @@ def prepare_mailabs_cmd(corpus_dir, out_dir, lang, workers, force):
 @click.option("--speaker-regex", default=None, help="Take the speaker from the file name: first group of this regex.")
 @click.option("--no-text", is_flag=True, help="Transcripts are optional (speaker corpora).")
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_folder_cmd(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, no_text, workers, force):
+def prepare_folder_cmd(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, no_text, workers, force,
+                       overwrite):
     """A folder of audio files with same-name .txt transcripts."""
     from ..prepare import prepare_folder
 
     _report(prepare_folder(corpus_dir, out_dir, lang, name, speaker_level, speaker_regex, not no_text, workers,
-                           force))
+                           force, overwrite=overwrite))
 
 
 @prepare.command("kaldi")
@@ -113,13 +133,13 @@ def prepare_folder_cmd(corpus_dir, out_dir, lang, name, speaker_level, speaker_r
 @click.option("--lang", default="und", show_default=True)
 @click.option("--name", default="kaldi", show_default=True, help="Corpus name used in the manifest file names.")
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force):
+def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force, overwrite):
     """A Kaldi data dir: wav.scp, text, utt2spk (+ segments)."""
     from ..prepare import prepare_kaldi
 
-    _report(prepare_kaldi(corpus_dir, out_dir, lang, name, workers, force))
+    _report(prepare_kaldi(corpus_dir, out_dir, lang, name, workers, force, overwrite=overwrite))
 
 
 @prepare.command("synth-asr")
@@ -137,14 +157,15 @@ def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force):
 @click.option("--name", default="synth-asr", show_default=True,
               help="Corpus name: manifests <name>_<lang>_*.jsonl, audio under OUT_DIR/<name>/.")
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, channel, voices, name, workers, force):
+def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, channel, voices, name, workers, force,
+                          overwrite):
     """Offline German ASR corpus spoken by espeak-ng, MBROLA and pico voices."""
     from ..prepare import prepare_synth_asr
 
     _report(prepare_synth_asr(out_dir, lang, num_utterances, sentences, seed, workers, force, channel=channel,
-                              voices=voices, name=name))
+                              voices=voices, name=name, overwrite=overwrite))
 
 
 @prepare.command("synth-speakers")
@@ -155,15 +176,15 @@ def prepare_synth_asr_cmd(out_dir, lang, num_utterances, sentences, seed, channe
 @click.option("--max-speakers", type=int, default=None, help="Use at most this many voices (quick runs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
 def prepare_synth_speakers_cmd(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, max_speakers,
-                               seed, workers, force):
+                               seed, workers, force, overwrite):
     """Offline speaker-ID corpus from MBROLA, pico and espeak-ng voices, with augmentation."""
     from ..prepare import prepare_synth_speakers
 
     _report(prepare_synth_speakers(out_dir, utterances_per_speaker, num_test_speakers, num_dev_speakers, seed,
-                                   workers, force, max_speakers))
+                                   workers, force, max_speakers, overwrite=overwrite))
 
 
 @prepare.command("synth-crosslingual")
@@ -172,13 +193,15 @@ def prepare_synth_speakers_cmd(out_dir, utterances_per_speaker, num_test_speaker
 @click.option("--num-test-speakers", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @workers_opt
-@force_opt
+@overwrite_opt
 @user_errors
-def prepare_synth_crosslingual_cmd(out_dir, utterances_per_language, num_test_speakers, seed, workers, force):
+def prepare_synth_crosslingual_cmd(out_dir, utterances_per_language, num_test_speakers, seed, workers, force,
+                                   overwrite):
     """Cross-language speaker corpus: each espeak-ng voice variant reads English and German texts.
 
     Also writes synth-xlang_mul_test_trials.txt: English enrolment against German test utterances.
     """
     from ..prepare import prepare_synth_crosslingual
 
-    _report(prepare_synth_crosslingual(out_dir, utterances_per_language, num_test_speakers, seed, workers, force))
+    _report(prepare_synth_crosslingual(out_dir, utterances_per_language, num_test_speakers, seed, workers, force,
+                                       overwrite=overwrite))

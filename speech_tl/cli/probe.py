@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import batch_size_option, device_option, main, user_errors
+from . import batch_size_option, check_outputs, device_option, main, overwrite_option, user_errors
 
 _common = [
     click.argument("backbone"),
@@ -19,6 +19,7 @@ _common = [
     click.option("--seed", type=int, default=0, show_default=True),
     device_option,
     batch_size_option,
+    overwrite_option(help_text="Replace OUT if it exists."),
 ]
 
 
@@ -50,13 +51,14 @@ def probe() -> None:
 @click.option("--max-utterances", type=click.IntRange(min=1), default=800, show_default=True)
 @click.option("--language", default=None, help="Alphabet of the vocabulary (default: the manifest's language).")
 @user_errors
-def probe_asr_cmd(backbone, manifest, out, eval_manifest, tolerance, seed, device, batch_size, steps, max_utterances,
-                  language):
+def probe_asr_cmd(backbone, manifest, out, eval_manifest, tolerance, seed, device, batch_size, overwrite, steps,
+                  max_utterances, language):
     """Per-layer CER of small CTC character heads on BACKBONE's frozen layers, trained on MANIFEST."""
     from ..probe.asr import probe_asr
 
+    check_outputs([out], overwrite, inputs=[manifest, eval_manifest])
     r = probe_asr(backbone, manifest, out, eval_manifest, steps=steps, max_utterances=max_utterances,
-                  language=language, tolerance=tolerance, seed=seed, log=lambda m: click.echo(m, err=True),
+                  language=language, tolerance=tolerance, seed=seed,
                   device=device, feature_batch_size=batch_size)
     show(r)
 
@@ -65,10 +67,12 @@ def probe_asr_cmd(backbone, manifest, out, eval_manifest, tolerance, seed, devic
 @common
 @click.option("--max-utterances", type=click.IntRange(min=2), default=1500, show_default=True)
 @user_errors
-def probe_speaker_cmd(backbone, manifest, out, eval_manifest, tolerance, seed, device, batch_size, max_utterances):
+def probe_speaker_cmd(backbone, manifest, out, eval_manifest, tolerance, seed, device, batch_size, overwrite,
+                      max_utterances):
     """Per-layer EER (statistics pooling + LDA fitted on MANIFEST's speakers, cosine) on held-out speakers."""
     from ..probe.speaker import probe_speaker
 
+    check_outputs([out], overwrite, inputs=[manifest, eval_manifest])
     r = probe_speaker(backbone, manifest, out, eval_manifest, max_utterances=max_utterances, tolerance=tolerance,
-                      seed=seed, log=lambda m: click.echo(m, err=True), device=device, batch_size=batch_size)
+                      seed=seed, device=device, batch_size=batch_size)
     show(r)

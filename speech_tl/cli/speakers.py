@@ -9,7 +9,15 @@ from pathlib import Path
 
 import click
 
-from . import UserError, batch_size_option, device_option, main, user_errors  # noqa: F401
+from . import (  # noqa: F401
+    UserError,
+    batch_size_option,
+    check_outputs,
+    device_option,
+    main,
+    overwrite_option,
+    user_errors,
+)
 
 # --------------------------------------------------------------------------- speakers: enroll / identify / verify
 
@@ -32,71 +40,120 @@ def speaker_db_errors(fn):
     return user_errors(wrapper)
 
 
-def _load_speaker_embedder(source: str, db: Path, device: str = "auto"):
-    """The embedder of a backbone source string or a speaker checkpoint folder, with a clear error."""
-    from ..device import resolve_device
-    from ..speaker.embedder import load_embedder
-    from ..speaker.registry import SpeakerRegistryError
+def errors_exit_2(fn):
+    """For `verify`, whose status 1 means "rejected": its errors exit 2 (as grep's do), so a script never reads
+    an error as a rejection."""
 
-    dev = resolve_device(device)  # a device error is the user's, not the model's
-    try:
-        return load_embedder(source, dev)
-    except (ValueError, OSError, RuntimeError, ImportError) as e:
-        raise SpeakerRegistryError(f"cannot load speaker model {source} (for {db}): {e}") from None
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            e.exit_code = 2
+            raise
+
+    return wrapper
 
 
-def _open_speaker_db(db: Path, device: str = "auto"):
-    """An existing database and the embedder of the model it was created with."""
-    from ..speaker.registry import SpeakerRegistry, SpeakerRegistryError
+def _service(db: Path, model: str | None = None, device: str = "auto", readonly: bool = False,
+             batch_size: int = 16, **kwargs):
+    """The database and its model, loaded once (:class:`speech_tl.speaker.service.SpeakerService`)."""
+    from ..speaker.service import SpeakerService
 
-    reg = SpeakerRegistry(db, create=False)
-    if reg.model is None:
-        raise SpeakerRegistryError(f"{db}: no speakers enrolled yet; enroll some with `speech-tl enroll`")
-    embedder = _load_speaker_embedder(reg.model.source, db, device)
-    reg.check_model(embedder)  # the weights behind the source may have changed since
-    return reg, embedder
+    return SpeakerService(db, model=model, device=device, readonly=readonly, batch_size=batch_size, **kwargs)
+
+
+def _manifest_items(path: Path, service):
+    """``(speaker, clip, load)`` for each utterance of a manifest (segments with offset/duration kept)."""
+    from ..manifest import read_manifest
+
+    items = []
+    for u in read_manifest(path):
+        audio = u.audio_path()
+        clip = str(audio.resolve()) + (f"@{u.offset:g}+{u.duration:g}" if u.offset is not None else "")
+        offset, duration = (u.offset, u.duration) if u.offset is not None else (0.0, None)
+        items.append((u.speaker, clip, lambda a=audio, o=offset, d=duration: service.load(a, o, d)))
+    return items
 
 
 @main.command("enroll")
 @db_opt
-@click.option("--speaker", required=True, help="Name of the speaker (created if new, else the clips are added).")
+@click.option("--speaker", default=None, help="Name of the speaker (created if new, else the clips are added).")
+@click.option("--from-folder", "from_folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Enroll every speaker of a folder: DIR/<speaker>/<clips> (any depth, any audio format).")
+@click.option("--from-manifest", "from_manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Enroll every utterance of a manifest under its 'speaker' field.")
 @click.option("--model", default=None,
               help="Backbone source or speaker checkpoint folder (default: the database's model; "
                    "ge2e:resemblyzer for a new database).")
-@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the result as JSON: {"speaker", "created", "added", "n_clips"}; for a batch '
+                   '{"speakers": [...], "refused": [{"speaker", "clip", "reason"}], "skipped": [...], '
+                   '"enrolled_clips"}.')
+@click.argument("audio", nargs=-1, type=click.Path(path_type=Path))
 @device_option
 @batch_size_option
 @speaker_db_errors
-def enroll_cmd(db, speaker, model, audio, device, batch_size):
-    """Add AUDIO clips of a speaker to the database (created if missing).
+def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, device, batch_size):
+    """Add AUDIO clips of a speaker to the database (created if missing), or a whole batch of speakers.
 
-    Every clip is checked (readable, long enough, not silent, not clipped); if any fails, nothing
-    is enrolled. A database keeps the model it was created with; other models are refused.
+    \b
+    One speaker: --speaker NAME AUDIO...; every clip is checked (readable, long enough, not silent,
+    not clipped), and if any fails nothing is enrolled.
+    A batch: --from-folder DIR (one sub-folder per speaker) or --from-manifest M.jsonl, with one model
+    load; a clip that fails is listed with its reason and the others go on (exit status 1 only when
+    nothing could be enrolled); clips already enrolled are skipped, so a batch can be run again.
+    A database keeps the model it was created with; other models are refused.
     """
-    from ..audio import AudioError, load_checked
-    from ..speaker.registry import DEFAULT_MODEL, DEFAULT_THRESHOLD, SpeakerRegistry
+    from ..speaker.registry import DEFAULT_THRESHOLD
 
-    reg = SpeakerRegistry(db, create=False) if db.exists() else None
-    have = reg.model if reg is not None else None
-    embedder = _load_speaker_embedder(model or (have.source if have else DEFAULT_MODEL), db, device)
-    if reg is not None:
-        reg.check_model(embedder)
-    waves, bad = [], []
-    for path in audio:
-        try:
-            waves.append(load_checked(path))
-        except AudioError as e:
-            bad.append(str(e))
-    if bad:
-        raise UserError(f"nothing enrolled: {len(bad)} of {len(audio)} clip(s) refused: " + "; ".join(bad))
-    embeddings = list(embedder.embed_many(waves, batch_size))
-    if reg is None:  # created only now, so a refused first call leaves no file behind
-        reg = SpeakerRegistry(db)
-    with reg:
-        r = reg.enroll(speaker, embeddings, [str(Path(p).resolve()) for p in audio], embedder)
-        meta = reg.meta()
-    click.echo(f"enrolled {r['added']} clip(s) for {r['speaker']} ({'new speaker, ' if r['created'] else ''}"
-               f"{r['n_clips']} in total) -> {db}")
+    sources = [x for x in (audio or speaker, from_folder, from_manifest) if x]
+    if len(sources) != 1:
+        raise click.UsageError("give either --speaker NAME AUDIO..., or --from-folder DIR, or --from-manifest FILE")
+    if audio and not speaker:
+        raise click.UsageError("AUDIO clips need --speaker NAME")
+    if speaker and not audio:
+        raise click.UsageError("--speaker needs the AUDIO clips to enroll")
+    if from_folder is not None or from_manifest is not None:
+        from ..speaker.service import folder_items
+
+        listed = folder_items(from_folder) if from_folder is not None else None  # a bad folder: before the model
+        service = _service(db, model, device, batch_size=batch_size)
+        if listed is not None:
+            items = [(spk, clip, lambda p=path: service.load(p)) for spk, clip, path in listed]
+        else:
+            items = _manifest_items(from_manifest, service)
+        r = service.enroll_many(items)
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        else:
+            click.echo(f"enrolled {r['enrolled_clips']} clip(s) of {len(r['speakers'])} speaker(s) -> {db}"
+                       + (f"; skipped {len(r['skipped'])} already enrolled" if r["skipped"] else ""))
+            for bad in r["refused"]:
+                click.echo(f"refused: {bad['reason']}")
+        if r["refused"]:
+            click.echo(f"{len(r['refused'])} clip(s) refused (listed above, with the reason)", err=True)
+        if not r["speakers"] and not r["skipped"]:
+            raise UserError(f"nothing enrolled: all {len(r['refused'])} clip(s) refused")
+    else:
+        from ..audio import AudioError
+
+        service = _service(db, model, device, batch_size=batch_size)
+        waves, bad = [], []
+        for path in audio:
+            try:
+                waves.append(service.load(path))
+            except AudioError as e:
+                bad.append(str(e))
+        if bad:
+            raise UserError(f"nothing enrolled: {len(bad)} of {len(audio)} clip(s) refused: " + "; ".join(bad))
+        r = service.enroll(speaker, waves, [str(Path(p).resolve()) for p in audio])
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        else:
+            click.echo(f"enrolled {r['added']} clip(s) for {r['speaker']} ({'new speaker, ' if r['created'] else ''}"
+                       f"{r['n_clips']} in total) -> {db}")
+    meta = service.speakers()
     if meta["threshold"] == DEFAULT_THRESHOLD and meta["threshold_provenance"].startswith("default"):
         click.echo(f"note: the decision threshold {DEFAULT_THRESHOLD} is an uncalibrated placeholder; "
                    f"set it with `speech-tl speakers calibrate --db {db} RESULTS.json`", err=True)
@@ -107,17 +164,42 @@ def enroll_cmd(db, speaker, model, audio, device, batch_size):
 @click.argument("audio", type=click.Path(path_type=Path))
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Candidates listed.")
+@click.option("--segments", is_flag=True,
+              help="Who spoke when: split AUDIO at pauses (voice activity) and label each stretch of speech with "
+                   "an enrolled speaker or 'unknown'.")
+@click.option("--rttm", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --segments: also write them as NIST RTTM to this file.")
+@overwrite_option
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}.')
+              help='Print {"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}; with --segments '
+                   '{"segments": [{"start", "end", "speaker", "score"}]} (seconds).')
 @device_option
 @speaker_db_errors
-def identify_cmd(db, audio, top_k, as_json, device):
-    """Which enrolled speaker is AUDIO? The best one if its score is above the threshold, else 'unknown'."""
-    reg, embedder = _open_speaker_db(db, device)
-    with reg:
-        r = reg.identify(embedder.embed_file(audio), top_k, model=embedder)
+def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device):
+    """Which enrolled speaker is AUDIO? The best one if its score is above the threshold, else 'unknown'.
+
+    Reads the database only (it may be on read-only media)."""
+    if rttm is not None and not segments:
+        raise click.UsageError("--rttm needs --segments")
+    if rttm is not None:
+        check_outputs([rttm], overwrite, inputs=[audio, db])
+    service = _service(db, device=device, readonly=True)
+    if segments:
+        from ..atomic import atomic_write_text
+        from ..speaker.segments import to_rttm
+
+        r = service.segments(service.load(audio))
+        if rttm is not None:
+            atomic_write_text(rttm, to_rttm(r["segments"], Path(audio).stem))
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False))
+            return
+        for seg in r["segments"]:
+            click.echo(f"{seg['start']:8.2f} {seg['end']:8.2f}  {seg['speaker']}  {seg['score']:.3f}")
+        return
+    r = service.identify(service.load(audio), top_k)
     if as_json:
-        click.echo(json.dumps(r))
+        click.echo(json.dumps(r, ensure_ascii=False))
         return
     best = r["candidates"][0]
     if r["speaker"] == "unknown":
@@ -135,19 +217,80 @@ def identify_cmd(db, audio, top_k, as_json, device):
 @click.argument("audio", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help='Print {"speaker", "accepted", "score", "threshold"}.')
 @device_option
+@errors_exit_2
 @speaker_db_errors
 def verify_cmd(db, speaker, audio, as_json, device):
-    """Is AUDIO the enrolled SPEAKER? Exit status 0: accepted, 1: rejected, 2: error."""
-    reg, embedder = _open_speaker_db(db, device)
-    with reg:
-        r = reg.verify(speaker, embedder.embed_file(audio), model=embedder)
+    """Is AUDIO the enrolled SPEAKER? Exit status 0: accepted, 1: rejected, 2: error.
+
+    Reads the database only (it may be on read-only media)."""
+    service = _service(db, device=device, readonly=True)
+    r = service.verify(speaker, service.load(audio))
+    speaker = r["speaker"]  # the name as stored (normalised)
     if as_json:
-        click.echo(json.dumps(r))
+        click.echo(json.dumps(r, ensure_ascii=False))
     elif r["accepted"]:
         click.echo(f"accept: {audio} is {speaker} (score {r['score']:.3f} > threshold {r['threshold']:.3f})")
     else:
         click.echo(f"reject: {audio} is not {speaker} (score {r['score']:.3f} <= threshold {r['threshold']:.3f})")
     sys.exit(0 if r["accepted"] else 1)
+
+
+@main.command("serve")
+@db_opt
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File whose first line is the bearer token for every call (default: $SPEECH_TL_TOKEN).")
+@click.option("--read-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File with a second token that may only read: identify, verify, list "
+                   "(default: $SPEECH_TL_READ_TOKEN, else none).")
+@click.option("--no-auth", is_flag=True, help="No token at all; only with a loopback --host.")
+@click.option("--model", default=None, help="Model for a new database (default ge2e:resemblyzer); an existing "
+                                            "database keeps its own.")
+@click.option("--read-only", "read_only", is_flag=True, help="Refuse every change (enroll, remove, rename, "
+                                                              "calibrate); the database may be on read-only media.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=50.0, show_default=True,
+              help="Largest request body.")
+@click.option("--max-seconds", type=click.FloatRange(min=1.0), default=600.0, show_default=True,
+              help="Longest clip, checked from its header before decoding.")
+@device_option
+@speaker_db_errors
+def serve_cmd(db, host, port, token_file, read_token_file, no_auth, model, read_only, max_upload_mb, max_seconds,
+              device):
+    """An HTTP service and web page for enrolling and identifying speakers, with the model kept loaded.
+
+    \b
+    The page: http://HOST:PORT/ . The JSON API (/api/enroll, /api/identify, /api/verify, /api/speakers, ...)
+    answers in the shapes the commands print with --json; see speech_tl/speaker/server.py.
+    Every API call needs 'Authorization: Bearer TOKEN'; --no-auth is accepted only on a loopback host.
+    """
+    try:
+        from ..speaker.server import READ_TOKEN_ENV, TOKEN_ENV, Tokens, is_loopback, read_token, serve
+    except ImportError as e:
+        raise UserError(f"speech-tl serve needs FastAPI and uvicorn ({e}): pip install 'speech-tl[serve]'") from None
+    from ..speaker.service import Limits
+
+    if no_auth:
+        if token_file or read_token_file:
+            raise click.UsageError("--no-auth and a token file exclude each other")
+        if not is_loopback(host):
+            raise UserError(f"--no-auth only on a loopback host (127.0.0.1, ::1, localhost), not {host}: anyone "
+                            "who can reach it could enroll and remove speakers. Give --token-file")
+        tokens = Tokens(None)
+    else:
+        write = read_token(token_file, TOKEN_ENV)
+        if write is None:
+            raise UserError(f"no access token: give --token-file FILE or set ${TOKEN_ENV} (or --no-auth on a "
+                            "loopback host)")
+        read = read_token(read_token_file, READ_TOKEN_ENV)
+        if read == write:
+            raise UserError("the read token equals the write token; give a different one, or none")
+        tokens = Tokens(write, read)
+    service = _service(db, model, device, readonly=read_only,
+                       limits=Limits(max_seconds=max_seconds, max_upload_bytes=int(max_upload_mb * 1024 * 1024)))
+    click.echo(f"serving {db} ({service.embedder.source}) on http://{host}:{port}/ "
+               f"({'token required' if tokens.required else 'no authentication'})", err=True)
+    serve(service, tokens, host, port)
 
 
 @main.group()
@@ -160,10 +303,10 @@ def speakers() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @speaker_db_errors
 def speakers_list_cmd(db, as_json):
-    """The database's model, threshold and speakers (clips, date enrolled)."""
+    """The database's model, threshold and speakers (clips, date enrolled). Reads the database only."""
     from ..speaker.registry import SpeakerRegistry
 
-    with SpeakerRegistry(db, create=False) as reg:
+    with SpeakerRegistry(db, create=False, readonly=True) as reg:
         meta, rows = reg.meta(), reg.speakers()
     if as_json:
         click.echo(json.dumps({"model_source": meta["model_source"], "model_fingerprint": meta["model_fingerprint"],
@@ -189,11 +332,11 @@ def speakers_list_cmd(db, as_json):
 @speaker_db_errors
 def speakers_remove_cmd(db, name):
     """Delete speaker NAME and all its clips."""
-    from ..speaker.registry import SpeakerRegistry
+    from ..speaker.registry import SpeakerRegistry, normalize_name
 
     with SpeakerRegistry(db, create=False) as reg:
         n = reg.remove(name)
-    click.echo(f"removed {name} ({n} clip(s)) from {db}")
+    click.echo(f"removed {normalize_name(name)} ({n} clip(s)) from {db}")
 
 
 @speakers.command("rename")
@@ -203,11 +346,11 @@ def speakers_remove_cmd(db, name):
 @speaker_db_errors
 def speakers_rename_cmd(db, old, new):
     """Rename speaker OLD to NEW (refused if NEW exists)."""
-    from ..speaker.registry import SpeakerRegistry
+    from ..speaker.registry import SpeakerRegistry, normalize_name
 
     with SpeakerRegistry(db, create=False) as reg:
         reg.rename(old, new)
-    click.echo(f"renamed {old} -> {new} in {db}")
+    click.echo(f"renamed {normalize_name(old)} -> {normalize_name(new)} in {db}")
 
 
 @speakers.command("calibrate")

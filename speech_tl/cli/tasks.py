@@ -7,25 +7,94 @@ from pathlib import Path
 
 import click
 
-from . import UserError, batch_size_option, device_option, main, user_errors  # noqa: F401
+from . import (  # noqa: F401
+    UserError,
+    batch_size_option,
+    check_outputs,
+    device_option,
+    main,
+    overwrite_option,
+    user_errors,
+)
 
 # --------------------------------------------------------------------------- train / evaluate / transcribe
 
 @main.group()
 def train() -> None:
-    """Adapt a pretrained backbone to a task (one training loop for every task)."""
+    """Adapt a pretrained backbone to a task (one training loop for every task).
+
+    \b
+    out_dir holding a previous run (train_log.jsonl, summary.json, best/ or checkpoint/):
+    - train.resume=true (the default) with a checkpoint there: the run goes on from it;
+    - otherwise the run would start over and replace it: refused unless --overwrite, which first
+      removes that run's outputs (log, tensorboard/, summary.json, best/, checkpoint/).
+    """
+
+
+# what a run writes into out_dir (and multitask's single-task views): a fresh start with --overwrite removes them
+RUN_RECORDS = ("train_log.jsonl", "summary.json", "best", "checkpoint", ".checkpoint.old")
+RUN_OUTPUTS = RUN_RECORDS + ("tensorboard", ".best.old", "speakers.json")
+
+
+def check_run_folder(out_dir: str | Path, resume, overwrite: bool, views: tuple[str, ...] = ()) -> None:
+    """Refuse a run that would start over in a folder holding a previous one (``train.resume=false``, or
+    nothing to resume there) unless ``overwrite``; with it, remove the previous run's outputs first, so none
+    of them (a ``best/`` a run without dev set never rewrites, an old checkpoint a later resume would pick
+    up) outlives it. A run that resumes replaces nothing and passes. Under torchrun only rank 0 decides."""
+    import logging
+    import os
+    import shutil
+
+    from ..errors import OutputExistsError
+
+    out = Path(out_dir)
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
+    previous = [n for n in RUN_RECORDS + views if (out / n).exists()]
+    if not previous:
+        return
+    resumable = [c for c in (out / "checkpoint", out / ".checkpoint.old")
+                 if (c / "state.pt").is_file() and (c / "meta.json").is_file()]
+    if resume and resumable:
+        return  # the trainer resumes (or refuses to, saying why); nothing is replaced
+    if not overwrite:
+        why = "train.resume=false starts over" if not resume else "there is no checkpoint to resume, so it starts over"
+        raise OutputExistsError(f"{out}: holds a previous run ({', '.join(previous)}); {why} and would replace it; "
+                                "give --overwrite to replace it, or another out_dir")
+    log = logging.getLogger("speech_tl")
+    removed = []
+    for name in RUN_OUTPUTS + views:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        removed.append(name)
+    log.info(f"--overwrite: removed the previous run's {', '.join(removed)} from {out}")
+    left = sorted(p.name for p in out.glob("*.json"))
+    if left:
+        log.warning(f"{out}: left in place, but about the previous run's model: {', '.join(left)}")
+
+
+overwrite_run_opt = overwrite_option(
+    help_text="out_dir holds a previous run that this one would not resume (train.resume=false, or no checkpoint): "
+              "remove its outputs and start over. Without it such a run is refused.")
 
 
 @train.command("asr", context_settings={"ignore_unknown_options": True})
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
+@overwrite_run_opt
 @user_errors
-def train_asr_cmd(config, overrides):
+def train_asr_cmd(config, overrides, overwrite):
     """CTC character head on a pretrained encoder. OVERRIDES: dotted key=value, e.g. freeze.bottom_layers=2."""
     from ..asr.task import AsrConfig, train_asr
     from ..config import load_config
 
     cfg = load_config(AsrConfig, config, list(overrides))
+    check_run_folder(cfg.out_dir, cfg.train.resume, overwrite)
     summary = train_asr(cfg)
     click.echo(json.dumps(summary, indent=1))
 
@@ -33,26 +102,30 @@ def train_asr_cmd(config, overrides):
 @train.command("speaker", context_settings={"ignore_unknown_options": True})
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
+@overwrite_run_opt
 @user_errors
-def train_speaker_cmd(config, overrides):
+def train_speaker_cmd(config, overrides, overwrite):
     """AAM-softmax adaptation of a speaker encoder. OVERRIDES: dotted key=value, e.g. freeze.bottom_layers=2."""
     from ..config import load_config
     from ..speaker.task import SpeakerConfig, train_speaker
 
     cfg = load_config(SpeakerConfig, config, list(overrides))
+    check_run_folder(cfg.out_dir, cfg.train.resume, overwrite)
     click.echo(json.dumps(train_speaker(cfg), indent=1))
 
 
 @train.command("multitask", context_settings={"ignore_unknown_options": True})
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
+@overwrite_run_opt
 @user_errors
-def train_multitask_cmd(config, overrides):
+def train_multitask_cmd(config, overrides, overwrite):
     """One shared encoder trained jointly for CTC ASR and speaker classification; writes asr/ and speaker/ views."""
     from ..config import load_config
     from ..multitask.task import MultitaskConfig, train_multitask
 
     cfg = load_config(MultitaskConfig, config, list(overrides))
+    check_run_folder(cfg.out_dir, cfg.train.resume, overwrite, views=("asr", "speaker"))
     click.echo(json.dumps(train_multitask(cfg), indent=1))
 
 
@@ -77,8 +150,9 @@ def evaluate() -> None:
 @device_option
 @batch_size_option
 @window_opt
+@overwrite_option(help_text="Replace OUT (and its <stem>.hypotheses.jsonl) if it exists.")
 @user_errors
-def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds):
+def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds, overwrite):
     """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST.
 
     Utterances of any length: audio longer than the model accepts (Whisper: 30 s) is transcribed in
@@ -86,6 +160,7 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, w
     """
     from ..asr.evaluate import evaluate_asr
 
+    check_outputs([out, out.with_name(out.stem + ".hypotheses.jsonl")], overwrite, inputs=[manifest_path])
     r = evaluate_asr(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds)
     if r["characters_outside_vocabulary"]:
         click.echo(f"note: {manifest_path}: reference characters the model cannot output (each scored as an error): "
@@ -143,16 +218,25 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--metric", type=click.Choice(["cer", "wer"]), default="cer", show_default=True)
 @device_option
 @batch_size_option
+@overwrite_option(help_text="Replace the decoder.json an earlier tuning (or training with decode.tune_on) left in "
+                            "the checkpoint.")
 @user_errors
-def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, metric, device, batch_size):
+def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, metric, device, batch_size,
+                     overwrite):
     """Choose greedy or beam search and the LM weight and word score on DEV_MANIFEST; save them into CHECKPOINT.
 
     Writes decoder.json into the checkpoint folder; `evaluate asr` and `transcribe` then decode that way.
     """
-    from ..asr.tune import tune_decoder
+    from ..asr.tune import DECODER_FILE, tune_decoder
+    from ..checkpoint import resolve_checkpoint
+    from ..errors import OutputExistsError
 
-    r = tune_decoder(checkpoint, manifest_path, beam, _floats(lm_weights), _floats(word_scores), metric, device,
-                     log=click.echo, batch_size=batch_size)
+    weights, scores = _floats(lm_weights), _floats(word_scores)
+    tuned = resolve_checkpoint(checkpoint) / DECODER_FILE
+    if tuned.exists() and not overwrite:
+        raise OutputExistsError(f"{tuned}: this checkpoint's decoding is tuned already; give --overwrite to replace "
+                                "that setting")
+    r = tune_decoder(checkpoint, manifest_path, beam, weights, scores, metric, device, batch_size=batch_size)
     how = "greedy" if r["beam"] == 0 else f"beam {r['beam']}, lm_weight {r['lm_weight']:g}, word_score " \
                                            f"{r['word_score']:g}"
     click.echo(f"best on {manifest_path} by {metric}: {how} (WER {r['wer']:.4f}, CER {r['cer']:.4f})")
@@ -179,15 +263,18 @@ def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, m
 @click.option("--seed", type=int, default=0, show_default=True, help="Trial sampling and bootstrap seed.")
 @device_option
 @batch_size_option
+@overwrite_option(help_text="Replace OUT (and its <stem>.embeddings.pt) if it exists.")
 @user_errors
 def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest, asnorm_top_k, enroll_per_speaker,
-                         nontarget_per_target, seed, device, batch_size):
+                         nontarget_per_target, seed, device, batch_size, overwrite):
     """Verification EER/minDCF and identification accuracy of MODEL on MANIFEST.
 
     MODEL is a speaker checkpoint folder or a backbone source string, e.g. ge2e:resemblyzer.
     """
     from ..speaker.evaluate import evaluate_speaker
 
+    check_outputs([out, out.with_name(out.stem + ".embeddings.pt")], overwrite,
+                  inputs=[manifest_path, trials_file, cohort_manifest])
     r = evaluate_speaker(model, manifest_path, out, trials_file, cohort_manifest, asnorm_top_k, enroll_per_speaker,
                          seed, nontarget_per_target, device=device, batch_size=batch_size)
     line = (f"{manifest_path}: EER {r['eer']:.4f} [{r['eer_ci95'][0]:.4f}, {r['eer_ci95'][1]:.4f}]  "
@@ -211,8 +298,10 @@ def evaluate_speaker_cmd(model, manifest_path, out, trials_file, cohort_manifest
 @click.option("--as-run", is_flag=True,
               help="CHECKPOINT is a run folder: write OUT as one too (OUT/best, config.yaml, summary.json with the "
                    "fine-tuned run's training cost), so recipes and reports treat it like a trained run.")
+@overwrite_option(help_text="Replace OUT if it exists: the new folder is written beside it and takes its place "
+                            "only when complete. OUT may not hold CHECKPOINT, nor lie inside it.")
 @user_errors
-def interpolate_cmd(checkpoint, alpha, out, as_run):
+def interpolate_cmd(checkpoint, alpha, out, as_run, overwrite):
     """WiSE-FT: a checkpoint whose backbone lies ALPHA of the way from the pretrained weights to CHECKPOINT's.
 
     Keeps more of the pretrained model's robustness on speech unlike the adaptation data (e.g. real
@@ -220,6 +309,23 @@ def interpolate_cmd(checkpoint, alpha, out, as_run):
     """
     from ..interpolate import interpolate_checkpoint, interpolate_run
 
-    meta = interpolate_run(checkpoint, alpha, out) if as_run else interpolate_checkpoint(checkpoint, alpha, out)
+    check_outputs([out], overwrite, inputs=[checkpoint], what="output folder", nested=True)
+    # written beside OUT and renamed into place when complete: OUT is whole or absent (a recipe's [ -d OUT ] test
+    # holds), and with --overwrite the old folder goes only once the new one is there
+    import os
+    import shutil
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        meta = (interpolate_run if as_run else interpolate_checkpoint)(checkpoint, alpha, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    elif out.exists() or out.is_symlink():
+        out.unlink()
+    tmp.rename(out)
     click.echo(f"{out}: {meta['interpolation']['tensors']} backbone tensors at alpha {alpha} between "
                f"{meta['backbone']} and {meta['interpolation']['finetuned']}")

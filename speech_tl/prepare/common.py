@@ -186,8 +186,14 @@ def marker_path(out_dir: Path, corpus: str, language: str) -> Path:
     return out_dir / f".{corpus}_{language}.done"
 
 
-def already_done(out_dir: Path, corpus: str, language: str, params: dict) -> PrepareResult | None:
-    """The previous result if a done-marker with the same parameters exists and its files are there."""
+def already_done(out_dir: Path, corpus: str, language: str, params: dict,
+                 overwrite: bool = False) -> PrepareResult | None:
+    """The previous result if a done-marker with the same parameters exists and its files are there.
+
+    A finished preparation with other parameters whose manifests are still there is refused
+    (:class:`~speech_tl.errors.OutputExistsError`) unless ``overwrite``: redoing it would replace them.
+    (``force`` callers do not ask: forcing a redo replaces the outputs anyway.)
+    """
     marker = marker_path(out_dir, corpus, language)
     if not marker.is_file():
         return None
@@ -195,7 +201,19 @@ def already_done(out_dir: Path, corpus: str, language: str, params: dict) -> Pre
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    if info.get("params") != params or not all(Path(p).is_file() for p in info.get("files", {}).values()):
+    if info.get("params") != params:
+        there = [Path(p) for p in (info.get("files") or {}).values() if Path(p).is_file()]
+        if there and not overwrite:
+            old = info.get("params") or {}
+            changed = "; ".join(f"{k}: {old.get(k, '(unset)')!r} -> {params.get(k, '(unset)')!r}"
+                                for k in sorted(set(old) | set(params)) if old.get(k) != params.get(k))
+            from ..errors import OutputExistsError
+
+            more = f" (and {len(there) - 1} more file(s))" if len(there) > 1 else ""
+            raise OutputExistsError(f"{there[0]}{more}: {corpus} ({language}) was prepared here with other "
+                                    f"parameters ({changed}); give --overwrite to replace it, or another --out-dir")
+        return None
+    if not all(Path(p).is_file() for p in info.get("files", {}).values()):
         return None
     from ..manifest import read_manifest
 

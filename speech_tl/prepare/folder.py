@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from ..audio import SUPPORTED_SUFFIXES
+from ..errors import InputError
 from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
 
 OTHER_AUDIO = (".m4a", ".aac", ".wma", ".aiff", ".au")
@@ -18,7 +19,7 @@ OTHER_AUDIO = (".m4a", ".aac", ".wma", ".aiff", ".au")
 
 def prepare_folder(corpus_dir: str | Path, out_dir: str | Path, language: str = "und", name: str = "folder",
                    speaker_level: int = 1, speaker_regex: str | None = None, require_text: bool = True,
-                   workers: int | None = None, force: bool = False) -> PrepareResult:
+                   workers: int | None = None, force: bool = False, overwrite: bool = False) -> PrepareResult:
     """Write ``<name>_<lang>_all.jsonl`` and ``<name>_<lang>_rejected.jsonl``.
 
     Ids are the file paths relative to ``corpus_dir`` without suffix, ``/`` replaced by ``-``.
@@ -27,12 +28,15 @@ def prepare_folder(corpus_dir: str | Path, out_dir: str | Path, language: str = 
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     if not corpus_dir.is_dir():
         raise FileNotFoundError(f"{corpus_dir}: not a folder")
-    pattern = re.compile(speaker_regex) if speaker_regex else None
+    try:
+        pattern = re.compile(speaker_regex) if speaker_regex else None
+    except re.error as e:
+        raise InputError(f"--speaker-regex {speaker_regex!r} is not a regular expression ({e})") from None
     if pattern is not None and pattern.groups < 1:
-        raise ValueError(f"--speaker-regex {speaker_regex!r} needs a group, e.g. '^([a-z]+)_' ")
+        raise InputError(f"--speaker-regex {speaker_regex!r} needs a group, e.g. '^([a-z]+)_' ")
     params = {"corpus_dir": str(corpus_dir.resolve()), "language": language, "speaker_level": speaker_level,
               "speaker_regex": speaker_regex, "require_text": require_text}
-    if not force and (done := already_done(out_dir, name, language, params)):
+    if not force and (done := already_done(out_dir, name, language, params, overwrite)):
         return done
     rows, rejected = [], []
     for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..errors import InputError
 from ..manifest import Utterance
 from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
 
@@ -37,13 +38,13 @@ def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, tuple[str, in
 
 
 def prepare_kaldi(data_dir: str | Path, out_dir: str | Path, language: str = "und", name: str = "kaldi",
-                  workers: int | None = None, force: bool = False) -> PrepareResult:
+                  workers: int | None = None, force: bool = False, overwrite: bool = False) -> PrepareResult:
     """Import a Kaldi data dir as ``<name>_<lang>_all.jsonl`` (+ rejected)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "wav.scp").is_file():
         raise FileNotFoundError(f"{data_dir}: no wav.scp; is this a Kaldi data directory?")
     params = {"data_dir": str(data_dir.resolve()), "language": language}
-    if not force and (done := already_done(out_dir, name, language, params)):
+    if not force and (done := already_done(out_dir, name, language, params, overwrite)):
         return done
     wavs, rejected = read_table(data_dir / "wav.scp")
     texts, bad = read_table(data_dir / "text", 1) if (data_dir / "text").is_file() else ({}, [])
@@ -120,17 +121,20 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
     wav, text, utt2spk, segs = [], [], [], []
     spk2utt: dict[str, list[str]] = defaultdict(list)
     for u in utterances:
+        at = f" (manifest line {u.line})" if u.line else ""
         if any(c.isspace() for c in u.speaker) or not u.speaker:
-            raise ValueError(f"utterance {u.id!r}: speaker {u.speaker!r} is empty or has spaces; Kaldi ids cannot")
+            raise InputError(f"utterance {u.id!r}{at}: speaker {u.speaker!r} is empty or has spaces; Kaldi ids "
+                             "cannot; give the speaker a name without spaces")
         uid = u.id if u.id.startswith(f"{u.speaker}-") else f"{u.speaker}-{u.id}"
         if any(c.isspace() for c in uid):
-            raise ValueError(f"utterance id {u.id!r} has spaces; Kaldi ids cannot")
+            raise InputError(f"utterance id {u.id!r}{at} has spaces; Kaldi ids cannot; give it an id without spaces")
         path = str(u.audio_path().resolve())
         if any(c.isspace() for c in path) or path.endswith("|") or path.startswith("-"):
-            raise ValueError(f"utterance {u.id!r}: audio path {path!r} has whitespace, ends in '|' or starts with "
-                             "'-': Kaldi would read it as a command or split it; move or link the file to a plain path")
+            raise InputError(f"utterance {u.id!r}{at}: audio path {path!r} has whitespace, ends in '|' or starts "
+                             "with '-': Kaldi would read it as a command or split it; move or link the file to a "
+                             "plain path")
         if any(c in u.text for c in "\n\r"):
-            raise ValueError(f"utterance {u.id!r}: its transcript holds a line break, which would split Kaldi's "
+            raise InputError(f"utterance {u.id!r}{at}: its transcript holds a line break, which would split Kaldi's "
                              "'text' table; fix the manifest line")
         if use_segments:
             rec = recs.setdefault(path, f"rec{len(recs):06d}")

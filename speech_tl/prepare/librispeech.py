@@ -42,7 +42,7 @@ def read_subset(subset_dir: Path) -> tuple[list[Row], list[Rejection]]:
 
 
 def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, workers: int | None = None,
-                        force: bool = False) -> PrepareResult:
+                        force: bool = False, overwrite: bool = False) -> PrepareResult:
     """Write ``librispeech_en_<subset>.jsonl`` (one per subset) and ``librispeech_en_rejected.jsonl``."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     if _is_subset(corpus_dir):
@@ -54,7 +54,7 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, workers: in
         raise FileNotFoundError(f"{corpus_dir}: no LibriSpeech layout found (expected "
                                 "<speaker>/<chapter>/<speaker>-<chapter>.trans.txt, or folders of such subsets)")
     params = {"corpus_dir": str(corpus_dir.resolve())}
-    if not force and (done := already_done(out_dir, "librispeech", "en", params)):
+    if not force and (done := already_done(out_dir, "librispeech", "en", params, overwrite)):
         return done
     rows, rejected, split_of = [], [], {}
     for subset in subsets:

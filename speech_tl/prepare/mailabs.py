@@ -52,7 +52,7 @@ def read_metadata(meta: Path, language: str, base: Path) -> tuple[list[Row], lis
 
 
 def prepare_mailabs(corpus_dir: str | Path, out_dir: str | Path, language: str = "de",
-                    workers: int | None = None, force: bool = False) -> PrepareResult:
+                    workers: int | None = None, force: bool = False, overwrite: bool = False) -> PrepareResult:
     """Write ``mailabs_<lang>_all.jsonl`` and ``mailabs_<lang>_rejected.jsonl``."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     base = corpus_dir / "by_book" if (corpus_dir / "by_book").is_dir() else corpus_dir
@@ -61,7 +61,7 @@ def prepare_mailabs(corpus_dir: str | Path, out_dir: str | Path, language: str =
         raise FileNotFoundError(f"{corpus_dir}: no metadata.csv found (expected the M-AILABS layout "
                                 "by_book/<female|male|mix>/<speaker>/<book>/metadata.csv)")
     params = {"corpus_dir": str(corpus_dir.resolve()), "language": language}
-    if not force and (done := already_done(out_dir, "mailabs", language, params)):
+    if not force and (done := already_done(out_dir, "mailabs", language, params, overwrite)):
         return done
     rows, rejected = [], []
     for meta in metas:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import InputError
+
 TRANS_DE_EN = Path("/usr/share/trans/de-en")
 _CLEAN = {
     "de": re.compile(r"^[A-ZÄÖÜ][A-Za-zÄÖÜäöüß ,.'!?\-]*[.!?]$"),
@@ -27,7 +29,7 @@ def dictionary_sentences(language: str = "de", path: Path = TRANS_DE_EN, min_wor
                          max_words: int = 20) -> list[str]:
     """Clean sentences of one side (``de`` or ``en``) of the trans-de-en dictionary, sorted, unique."""
     if language not in _CLEAN:
-        raise ValueError(f"trans-de-en has German and English sentences only, not {language!r}; "
+        raise InputError(f"trans-de-en has German and English sentences only, not {language!r}; "
                          "give your own with --sentences FILE")
     if not path.is_file():
         from .tts import ToolMissing
@@ -54,10 +56,14 @@ def file_sentences(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"{path}: sentence file not found")
     out = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            s = " ".join(line.split())
-            if s and not s.startswith("#"):
-                out.append(s)
+        try:
+            for line in f:
+                s = " ".join(line.split())
+                if s and not s.startswith("#"):
+                    out.append(s)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not UTF-8 text ({e.reason}); give a UTF-8 file of sentences, one per "
+                             "line") from None
     if not out:
-        raise ValueError(f"{path}: no sentences (one per line expected)")
+        raise InputError(f"{path}: no sentences (one per line expected)")
     return list(dict.fromkeys(out))

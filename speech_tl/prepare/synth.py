@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
+from ..errors import InputError
 from ..manifest import Utterance
 from .common import PrepareResult, Rejection, already_done, default_workers, write_outputs
 from .sentences import dictionary_sentences, file_sentences
@@ -266,7 +267,7 @@ def plan_asr(sentences: Sequence[str], voices: dict[str, list[Voice]], num_utter
 def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances: int = 3000,
                       sentences: str | Path | None = None, seed: int = 0, workers: int | None = None,
                       force: bool = False, channel: str = "clean", voices: str = "few",
-                      name: str = "synth-asr") -> PrepareResult:
+                      name: str = "synth-asr", overwrite: bool = False) -> PrepareResult:
     """Write ``<name>_<lang>_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/<name>/``.
 
     ``channel="realistic"`` renders every training and dev utterance through a recording channel drawn
@@ -275,12 +276,12 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
     (:data:`ASR_MANY_TRAIN_VOICES`, engines drawn by :data:`ENGINE_WEIGHTS`) instead of the 7 default voices.
     """
     if language not in ASR_VOICES:
-        raise ValueError(f"synth-asr has voices for {' and '.join(ASR_VOICES)} only (got --lang {language}); "
+        raise InputError(f"synth-asr has voices for {' and '.join(ASR_VOICES)} only (got --lang {language}); "
                          "prepare a real corpus for other languages")
     if channel not in CHANNELS:
-        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+        raise InputError(f"--channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
     if voices not in ("few", "many"):
-        raise ValueError(f"voices must be 'few' or 'many', got {voices!r}")
+        raise InputError(f"--voices must be 'few' or 'many', got {voices!r}")
     out_dir = Path(out_dir)
     params = {"language": language, "num_utterances": num_utterances, "seed": seed,
               "sentences": str(Path(sentences).resolve()) if sentences else "trans-de-en"}
@@ -288,7 +289,7 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
         params.update(channel=channel, voices=voices)
     if name != "synth-asr":
         params["id_prefix"] = f"{name}-"
-    if not force and (done := already_done(out_dir, name, language, params)):
+    if not force and (done := already_done(out_dir, name, language, params, overwrite)):
         return done
     texts = file_sentences(sentences) if sentences else dictionary_sentences(language)
     plan_voices = dict(ASR_VOICES[language])
@@ -350,7 +351,8 @@ def plan_speakers(voices: Sequence[Voice], texts: dict[str, list[str]], per_spea
 
 def prepare_synth_speakers(out_dir: str | Path, utterances_per_speaker: int = 24, num_test_speakers: int = 20,
                            num_dev_speakers: int = 10, seed: int = 0, workers: int | None = None,
-                           force: bool = False, max_speakers: int | None = None) -> PrepareResult:
+                           force: bool = False, max_speakers: int | None = None,
+                           overwrite: bool = False) -> PrepareResult:
     """Write ``synth-speakers_mul_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/synth-speakers/``.
 
     Voices that cannot speak (not installed, or too many phonemes unknown to an MBROLA
@@ -359,7 +361,7 @@ def prepare_synth_speakers(out_dir: str | Path, utterances_per_speaker: int = 24
     out_dir = Path(out_dir)
     params = {"utterances_per_speaker": utterances_per_speaker, "num_test_speakers": num_test_speakers,
               "num_dev_speakers": num_dev_speakers, "seed": seed, "max_speakers": max_speakers}
-    if not force and (done := already_done(out_dir, "synth-speakers", "mul", params)):
+    if not force and (done := already_done(out_dir, "synth-speakers", "mul", params, overwrite)):
         return done
     candidates = speaker_voice_candidates()
     if max_speakers:
@@ -414,14 +416,15 @@ def cross_language_trials(utts: Sequence[Utterance], enroll: str = "en", test: s
 
 
 def prepare_synth_crosslingual(out_dir: str | Path, utterances_per_language: int = 12, num_test_speakers: int = 8,
-                               seed: int = 0, workers: int | None = None, force: bool = False) -> PrepareResult:
+                               seed: int = 0, workers: int | None = None, force: bool = False,
+                               overwrite: bool = False) -> PrepareResult:
     """Write ``synth-xlang_mul_{train,test,rejected}.jsonl``, audio under ``out_dir/synth-xlang/`` and
     ``synth-xlang_mul_test_trials.txt`` (English enrolment against German test utterances of the test speakers)."""
     out_dir = Path(out_dir)
     params = {"utterances_per_language": utterances_per_language, "num_test_speakers": num_test_speakers,
               "seed": seed}
     trials_path = out_dir / "synth-xlang_mul_test_trials.txt"
-    if not force and trials_path.is_file() and (done := already_done(out_dir, "synth-xlang", "mul", params)):
+    if not force and (done := already_done(out_dir, "synth-xlang", "mul", params, overwrite)) and trials_path.is_file():
         return done
     voices = [Voice("espeak", f"{lang}+{v}", lang) for v in ESPEAK_SPEAKER_VARIANTS for lang in CROSS_LANGUAGES]
     ok, bad = usable_voices(voices, workers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from .common import PrepareResult, Rejection, Row, already_done, dedupe_ids, probe_rows, write_outputs
 
 IDEN_SPLITS = {"1": "train", "2": "dev", "3": "test"}
@@ -34,19 +35,20 @@ def read_iden_split(path: Path) -> dict[str, str]:
                 continue
             parts = line.split()
             if len(parts) != 2 or parts[0] not in IDEN_SPLITS:
-                raise ValueError(f"{path}:{lineno}: expected '<1|2|3> idNNNNN/<video>/<utt>.wav', got {line.strip()!r}")
+                raise InputError(f"{path}:{lineno}: expected '<1|2|3> idNNNNN/<video>/<utt>.wav', got "
+                                 f"{line.strip()!r}; give VoxCeleb1's iden_split.txt as --split-file")
             out[parts[1]] = IDEN_SPLITS[parts[0]]
     return out
 
 
 def prepare_voxceleb(corpus_dir: str | Path, out_dir: str | Path, split_file: str | Path | None = None,
-                     workers: int | None = None, force: bool = False) -> PrepareResult:
+                     workers: int | None = None, force: bool = False, overwrite: bool = False) -> PrepareResult:
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     root = find_audio_root(corpus_dir)
     if split_file is None and (corpus_dir / "iden_split.txt").is_file():
         split_file = corpus_dir / "iden_split.txt"
     params = {"corpus_dir": str(corpus_dir.resolve()), "split_file": str(split_file) if split_file else None}
-    if not force and (done := already_done(out_dir, "voxceleb", "mul", params)):
+    if not force and (done := already_done(out_dir, "voxceleb", "mul", params, overwrite)):
         return done
     split_map = read_iden_split(Path(split_file)) if split_file else None
     rows, rejected = [], []

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from ..data import DataConfig, load_training_manifest, subset
+from ..errors import InputError
 from ..manifest import Utterance
 
 
@@ -19,7 +20,8 @@ def held_out_split(utts: list[Utterance], seed: int = 0, fraction: float = 0.25
         return ([u for u in utts if u.speaker not in held], [u for u in utts if u.speaker in held],
                 f"{len(held)} held-out speakers of the manifest")
     if len(utts) < 2:
-        raise ValueError(f"a probe needs at least 2 utterances, the manifest has {len(utts)}")
+        raise InputError(f"a probe needs at least 2 utterances, the manifest has {len(utts)}; give more, or --eval "
+                         "with held-out utterances")
     idx = set(rng.sample(range(len(utts)), max(1, round(fraction * len(utts)))))
     return ([u for i, u in enumerate(utts) if i not in idx], [u for i, u in enumerate(utts) if i in idx],
             f"{len(idx)} held-out utterances of the manifest (fewer than 4 speakers)")

@@ -17,6 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 from ..atomic import atomic_open, atomic_write_text
+from ..errors import InputError
 from .build import build_document
 from .collect import Run, collect_run, collect_runs
 from .render import to_html, to_markdown
@@ -28,7 +29,7 @@ def report_paths(out: str | Path) -> tuple[Path, Path, Path]:
     """``(report.html, report.md, report_files/)`` for ``--out report.html``."""
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"{out}: the report is written as HTML; name it *.html (report.md is written beside it)")
+        raise InputError(f"{out}: the report is written as HTML; name it *.html (report.md is written beside it)")
     return out, out.with_suffix(".md"), out.with_name(out.stem + "_files")
 
 

@@ -26,7 +26,10 @@ def pct(v) -> str:
 
 
 def ci(c) -> str:
-    return "-" if not (isinstance(c, list | tuple) and len(c) == 2) else f"[{100 * c[0]:.2f}, {100 * c[1]:.2f}]"
+    if not (isinstance(c, list | tuple) and len(c) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in c)):
+        return "-"
+    return f"[{100 * c[0]:.2f}, {100 * c[1]:.2f}]"
 
 
 def num(v, digits: int = 4) -> str:
@@ -205,8 +208,8 @@ def asr_result(run: Run, res: Result, ids: Ids, examples: int, top: int) -> Sect
         items = list(per.items())
         rows = [[[Span(spk, "code")], num(v.get("utterances")), pct(v.get("wer")), pct(v.get("cer"))]
                 for spk, v in items[:MAX_SPEAKER_ROWS]]
-        more = f"{len(items) - MAX_SPEAKER_ROWS} more speakers in {res.path.name}" if len(items) > MAX_SPEAKER_ROWS \
-            else ""
+        more = [Span(f"{len(items) - MAX_SPEAKER_ROWS} more speakers in {res.path.name}")] \
+            if len(items) > MAX_SPEAKER_ROWS else ""
         sec.children.append(Section(ids(sec.id, "speakers"), "Per speaker").add(
             Table(["speaker", "utterances", "WER", "CER"], rows, [False, True, True, True], note=more)))
     conf = d.get("confusions") or {}
@@ -223,9 +226,10 @@ def asr_result(run: Run, res: Result, ids: Ids, examples: int, top: int) -> Sect
         shown = [Aligned(str(h.get("id", "?")), str(h.get("speaker", "")), align(str(h["ref"]), str(h["hyp"])))
                  for h in wrong[:examples]]
         ex = Section(ids(sec.id, "examples"), "Aligned reference and hypothesis")
-        ex.add(Para(f"The first {len(shown)} of the {len(wrong)} utterances (of {len(res.hypotheses)}) with word "
-                    f"errors in {res.path.with_name(res.name + '.hypotheses.jsonl').name}; aligned with "
-                    "jiwer. Marked: substitutions, deletions (reference word missing) and insertions."))
+        ex.add(Para([Span(f"The first {len(shown)} of the {len(wrong)} utterances (of {len(res.hypotheses)}) with "
+                          "word errors in "), Span(f"{res.name}.hypotheses.jsonl", "code"),
+                     Span("; aligned with jiwer. Marked: substitutions, deletions (reference word missing) and "
+                          "insertions.")]))
         if shown:
             ex.add(Examples(shown))
         sec.children.append(ex)
@@ -278,8 +282,8 @@ def speaker_result(run: Run, res: Result, ids: Ids) -> Section:
         items = list(per.items())
         rows = [[[Span(spk, "code")], num(v.get("enroll")), num(v.get("tests")), pct(v.get("accuracy"))]
                 for spk, v in items[:MAX_SPEAKER_ROWS]]
-        more = f"{len(items) - MAX_SPEAKER_ROWS} more speakers in {res.path.name}" if len(items) > MAX_SPEAKER_ROWS \
-            else ""
+        more = [Span(f"{len(items) - MAX_SPEAKER_ROWS} more speakers in {res.path.name}")] \
+            if len(items) > MAX_SPEAKER_ROWS else ""
         sec.children.append(Section(ids(sec.id, "speakers"), "Identification per speaker").add(
             Table(["speaker", "enrolment utterances", "test utterances", "top-1 accuracy"], rows,
                   [False, True, True, True], note=more)))
@@ -292,8 +296,8 @@ def probe_result(run: Run, res: Result, runs: list[Run], ids: Ids) -> Section:
     metric = str(d.get("metric", "eer"))
     layers = [row for row in d.get("layers") or [] if isinstance(row, dict)]
     sec = Section(ids("run", run.name, res.name), f"Layer probe ({d.get('probe')}, {d.get('backbone')})")
-    sec.add(Para(f"Whole backbone frozen; head per depth: {d.get('head', '-')}. Evaluated on {d.get('eval', '-')}. "
-                 f"Rule: {d.get('rule', '-')}."))
+    sec.add(Para([Span(f"Whole backbone frozen; head per depth: {d.get('head', '-')}. Evaluated on "
+                       f"{d.get('eval', '-')}. Rule: {d.get('rule', '-')}.")]))
     rec, best = d.get("recommended_freeze_depth"), d.get("best_depth")
     cols = [k for k in PROBE_COLUMNS if any(k in row for row in layers)]
     rows = [[str(row["depth"]) + (" (recommended)" if row["depth"] == rec else ""),
@@ -327,7 +331,7 @@ def run_section(run: Run, ids: Ids, examples: int, top: int, runs: list[Run] | N
     sec = Section(ids("run", run.name), f"{kind} run {run.name}: {run.freeze_short}")
     sec.add(run_info(run))
     for n in run.notes:
-        sec.add(Para(n))
+        sec.add(Para([Span(n)]))  # notes name files as found: data, not prose
     if run.log:
         tr = Section(ids("run", run.name, "training"), "Training curves")
         png = plots.training_curves(run.log, f"{run.name} ({run.freeze_short})")

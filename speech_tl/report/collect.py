@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import InputError
+
 FREEZE_LINE = re.compile(r"(\S+): frontend (\w+), (\d+)/(\d+) layers frozen")
 TASKS = ("asr", "speaker", "probe")  # probe: a probe.json of `speech-tl probe`
 
@@ -158,11 +160,18 @@ class Run:
         return (self.summary or {}).get("total_parameters")
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at byte {e.start + 1})") from None
+
+
 def _read_json(path: Path) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(_read_text(path))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
 def result_task(data: object) -> str | None:
@@ -180,7 +189,7 @@ def result_task(data: object) -> str | None:
 
 def read_jsonl(path: Path) -> list[dict]:
     rows = []
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for k, line in enumerate(_read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -199,19 +208,23 @@ def _summary_task(summary: dict | None, log: list[dict]) -> str | None:
 
 
 def collect_run(path: str | Path) -> Run:
-    """Read one RUN_DIR (see the module docstring); ``ValueError`` when it holds neither a summary nor results."""
+    """Read one RUN_DIR (see the module docstring); :class:`InputError` when it holds neither a summary nor
+    results, or a file that cannot be read."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: not a folder")
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else None
     if summary is not None and not isinstance(summary, dict):
-        raise ValueError(f"{path / 'summary.json'}: expected a JSON object")
+        raise InputError(f"{path / 'summary.json'}: expected a JSON object")
     config = None
     if (path / "config.yaml").is_file():
         try:
-            config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+            config = yaml.safe_load(_read_text(path / "config.yaml"))
         except yaml.YAMLError as e:
-            raise ValueError(f"{path / 'config.yaml'}: not valid YAML ({e})") from None
+            raise InputError(f"{path / 'config.yaml'}: not valid YAML ({e})") from None
+        if config is not None and not isinstance(config, dict):
+            raise InputError(f"{path / 'config.yaml'}: expected a YAML mapping (the config `speech-tl train` "
+                             f"writes), got a {type(config).__name__}")
     log = read_jsonl(path / "train_log.jsonl") if (path / "train_log.jsonl").is_file() else []
     results, notes = [], []
     for p in sorted(path.glob("*.json")):
@@ -227,7 +240,7 @@ def collect_run(path: str | Path) -> Run:
         hyp_path = p.with_name(p.stem + ".hypotheses.jsonl")
         results.append(Result(p, data, task, read_jsonl(hyp_path) if task == "asr" and hyp_path.is_file() else None))
     if summary is None and not results and not log:
-        raise ValueError(f"{path}: no summary.json, train_log.jsonl or results *.json (with 'task', 'wer' or "
+        raise InputError(f"{path}: no summary.json, train_log.jsonl or results *.json (with 'task', 'wer' or "
                          "'eer') found")
     if summary is None and log:
         notes.append("Training has not finished: no summary.json yet (curves from train_log.jsonl so far).")
@@ -235,7 +248,7 @@ def collect_run(path: str | Path) -> Run:
     if config and not tasks:  # a summary of a run that never evaluated: the config's shape says which task
         tasks = {"asr"} if "decode" in config or "language" in config else {"speaker"}
     if len(tasks) > 1:
-        raise ValueError(f"{path}: results of several tasks ({', '.join(sorted(tasks))}) in one run folder")
+        raise InputError(f"{path}: results of several tasks ({', '.join(sorted(tasks))}) in one run folder")
     task = tasks.pop() if tasks else "asr"
     # the test results first ("test*"), then the others, each group by name
     results.sort(key=lambda r: (not r.name.startswith("test"), r.name))
@@ -251,7 +264,7 @@ def collect_run(path: str | Path) -> Run:
 def collect_runs(paths: list[str | Path]) -> list[Run]:
     """Read every RUN_DIR; runs with the same folder name are told apart by their parent folders."""
     if not paths:
-        raise ValueError("no run folders given")
+        raise InputError("no run folders given; name at least one RUN_DIR")
     runs = [collect_run(p) for p in paths]
     seen: dict[str, int] = {}
     for r in runs:

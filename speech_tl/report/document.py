@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Span:
-    """Inline text; ``kind``: "" plain, "b" bold, "best" the best run's mark, "muted" secondary, "code"."""
+    """Inline text, shown exactly as written (a value from the runs goes here); ``kind``: "" plain, "b" bold,
+    "best" the best run's mark, "muted" secondary, "code"."""
 
     text: str
     kind: str = ""
 
 
+# A str is the report's own prose, in which text between backticks is code; a value read from the runs (a name,
+# path, id, transcript, config value) must not be put in such a str but in a Span.
 Inline = str | list[Span]
 
 
@@ -28,10 +31,12 @@ class Para:
 
 @dataclass
 class Table:
+    """Header and cells; a cell that is a str is data, shown as written (no code marks), like a Span."""
+
     headers: list[str]
     rows: list[list[Inline]]
     numeric: list[bool] | None = None  # right-aligned columns
-    note: str = ""
+    note: Inline = ""
 
 
 @dataclass

@@ -1,9 +1,15 @@
-"""The report's figures as PNG bytes (matplotlib's Agg canvas, no pyplot state, no display needed)."""
+"""The report's figures as PNG bytes (matplotlib's Agg canvas, no pyplot state, no display needed).
+
+Labels and titles hold run names and file names as found; every text is drawn as written, never parsed as
+mathtext (a ``$`` in a run name would otherwise be read as TeX and could fail the whole report).
+"""
 
 from __future__ import annotations
 
+import functools
 import io
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -13,6 +19,17 @@ DPI = 100
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
+def _literal_text(fn):
+    """Run a plotting function with ``text.parse_math`` off: its texts (run names included) are drawn as is."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     # no "Software"/date metadata: the same results give the same bytes
@@ -20,6 +37,7 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+@_literal_text
 def training_curves(log: list[dict], title: str) -> bytes | None:
     """Training loss (left) and the dev metrics logged at each evaluation (right) over steps."""
     train = [r for r in log if isinstance(r.get("loss"), int | float) and "step" in r]
@@ -53,6 +71,7 @@ def training_curves(log: list[dict], title: str) -> bytes | None:
     return _png(fig)
 
 
+@_literal_text
 def comparison_bars(labels: list[str], series: list[tuple[str, list[float | None], list[list[float] | None]]],
                     best: int | None, ylabel: str, title: str) -> bytes:
     """Grouped bars: one group per run (``labels``), one bar per ``(name, values, ci95s)`` series.
@@ -100,6 +119,7 @@ def comparison_bars(labels: list[str], series: list[tuple[str, list[float | None
 PROBIT_TICKS = [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99]
 
 
+@_literal_text
 def det_curve(curves: list[tuple[str, list[float], list[float], float | None]], title: str) -> bytes:
     """DET curves (miss rate over false-alarm rate) on normal-deviate (probit) axes.
 
@@ -137,6 +157,7 @@ def det_curve(curves: list[tuple[str, list[float], list[float], float | None]], 
     return _png(fig)
 
 
+@_literal_text
 def score_histogram(bins: list[float], target: list[int], nontarget: list[int], threshold: float | None,
                     title: str) -> bytes:
     """Target and non-target score distributions (each as fractions of its trials) and the EER threshold."""
@@ -158,6 +179,7 @@ def score_histogram(bins: list[float], target: list[int], nontarget: list[int], 
     return _png(fig)
 
 
+@_literal_text
 def probe_curve(depths: list[int], errors: list[float], metric: str, recommended: int, best: int,
                 finetuned: list[tuple[int, float]], title: str) -> bytes:
     """Probe error over freeze depth; the recommended depth marked; fine-tuned runs' test errors when given."""

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..errors import InputError
 
 
 def replace_block(text: str, name: str, table: str) -> str:
-    """``text`` with the block ``name`` holding ``table``; ``ValueError`` when the markers are missing."""
+    """``text`` with the block ``name`` holding ``table``; :class:`InputError` when the markers are missing."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
-        raise ValueError(f"no {start} ... {end} markers; add them where the table belongs")
+        raise InputError(f"no {start} ... {end} markers; add them where the table belongs")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{table}\n{end}{tail}"
@@ -26,8 +27,8 @@ def update_readme(path: str | Path, blocks: dict[str, str | None]) -> None:
         if table:
             try:
                 text = replace_block(text, name, table)
-            except ValueError as e:
-                raise ValueError(f"{path}: {e}") from None
+            except InputError as e:
+                raise InputError(f"{path}: {e}") from None
     atomic_write_text(path, text)
 
 

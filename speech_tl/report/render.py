@@ -3,6 +3,9 @@
 HTML: inline CSS, figures as ``data:image/png;base64`` URIs, no scripts, fonts, links or requests to
 anywhere (a Content-Security-Policy meta tag says so to the browser too). Markdown: the same tables; figures
 link PNG files in a folder beside it (``files_dir``, relative).
+
+Values read from the runs are data, never markup: HTML-escaped in the page; in the Markdown written through
+:func:`md_text` (escaped text) or :func:`md_code` (a code span), so they render as written in a Markdown viewer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import base64
 import html
 import re
 
-from .document import Aligned, Document, Examples, Figure, Inline, Para, Section, Span, Table
+from .document import Aligned, Document, Examples, Figure, Inline, Para, Section, Table
 
 CSS = """
 :root { color-scheme: light; }
@@ -61,6 +64,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 # --------------------------------------------------------------------------- HTML
 
 def _h_inline(x: Inline) -> str:
+    """A str is the report's own prose (text between backticks in it is code); Spans hold data, shown as is."""
     if isinstance(x, str):
         return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(x))
     out = []
@@ -69,6 +73,11 @@ def _h_inline(x: Inline) -> str:
         out.append({"b": f"<strong>{t}</strong>", "best": f'<span class="best">{t}</span>',
                     "muted": f'<span class="muted">{t}</span>', "code": f"<code>{t}</code>"}.get(s.kind, t))
     return "".join(out)
+
+
+def _h_cell(v: Inline) -> str:
+    """A table cell: a str is data (escaped, as written), Spans as :func:`_h_inline`."""
+    return html.escape(v) if isinstance(v, str) else _h_inline(v)
 
 
 def _h_table(t: Table) -> str:
@@ -81,7 +90,7 @@ def _h_table(t: Table) -> str:
                    + "</tr></thead>")
     out.append("<tbody>")
     for row in t.rows:
-        out.append("<tr>" + "".join(f"<td{c}>{_h_inline(v)}</td>" for v, c in zip(row, cls, strict=False))
+        out.append("<tr>" + "".join(f"<td{c}>{_h_cell(v)}</td>" for v, c in zip(row, cls, strict=False))
                    + "</tr>")
     out.append("</tbody></table>")
     if t.note:
@@ -167,44 +176,94 @@ def to_html(doc: Document) -> str:
 
 
 # --------------------------------------------------------------------------- Markdown
+#
+# Every value read from the runs (run and file names, paths, utterance ids, speakers, transcripts, config values)
+# reaches the Markdown through md_text or md_code and so renders literally in a CommonMark/GFM viewer: no raw
+# HTML, link, image, entity, emphasis or heading can come from the data, and no table row is split by it.
 
-_MD_SPECIAL = re.compile(r"([\\`*_~<>|])")
-
-
-def _m_text(t: str) -> str:
-    """Escape what Markdown would read as markup (brackets only where they could start a link)."""
-    return _MD_SPECIAL.sub(r"\\\1", t).replace("](", "\\](").replace("![", "!\\[").replace("\n", " ")
-
-
-def _m_code(t: str) -> str:
-    fence = "``" if "`" in t else "`"
-    return f"{fence}{t.replace('|', chr(92) + '|')}{fence}"
+_MD_ESCAPE = re.compile(r"([\\`*_~<>|\[\]#&$])")
+_LINE_BREAK = re.compile(r"\r\n|[\r\n]")
+_BACKTICKS = re.compile(r"`+")
 
 
-def _m_inline(x: Inline) -> str:
-    if isinstance(x, str):  # `...` in prose stays code
+def md_text(t: str) -> str:
+    """``t`` as Markdown text that renders as written: each character Markdown could read as markup (code,
+    emphasis, strike-through, raw HTML and autolinks, links and images, entities, headings, table pipes, the
+    ``$`` of GitHub's math) is backslash-escaped, and line breaks become spaces (so a table row or a heading
+    stays one line)."""
+    return _MD_ESCAPE.sub(r"\\\1", _LINE_BREAK.sub(" ", t))
+
+
+def md_code(t: str, in_table: bool = False) -> str:
+    r"""``t`` as one code span that renders as written (CommonMark): fenced by one backtick more than the longest
+    run of backticks inside, padded with a space where ``t`` starts or ends with a backtick or with spaces on
+    both ends (the parser strips one from each side), line breaks as spaces. ``in_table``: inside a GFM table
+    cell, where a pipe must be written ``\|`` even in a code span; GFM implementations read a backslash right
+    before a pipe differently, so such a value is written as escaped text instead."""
+    t = _LINE_BREAK.sub(" ", t)
+    if not t:
+        return ""
+    if in_table and "|" in t:
+        if "\\|" in t:
+            return md_text(t)
+        t = t.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(t)), default=0) + 1)
+    pad = " " if t[0] == "`" or t[-1] == "`" or (t[0] == " " and t[-1] == " " and t.strip()) else ""
+    return f"{fence}{pad}{t}{pad}{fence}"
+
+
+def _m_wrap(t: str, mark: str) -> str:
+    """``t`` (Markdown) between emphasis marks, its outer spaces outside them (``** x**`` would not be bold)."""
+    core = t.strip(" ")
+    if not core:
+        return t
+    lead, trail = t[:len(t) - len(t.lstrip(" "))], t[len(t.rstrip(" ")):]
+    return f"{lead}{mark}{core}{mark}{trail}"
+
+
+def _m_inline(x: Inline, in_table: bool = False) -> str:
+    """A str is the report's own prose (text between backticks in it is code); Spans hold data, shown as is."""
+    if isinstance(x, str):
         parts = re.split(r"(`[^`]+`)", x)
-        return "".join(p if p.startswith("`") and p.endswith("`") and len(p) > 1 else _m_text(p) for p in parts)
+        return "".join(md_code(p[1:-1], in_table) if len(p) > 1 and p[0] == p[-1] == "`" else md_text(p)
+                       for p in parts)
     out = []
     for s in x:
-        t = _m_text(s.text)
-        out.append({"b": f"**{t}**", "best": f"**{t}**", "muted": f"*{t}*", "code": _m_code(s.text)}.get(s.kind, t)
-                   if s.text.strip() else s.text)
+        if s.kind == "code":
+            out.append(md_code(s.text, in_table))
+        else:
+            t = md_text(s.text)
+            out.append({"b": _m_wrap(t, "**"), "best": _m_wrap(t, "**"), "muted": _m_wrap(t, "*")}.get(s.kind, t))
     return "".join(out)
+
+
+def _m_cell(v: Inline) -> str:
+    """A table cell: a str is data (as written), Spans as :func:`_m_inline`."""
+    return (md_text(v) if isinstance(v, str) else _m_inline(v, in_table=True)).strip() or " "
+
+
+def _m_paragraph(t: str) -> str:
+    """Markdown of a paragraph whose start must not read as a list item, an indented code block or a setext
+    underline (``#``, ``>``, ``*`` and the like are escaped already)."""
+    t = t.lstrip(" \t")
+    m = re.match(r"\d{1,9}(?=[.)])", t)
+    if m:
+        return f"{t[:m.end()]}\\{t[m.end():]}"
+    return f"\\{t}" if t[:1] in ("-", "+", "=") else t
 
 
 def _m_table(t: Table) -> str:
     num = t.numeric or [False] * len(t.headers)
-    head = "| " + " | ".join(_m_text(h) or " " for h in t.headers) + " |"
+    head = "| " + " | ".join(md_text(h).strip() or " " for h in t.headers) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in num) + "|"
-    rows = ["| " + " | ".join(_m_inline(v) for v in row) + " |" for row in t.rows]
-    return "\n".join([head, rule, *rows]) + (f"\n\n*{_m_inline(t.note)}*" if t.note else "")
+    rows = ["| " + " | ".join(_m_cell(v) for v in row) + " |" for row in t.rows]
+    return "\n".join([head, rule, *rows]) + (f"\n\n{_m_wrap(_m_inline(t.note), '*')}" if t.note else "")
 
 
 def _m_aligned(a: Aligned) -> str:
     words = []
     for t in a.tokens:
-        r, h = _m_text(t.ref), _m_text(t.hyp)
+        r, h = md_text(t.ref), md_text(t.hyp)
         words.append({"ok": r, "sub": f"~~{r}~~→**{h}**", "del": f"~~{r}~~", "ins": f"**{h}**"}[t.kind])
     return " ".join(words)
 
@@ -213,22 +272,23 @@ def _m_blocks(blocks, counter: list[int], files_dir: str) -> list[str]:
     out = []
     for b in blocks:
         if isinstance(b, Para):
-            out.append(_m_inline(b.content))
+            out.append(_m_paragraph(_m_inline(b.content)))
         elif isinstance(b, Table):
             out.append(_m_table(b))
         elif isinstance(b, Figure):
             counter[0] += 1
-            out.append(f"![{_m_text(b.alt)}]({files_dir}/{b.filename})\n\n*Figure {counter[0]}. {_m_text(b.caption)}*")
+            out.append(f"![{md_text(b.alt)}]({files_dir}/{b.filename})\n\n"
+                       f"{_m_wrap(f'Figure {counter[0]}. {md_text(b.caption)}', '*')}")
         elif isinstance(b, Examples):
-            rows = [[[Span(a.uid, "code")], a.speaker, _m_aligned(a)] for a in b.items]
             out.append("Marks: ~~deleted~~ reference word, ~~reference~~→**hypothesis** substitution, "
                        "**inserted** word.\n\n| utterance | speaker | aligned reference → hypothesis |\n|---|---|---|\n"
-                       + "\n".join(f"| {_m_inline(r[0])} | {_m_text(r[1])} | {r[2]} |" for r in rows))
+                       + "\n".join(f"| {md_code(a.uid, in_table=True) or ' '} | {md_text(a.speaker) or ' '} | "
+                                   f"{_m_aligned(a) or ' '} |" for a in b.items))
     return out
 
 
 def _m_section(s: Section, depth: int, counter: list[int], files_dir: str) -> list[str]:
-    out = [f'<a id="{s.id}"></a>\n\n{"#" * min(6, depth + 2)} {_m_text(s.title)}']
+    out = [f'<a id="{s.id}"></a>\n\n{"#" * min(6, depth + 2)} {md_text(s.title)}']
     out += _m_blocks(s.blocks, counter, files_dir)
     for c in s.children:
         out += _m_section(c, depth + 1, counter, files_dir)
@@ -242,8 +302,8 @@ def to_markdown(doc: Document, files_dir: str) -> str:
     for s in doc.sections:
         for depth, x in s.walk():
             if depth <= 1:
-                toc.append(f"{'  ' * depth}- [{_m_text(x.title)}](#{x.id})")
-    parts = [f"# {_m_text(doc.title)}", '<a id="overview"></a>\n\n## Overview', *_m_blocks(doc.intro, [0], files_dir),
+                toc.append(f"{'  ' * depth}- [{md_text(x.title)}](#{x.id})")
+    parts = [f"# {md_text(doc.title)}", '<a id="overview"></a>\n\n## Overview', *_m_blocks(doc.intro, [0], files_dir),
              "\n".join(toc)]
     for s in doc.sections:
         parts += _m_section(s, 0, counter, files_dir)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_open, atomic_write_text
 from ..audio import AudioError, load_checked
+from ..errors import InputError
 from ..manifest import Utterance, read_manifest
 from ..metrics import det_curve, eer, identification_accuracy, min_dcf, top_k_accuracy
 from .embedder import Embedder, load_embedder
@@ -39,7 +40,7 @@ from .scoring import (
     l2_normalize,
     score_histogram,
 )
-from .trials import build_trial_arrays, read_trial_file
+from .trials import TrialError, build_trial_arrays, read_trial_file
 
 P_TARGET = 0.01
 
@@ -168,7 +169,7 @@ def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, t
     out = Path(out)
     utts = read_manifest(manifest)
     if not utts:
-        raise ValueError(f"{manifest}: no utterances to evaluate")
+        raise InputError(f"{manifest}: no utterances to evaluate")
     _check_audio(utts, manifest)
     # everything that can fail cheaply is checked before the embedding pass
     if trials_file is not None:
@@ -182,20 +183,20 @@ def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, t
     if n_target == 0 or n_target == labels.size:
         what = "target (same-speaker)" if n_target == 0 else "non-target (different-speaker)"
         hint = "every speaker needs at least 2 utterances" if n_target == 0 else "evaluate at least 2 speakers"
-        raise ValueError(f"{trials_file or manifest}: no {what} trials, so EER is undefined ({hint})")
+        raise TrialError(f"{trials_file or manifest}: no {what} trials, so EER is undefined ({hint})")
     cohort_utts: list[Utterance] = []
     if cohort_manifest is not None:
         cohort_utts = read_manifest(cohort_manifest)
         _check_audio(cohort_utts, cohort_manifest)
         if len(cohort_utts) < 2:
-            raise ValueError(f"{cohort_manifest}: an AS-Norm cohort needs at least 2 utterances")
+            raise InputError(f"{cohort_manifest}: an AS-Norm cohort needs at least 2 utterances")
         shared = {_segment_key(u) for u in utts} & {_segment_key(u) for u in cohort_utts}
         if shared:
-            raise ValueError(f"{cohort_manifest}: {len(shared)} cohort utterance(s) are also evaluated "
+            raise InputError(f"{cohort_manifest}: {len(shared)} cohort utterance(s) are also evaluated "
                              f"(e.g. {sorted(shared)[0][0]}); the cohort must hold other speakers, e.g. a "
                              "training split")
         if int(asnorm_top_k) != asnorm_top_k or asnorm_top_k < 2:
-            raise ValueError(f"asnorm_top_k must be an integer >= 2, got {asnorm_top_k!r}")
+            raise InputError(f"--asnorm-top-k must be an integer >= 2, got {asnorm_top_k!r}")
 
     embedder = load_embedder(str(model), device)
     t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from torch import nn
 from ..backbones import load_backbone
 from ..backbones.base import Backbone, mean_pool
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
+from ..config import ConfigError
 from ..domain import strip_training_modules
 
 
@@ -63,7 +64,7 @@ class SpeakerModel(nn.Module):
         self.pooling = pooling
         known = ("last", "mean", "backbone") if hasattr(backbone, "pool") else ("last", "mean")
         if self.pooling not in known:
-            raise ValueError(f"model.pooling must be auto, last, mean (or backbone for ECAPA), got {pooling!r}")
+            raise ConfigError(f"model.pooling must be auto, last, mean (or backbone for ECAPA), got {pooling!r}")
         self.project = nn.Linear(backbone.output_dim, embedding_dim) if embedding_dim else nn.Identity()
         self.embedding_dim = embedding_dim or backbone.output_dim
         self.head = AAMSoftmax(self.embedding_dim, num_speakers, margin, scale)

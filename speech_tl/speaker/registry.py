@@ -5,7 +5,44 @@ write is one ``BEGIN IMMEDIATE`` transaction (it either happens completely or no
 never block writers, and a ``busy_timeout`` makes concurrent writers wait for each other instead of
 failing with "database is locked".
 
-Tables::
+**Opening a file changes nothing until the file is recognised.** The registry first reads the
+file's header and table list, and accepts only
+
+- a new or empty file (or an SQLite database holding nothing), which becomes a speaker database
+  (not when opened read-only);
+- a speaker database: ``PRAGMA application_id`` is :data:`APPLICATION_ID`, ``PRAGMA user_version``
+  its schema version, and our tables have our columns;
+- a speaker database of schema version 1, written before the file carried a version (application
+  id and ``user_version`` 0): exactly our three tables with our columns, and ``meta`` says
+  ``schema_version`` "1".
+
+Anything else (a file that is not SQLite, another program's database, even one with a
+``meta(key, value)`` table) is refused with :class:`SpeakerRegistryError` naming the file, and is
+left byte for byte as it was: not switched to WAL, no tables added.
+
+**Schema versions.** :data:`SCHEMA_VERSION` is the version this code writes. An older database
+opened for writing is migrated in place, every step in one transaction (all or nothing); a newer
+one is refused with a message to upgrade speech-tl. Version 2 (from 1): speaker names in their
+normal form (see *Names*; if two names of a version 1 database become the same, the migration is
+refused, naming them) and the file marked with the application id and ``user_version``.
+
+**Read-only.** ``SpeakerRegistry(path, readonly=True)`` (identify, verify and ``speakers list`` at
+the command line) opens the file through the URI ``file:...?mode=ro``: no WAL switch, no
+migration (an older database is read as it is), and every write is refused. Reading a WAL database
+needs its ``-shm`` index file; SQLite creates it, and an empty ``-wal``, beside the database (a
+read-only connection leaves both there). Where it cannot (the folder is not writable: read-only
+media, or permissions) and the ``-wal``/``-shm`` pair is not there, the file is opened with
+``immutable=1``: SQLite reads it without locks and assumes that no one changes it meanwhile. A
+``-wal`` file there without its ``-shm`` may hold changes not yet copied into the database, which
+an immutable reader would miss, so it is refused unless empty.
+
+**Names.** :func:`normalize_name` gives the one form of a speaker name that is stored, looked up
+(enroll, rename, remove, clips, verify) and answered (identify, verify, speakers): Unicode NFC,
+surrounding whitespace removed, inner runs of whitespace one space; an empty name or one with
+control characters is refused. So ``" Anna "`` is ``"Anna"``, and ``"Zoë"`` typed as ``"Zoe"`` and
+a combining diaeresis is ``"Zoë"``.
+
+Tables (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_version`` = schema version)::
 
     meta(key, value)            schema_version, model_source, model_fingerprint, embedding_dim,
                                 score ("cosine"), threshold, threshold_provenance, change_counter
@@ -57,6 +94,8 @@ import math
 import os
 import sqlite3
 import time
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +104,8 @@ import numpy as np
 
 from ..errors import SpeechTlError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the version this code writes (PRAGMA user_version); _MIGRATIONS brings older ones here
+APPLICATION_ID = 0x53706B72  # PRAGMA application_id ("Spkr"): marks the file as a speech-tl speaker database
 DEFAULT_MODEL = "ge2e:resemblyzer"  # what `speech-tl enroll` uses for a new database without --model
 DEFAULT_THRESHOLD = 0.75
 DEFAULT_PROVENANCE = ("default placeholder for cosine scores, not calibrated: calibrate it with "
@@ -73,19 +113,24 @@ DEFAULT_PROVENANCE = ("default placeholder for cosine scores, not calibrated: ca
 UNKNOWN = "unknown"  # what identify() answers when no speaker reaches the threshold (a reserved name)
 BUSY_TIMEOUT_MS = 60_000
 
+_TABLES = {  # our tables and their columns, in order (the same in schema versions 1 and 2)
+    "meta": ("key", "value"),
+    "speakers": ("id", "name", "centroid", "created", "updated"),
+    "embeddings": ("id", "speaker_id", "clip", "embedding", "added"),
+}
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
+CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT
 );
-CREATE TABLE IF NOT EXISTS speakers (
+CREATE TABLE speakers (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     centroid BLOB NOT NULL,
     created TEXT NOT NULL,
     updated TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS embeddings (
+CREATE TABLE embeddings (
     id INTEGER PRIMARY KEY,
     speaker_id INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
     clip TEXT NOT NULL,
@@ -98,6 +143,15 @@ CREATE TABLE IF NOT EXISTS embeddings (
 
 class SpeakerRegistryError(SpeechTlError, ValueError):
     """A request the speaker database refuses; the message says why and what to do."""
+
+
+class UnknownSpeakerError(SpeakerRegistryError):
+    """A speaker name that is not enrolled (HTTP 404)."""
+
+
+class SpeakerConflictError(SpeakerRegistryError):
+    """A change that clashes with what the database holds: a clip enrolled twice, a name taken, another
+    model (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -136,50 +190,229 @@ def _unblob(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype="<f4").astype(np.float32)
 
 
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip():
+# --------------------------------------------------------------------------- names
+
+
+def normalize_name(name: str) -> str:
+    """The one form of a speaker name that the database stores, looks up and answers.
+
+    Unicode NFC (a composed "ë" and "e" + combining diaeresis are the same letter), surrounding
+    whitespace removed, inner runs of whitespace one space. Refuses a name that is empty (or all
+    whitespace) or holds control characters (tab, newline, ...) inside.
+    """
+    if not isinstance(name, str):
+        raise SpeakerRegistryError(f"a speaker name must be a string, not {type(name).__name__}")
+    text = unicodedata.normalize("NFC", name).strip()
+    if not text:
         raise SpeakerRegistryError("a speaker name must be a non-empty string")
-    name = name.strip()
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise SpeakerRegistryError(f"speaker name {text!r} contains control characters")
+    return _normal_form(text)
+
+
+def _normal_form(name: str) -> str:
+    """:func:`normalize_name` without its checks, for names an older version stored."""
+    return " ".join(unicodedata.normalize("NFC", name).split())
+
+
+def _new_name(name: str) -> str:
+    """A name a speaker may get (enroll, rename): normalised, and not the reserved :data:`UNKNOWN`."""
+    name = normalize_name(name)
     if name == UNKNOWN:
         raise SpeakerRegistryError(f"'{UNKNOWN}' is reserved: identify answers it when no speaker matches")
-    if any(ord(c) < 32 for c in name):
-        raise SpeakerRegistryError(f"speaker name {name!r} contains control characters")
     return name
+
+
+# --------------------------------------------------------------------------- schema versions
+
+
+def _mark(conn: sqlite3.Connection, version: int) -> None:
+    """Record the schema version in the file (header and meta); inside the caller's transaction."""
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection, path: Path) -> None:
+    """Speaker names in their normal form (:func:`normalize_name`); refused if two become the same."""
+    normal: dict[str, str] = {}
+    changed = []
+    for sid, name in conn.execute("SELECT id, name FROM speakers ORDER BY id").fetchall():
+        new = _normal_form(name)
+        if new in normal:
+            raise SpeakerRegistryError(
+                f"{path}: cannot bring the speaker database to schema version 2: speakers {normal[new]!r} and "
+                f"{name!r} are the same name {new!r} once normalised (Unicode NFC, whitespace). Remove or rename "
+                "one of them with the speech-tl that wrote the database; until then it can only be opened read-only")
+        normal[new] = name
+        if new != name:
+            changed.append((new, sid))
+    conn.executemany("UPDATE speakers SET name = ? WHERE id = ?", changed)
+    if changed:  # identify's cached names are stale
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'change_counter'")
+
+
+# from version N to N + 1; each step runs inside the one transaction of _migrate
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {1: _migrate_1_to_2}
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Bring a database of schema ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction."""
+    while version < SCHEMA_VERSION:
+        _MIGRATIONS[version](conn, path)
+        version += 1
+        _mark(conn, version)
+
+
+def _folder_writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK)  # False on read-only media too (EROFS), even for root
+
+
+def _needs_immutable(path: Path) -> bool:
+    """Whether a read-only open must say ``immutable=1``: a WAL database whose ``-shm`` index SQLite
+    cannot create, because the folder is not writable and the ``-wal``/``-shm`` pair is not there.
+    Refuses a ``-wal`` file with content but no ``-shm``: an immutable reader would miss its changes."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False  # SQLite's own open says why
+    if len(header) < 20 or header[18] != 2:  # the file format's read version: 2 is WAL
+        return False
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if (wal.exists() and shm.exists()) or _folder_writable(path.parent):
+        return False
+    if wal.exists() and wal.stat().st_size > 0:
+        raise SpeakerRegistryError(f"{path}: {wal} holds changes not yet written into the database, and SQLite "
+                                   f"cannot create {shm.name} in the read-only folder {path.parent} to read them; "
+                                   "open the database once where it can be written (any speech-tl command that "
+                                   "changes it), or copy it with its -wal file to a writable folder")
+    return True
 
 
 class SpeakerRegistry:
     """Enrolled speakers in one SQLite file; one instance per process (or thread).
 
     ``create=False`` refuses a path where no database exists yet (every command but ``enroll``).
+    ``readonly=True`` opens an existing database without changing it; writes are refused (see the
+    module docstring). ``schema_version`` is the file's version as opened: older than
+    :data:`SCHEMA_VERSION` only for an older database opened read-only.
     """
 
-    def __init__(self, db_path: str | os.PathLike, create: bool = True):
+    def __init__(self, db_path: str | os.PathLike, create: bool = True, readonly: bool = False):
         self.path = Path(db_path)
+        self.readonly = bool(readonly)
         if not self.path.exists():
-            if not create:
+            if not create or self.readonly:
                 raise SpeakerRegistryError(f"{self.path}: no speaker database here; create it with "
                                            f"`speech-tl enroll --db {self.path} --speaker NAME AUDIO...`")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif self.path.is_dir():
             raise SpeakerRegistryError(f"{self.path}: is a folder, not a speaker database file")
-        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                     check_same_thread=True)
         self._cache: tuple[int, list[str], np.ndarray, float] | None = None
         self.matrix_loads = 0  # how often identify() (re)loaded the speaker matrix; tests read it
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._set_wal()
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._init_schema()
+            self._conn = self._connect()
         except sqlite3.DatabaseError as e:
+            raise self._open_error(e) from None
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            kind, self.schema_version = self._inspect()  # reads only: refuses what is not ours
+            if not self.readonly:
+                self._prepare(kind)
+            elif kind == "empty":
+                raise SpeakerRegistryError(f"{self.path}: empty, no speaker database yet; create it with "
+                                           f"`speech-tl enroll --db {self.path} --speaker NAME AUDIO...`")
+        except BaseException as e:
             self._conn.close()
-            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-                raise
-            raise SpeakerRegistryError(f"{self.path}: not a usable speaker database ({e})") from None
+            if isinstance(e, sqlite3.DatabaseError) and not (isinstance(e, sqlite3.OperationalError)
+                                                             and "locked" in str(e)):
+                raise self._open_error(e) from None
+            raise
+
+    def _open_error(self, e: sqlite3.DatabaseError) -> SpeakerRegistryError:
+        """SQLite's refusal while opening, as one line naming the file."""
+        if not self.readonly and isinstance(e, sqlite3.OperationalError) and not self.path.exists():
+            return SpeakerRegistryError(f"{self.path}: cannot create a speaker database here ({e})")
+        if not self.readonly and isinstance(e, sqlite3.OperationalError) and (
+                "readonly" in str(e) or not (_folder_writable(self.path.parent) and os.access(self.path, os.W_OK))):
+            return SpeakerRegistryError(f"{self.path}: cannot write the speaker database ({e}); commands that only "
+                                        "read it (identify, verify, speakers list) open it read-only")
+        return SpeakerRegistryError(f"{self.path}: not a usable speaker database ({e})")
 
     # ------------------------------------------------------------------ connection and schema
 
+    def _connect(self) -> sqlite3.Connection:
+        options = {"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None, "check_same_thread": True}
+        if not self.readonly:
+            return sqlite3.connect(str(self.path), **options)
+        uri = self.path.resolve().as_uri() + "?mode=ro"  # as_uri() escapes '?', '#' and '%' in the path
+        if _needs_immutable(self.path):
+            uri += "&immutable=1"
+        return sqlite3.connect(uri, uri=True, **options)
+
+    def _inspect(self) -> tuple[str, int]:
+        """What the file holds, found by reading only: ``("empty", 0)`` or ``("ours", schema version)``.
+
+        Refuses anything else: not SQLite (SQLite's error, turned into ours by ``__init__``),
+        another program's database, a newer schema version, a damaged speaker database.
+        """
+        c = self._conn
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        objects = sorted(n for (n,) in c.execute("SELECT name FROM sqlite_master") if not n.startswith("sqlite_"))
+        if app_id == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise SpeakerRegistryError(
+                    f"{self.path}: a speaker database of schema version {version}, written by a newer speech-tl; "
+                    f"this one reads schema versions up to {SCHEMA_VERSION}: upgrade speech-tl to use it")
+            if version < 2 or not self._has_our_tables():  # version 2 is the first one marked in the header
+                raise SpeakerRegistryError(f"{self.path}: not a usable speaker database: marked as one (schema "
+                                           f"version {version}), but its tables are not ({', '.join(objects)}); "
+                                           "it may be damaged")
+            return "ours", version
+        if app_id == 0 and version == 0:
+            if not objects:
+                return "empty", 0
+            if objects == sorted(_TABLES) and self._has_our_tables() and self._schema_v1_in_meta():
+                return "ours", 1
+        listed = ", ".join(objects[:10]) + (", ..." if len(objects) > 10 else "") if objects else "none"
+        marker = f"application id {app_id:#x}, " if app_id else ""
+        raise SpeakerRegistryError(f"{self.path}: not a usable speaker database: an SQLite database of something "
+                                   f"else ({marker}user_version {version}, tables and indexes: {listed}); left as it "
+                                   "is. Use a new file for the speaker database")
+
+    def _has_our_tables(self) -> bool:
+        return all(tuple(row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")) == columns
+                   for table, columns in _TABLES.items())
+
+    def _schema_v1_in_meta(self) -> bool:
+        """Version 1 wrote no version into the header, only ``schema_version`` "1" into ``meta``."""
+        return self._meta_value("schema_version") == "1"
+
+    def _prepare(self, kind: str) -> None:
+        """Ready for writing: WAL mode, and a new or older database brought to :data:`SCHEMA_VERSION`."""
+        self._set_wal()
+        if kind == "ours" and self.schema_version == SCHEMA_VERSION:
+            return
+        with self._write():
+            kind, version = self._inspect()  # again under the write lock: another process may have done it
+            if kind == "empty":
+                for statement in _split(_SCHEMA):  # not executescript(): it would commit on its own
+                    self._conn.execute(statement)
+                defaults = {"schema_version": str(SCHEMA_VERSION), "score": "cosine",
+                            "threshold": repr(DEFAULT_THRESHOLD), "threshold_provenance": DEFAULT_PROVENANCE,
+                            "change_counter": "0"}
+                self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", defaults.items())
+                _mark(self._conn, SCHEMA_VERSION)
+            else:
+                _migrate(self._conn, self.path, version)
+        self.schema_version = SCHEMA_VERSION
+
     def _set_wal(self) -> None:
+        if str(self._conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
         # switching the journal mode needs a moment without other connections; a new file opened by
         # several processes at once can see SQLITE_BUSY here without the busy handler being called
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -195,37 +428,8 @@ class SpeakerRegistry:
             raise SpeakerRegistryError(f"{self.path}: SQLite could not switch to WAL mode (got {mode!r}); "
                                        "is the file on a network file system?")
 
-    def _init_schema(self) -> None:
-        if self._meta_value("schema_version") is not None:
-            self._check_schema()
-            return
-        with self._write():
-            for statement in _split(_SCHEMA):  # not executescript(): it would commit on its own
-                self._conn.execute(statement)
-            defaults = {"schema_version": str(SCHEMA_VERSION), "score": "cosine", "threshold": repr(DEFAULT_THRESHOLD),
-                        "threshold_provenance": DEFAULT_PROVENANCE, "change_counter": "0"}
-            self._conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items())
-        self._check_schema()
-
-    def _check_schema(self) -> None:
-        version = self._meta_value("schema_version")
-        if version != str(SCHEMA_VERSION):
-            raise SpeakerRegistryError(f"{self.path}: speaker database schema version {version}, this speech-tl "
-                                       f"reads version {SCHEMA_VERSION}")
-
     def _meta_value(self, key: str) -> str | None:
-        try:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):
-                tables = {n for (n,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if "meta" in tables:  # another process created the schema between the two statements
-                    return self._meta_value(key)
-                if tables:
-                    raise SpeakerRegistryError(f"{self.path}: an SQLite database of something else "
-                                               "(no speaker 'meta' table)") from None
-                return None
-            raise
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     class _Txn:
@@ -251,6 +455,9 @@ class SpeakerRegistry:
 
     def _write(self) -> SpeakerRegistry._Txn:
         """A write transaction: takes the write lock at once (waiting up to busy_timeout), commits or rolls back."""
+        if self.readonly:
+            raise SpeakerRegistryError(f"{self.path} is open read-only: it cannot be changed (open it without "
+                                       "readonly=True, where it can be written)")
         return self._Txn(self._conn, "IMMEDIATE")
 
     def _read(self) -> SpeakerRegistry._Txn:
@@ -311,7 +518,7 @@ class SpeakerRegistry:
         """Refuse ``model`` (anything with ``source``, ``fingerprint``, ``dim``) if the database has another one."""
         have = self.model
         if have is not None and (msg := self._mismatch(have, model)):
-            raise SpeakerRegistryError(msg)
+            raise SpeakerConflictError(msg)
 
     def set_threshold(self, value: float, provenance: str) -> None:
         """Set the decision threshold (a cosine score in [-1, 1]) and say where it comes from."""
@@ -419,7 +626,7 @@ class SpeakerRegistry:
         another model, a clip already enrolled for this speaker, or a malformed embedding is refused.
         Returns ``{"speaker", "created", "added", "n_clips"}``.
         """
-        name = _check_name(name)
+        name = _new_name(name)
         if (model is None) == (model_source is None or model_fingerprint is None):
             raise SpeakerRegistryError("enroll needs the model that made the embeddings: model=<Embedder> "
                                        "or model_source= and model_fingerprint=")
@@ -449,7 +656,7 @@ class SpeakerRegistry:
                               [("model_source", str(model.source)), ("model_fingerprint", str(model.fingerprint)),
                                ("embedding_dim", str(dim))])
             elif msg := self._mismatch(have, model):
-                raise SpeakerRegistryError(msg)
+                raise SpeakerConflictError(msg)
             row = c.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()
             created = row is None
             if created:
@@ -461,7 +668,7 @@ class SpeakerRegistry:
                 old = [r[0] for r in c.execute(f"SELECT clip FROM embeddings WHERE speaker_id = ? AND clip IN "
                                                f"({placeholders})", (sid, *clips))]
                 if old:
-                    raise SpeakerRegistryError(f"already enrolled for speaker '{name}': {', '.join(old)}")
+                    raise SpeakerConflictError(f"already enrolled for speaker '{name}': {', '.join(old)}")
             c.executemany("INSERT INTO embeddings (speaker_id, clip, embedding, added) VALUES (?, ?, ?, ?)",
                           [(sid, clip, _blob(v), now) for clip, v in zip(clips, vecs, strict=True)])
             n = self._update_centroid(sid, now)
@@ -477,26 +684,32 @@ class SpeakerRegistry:
 
     def speakers(self) -> list[tuple[str, int, str]]:
         """``[(name, n_clips, created)]`` sorted by name; ``created`` is an ISO 8601 UTC time."""
-        return [(n, int(k), cr) for n, k, cr in self._conn.execute(
+        return [(_normal_form(n), int(k), cr) for n, k, cr in self._conn.execute(
             "SELECT s.name, count(e.id), s.created FROM speakers s LEFT JOIN embeddings e ON e.speaker_id = s.id "
             "GROUP BY s.id ORDER BY s.name")]
 
     def clips(self, name: str) -> list[str]:
         """The clips enrolled for ``name``, in the order they were added."""
+        name = normalize_name(name)
         with self._read() as c:
             sid = self._speaker_id(name)
             return [r[0] for r in c.execute("SELECT clip FROM embeddings WHERE speaker_id = ? ORDER BY id", (sid,))]
 
     def _speaker_id(self, name: str) -> int:
+        """The id of speaker ``name`` (normalised by the caller); refused with the enrolled names if missing."""
         row = self._conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()
+        if row is None and self.schema_version < SCHEMA_VERSION:  # an older database, read as it is
+            row = next(((sid,) for sid, stored in self._conn.execute("SELECT id, name FROM speakers ORDER BY id")
+                        if _normal_form(stored) == name), None)
         if row is None:
             names = [r[0] for r in self._conn.execute("SELECT name FROM speakers ORDER BY name LIMIT 11")]
             listing = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") if names else "none"
-            raise SpeakerRegistryError(f"no speaker '{name}' in {self.path} (enrolled: {listing})")
+            raise UnknownSpeakerError(f"no speaker '{name}' in {self.path} (enrolled: {listing})")
         return row[0]
 
     def remove(self, name: str) -> int:
         """Delete a speaker and all its clips; returns how many clips went."""
+        name = normalize_name(name)
         with self._write() as c:
             sid = self._speaker_id(name)
             n = c.execute("DELETE FROM embeddings WHERE speaker_id = ?", (sid,)).rowcount
@@ -506,11 +719,11 @@ class SpeakerRegistry:
 
     def rename(self, old: str, new: str) -> None:
         """Rename a speaker; refused if ``old`` is missing or ``new`` exists."""
-        new = _check_name(new)
+        old, new = normalize_name(old), _new_name(new)
         with self._write() as c:
             sid = self._speaker_id(old)
             if c.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone():
-                raise SpeakerRegistryError(f"speaker '{new}' already exists in {self.path}; remove it first "
+                raise SpeakerConflictError(f"speaker '{new}' already exists in {self.path}; remove it first "
                                            "or pick another name")
             c.execute("UPDATE speakers SET name = ?, updated = ? WHERE id = ?", (new, _now(), sid))
             self._bump()
@@ -526,7 +739,7 @@ class SpeakerRegistry:
             counter = int(c.execute("SELECT value FROM meta WHERE key = 'change_counter'").fetchone()[0])
             threshold = float(c.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()[0])
             rows = c.execute("SELECT name, centroid FROM speakers ORDER BY id").fetchall()
-        names = [r[0] for r in rows]
+        names = [_normal_form(r[0]) for r in rows]
         matrix = np.stack([_unblob(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
         self._cache = (counter, names, matrix, threshold)
         self.matrix_loads += 1
@@ -566,11 +779,11 @@ class SpeakerRegistry:
 
     def verify(self, name: str, embedding, model=None) -> dict:
         """Is it ``name``? ``{"speaker", "accepted", "score", "threshold"}``; an unknown name is an error."""
+        name = normalize_name(name)
         v = self._probe(embedding, model)
         with self._read() as c:
-            row = c.execute("SELECT centroid FROM speakers WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                self._speaker_id(name)  # raises with the list of enrolled names
+            sid = self._speaker_id(name)  # raises with the list of enrolled names
+            row = c.execute("SELECT centroid FROM speakers WHERE id = ?", (sid,)).fetchone()
             threshold = float(c.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()[0])
         score = float(_unblob(row[0]) @ v)
         return {"speaker": name, "accepted": score > threshold, "score": score, "threshold": threshold}

@@ -99,7 +99,8 @@ def build_trial_arrays(utterances: Sequence, max_nontarget_per_target: float = 1
                        num_nontarget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`build_trials` as three int64 arrays ``(enroll (T,), test (T,), label (T,))``, sorted by pair."""
     if max_nontarget_per_target < 0 or not math.isfinite(max_nontarget_per_target):
-        raise ValueError(f"max_nontarget_per_target must be a finite number >= 0, got {max_nontarget_per_target!r}")
+        raise TrialError(f"max_nontarget_per_target (--nontarget-per-target) must be a finite number >= 0, got "
+                         f"{max_nontarget_per_target!r}")
     if num_nontarget is not None and (int(num_nontarget) != num_nontarget or num_nontarget < 0):
         raise ValueError(f"num_nontarget must be an integer >= 0, got {num_nontarget!r}")
     spk = _speaker_codes(utterances)

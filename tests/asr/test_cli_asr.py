@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from speech_tl.cli import main
+from speech_tl.config import dump_config
+from tests.tiny_asr import asr_config
+from tests.tiny_speakers import speaker_config
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,92 @@ def test_evaluate_writes_results(trained, tone_corpus, tmp_path, beam):
     assert len(hyps) == 8 and all(h["ref"] == h["ref"].lower() for h in hyps)
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: "), line
+    return line
+
+
+def test_evaluate_refuses_existing_results_unless_overwrite(trained, tone_corpus, tmp_path):
+    out = tmp_path / "results.json"
+    hyps = tmp_path / "results.hypotheses.jsonl"
+    args = ["evaluate", "asr", str(trained), str(tone_corpus / "dev.jsonl"), "--out", str(out), "--beam", "0"]
+    for existing in (out, hyps):  # the hypotheses beside OUT are an output as well
+        existing.write_text("mine\n")
+        line = one_error_line(CliRunner().invoke(main, args))
+        assert str(existing) in line and "--overwrite" in line
+        assert snapshot(tmp_path) == {existing.name: b"mine\n"}
+        existing.unlink()
+    out.write_text("mine\n")
+    result = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["num_utterances"] == 8 and len(hyps.read_text().splitlines()) == 8
+    manifest = tone_corpus / "dev.jsonl"
+    before = manifest.read_bytes()
+    line = one_error_line(CliRunner().invoke(main, [*args[:4], "--out", str(manifest), "--overwrite"]))
+    assert "also an input" in line and manifest.read_bytes() == before
+
+
+def test_train_resumes_or_refuses_to_start_over_a_previous_run(tone_corpus, tiny_whisper, tmp_path):
+    """A finished run in out_dir: train.resume=false is refused unless --overwrite, which starts over (and leaves
+    nothing of the old run); the default resume goes on from its checkpoint without asking."""
+    out = tmp_path / "run"
+    conf = tmp_path / "conf.yaml"
+    dump_config(asr_config(tone_corpus, tiny_whisper, out, max_steps=4, eval_every=2, checkpoint_every=2), conf)
+    assert CliRunner().invoke(main, ["train", "asr", str(conf)]).exit_code == 0
+    before = snapshot(out)
+    assert "best/model.pt" in before and "checkpoint/state.pt" in before
+    line = one_error_line(CliRunner().invoke(main, ["train", "asr", str(conf), "train.resume=false"]))
+    assert str(out) in line and "--overwrite" in line and "train.resume=false" in line
+    assert snapshot(out) == before
+    (out / "best" / "stale.txt").write_text("of the previous run")
+    result = CliRunner().invoke(main, ["train", "asr", str(conf), "train.resume=false", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "best" / "stale.txt").exists() and (out / "best" / "model.pt").is_file()
+    def steps(log: str) -> list[int]:
+        return [json.loads(x)["step"] for x in log.splitlines()]
+
+    # a new log from the start, not the old one continued
+    assert steps((out / "train_log.jsonl").read_text()) == steps(before["train_log.jsonl"].decode())
+    result = CliRunner().invoke(main, ["train", "asr", str(conf), "train.max_steps=6"])  # resumes: no question
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+
+
+@pytest.mark.parametrize("task", ["asr", "speaker", "multitask"])
+def test_train_with_nothing_to_resume_refuses_a_previous_run_unless_overwrite(task, tone_corpus, pitch_speakers,
+                                                                                tiny_whisper, tmp_path, monkeypatch):
+    from tests.test_multitask import mt_config
+
+    out = tmp_path / "run"
+    conf = tmp_path / "conf.yaml"
+    dump_config({"asr": lambda: asr_config(tone_corpus, tiny_whisper, out),
+                 "speaker": lambda: speaker_config(pitch_speakers, out),
+                 "multitask": lambda: mt_config(tone_corpus, pitch_speakers, tiny_whisper, out)}[task](), conf)
+    for name in ("best/model.pt", "train_log.jsonl", "summary.json", "tensorboard/events", "checkpoint/meta.json",
+                 "keep/notes.txt", "config.yaml") + (("asr/best/model.pt", "speaker/best/model.pt")
+                                                     if task == "multitask" else ()):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(f"previous {name}\n")
+    before = snapshot(out)
+    calls = []
+    monkeypatch.setattr(f"speech_tl.{task}.task.train_{task}", lambda cfg: calls.append(cfg) or {"steps": 0})
+    # resume=false starts over; so does the default when there is no complete checkpoint (no state.pt) to resume
+    for resume in ("false", "true"):
+        line = one_error_line(CliRunner().invoke(main, ["train", task, str(conf), f"train.resume={resume}"]))
+        assert str(out) in line and "--overwrite" in line and "train_log.jsonl" in line and "best" in line
+        assert snapshot(out) == before and not calls
+    result = CliRunner().invoke(main, ["train", task, str(conf), "train.resume=false", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    assert sorted(snapshot(out)) == ["config.yaml", "keep/notes.txt"]  # what is not a run's output stays
+
+
 def test_transcribe_prints_one_line_per_file(trained, tone_corpus):
     files = sorted(tone_corpus.glob("dev-*.wav"))[:2]
     result = CliRunner().invoke(main, ["transcribe", str(trained), *map(str, files)])
@@ -71,7 +161,7 @@ def test_missing_audio_and_empty_transcripts_are_named(tone_corpus, tiny_whisper
     result = CliRunner().invoke(main, ["train", "asr", str(empty), f"data.train={manifest}",
                                        f"model.backbone={tiny_whisper}", f"out_dir={tmp_path / 'o'}",
                                        "train.max_steps=1"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert f"{manifest}:2: audio file not found" in result.output
     assert f"{manifest}:3: empty transcript" in result.output
 
@@ -80,7 +170,7 @@ def test_unknown_config_key_is_refused(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     result = CliRunner().invoke(main, ["train", "asr", str(empty), "data.train=x.jsonl", "train.lrr=1"])
-    assert result.exit_code == 2 and "train.lrr: no such key" in result.output
+    assert result.exit_code == 1 and "train.lrr: no such key" in result.output
 
 
 def test_checkpoint_of_another_task_is_refused(trained, tone_corpus, tmp_path):
@@ -90,10 +180,10 @@ def test_checkpoint_of_another_task_is_refused(trained, tone_corpus, tmp_path):
     (other / "meta.json").write_text(json.dumps({**meta, "task": "speaker"}))
     result = CliRunner().invoke(main, ["evaluate", "asr", str(other), str(tone_corpus / "dev.jsonl"),
                                        "--out", str(tmp_path / "r.json")])
-    assert result.exit_code == 2 and "'speaker' checkpoint, not 'asr'" in result.output
+    assert result.exit_code == 1 and "'speaker' checkpoint, not 'asr'" in result.output
     result = CliRunner().invoke(main, ["evaluate", "asr", str(tmp_path), str(tone_corpus / "dev.jsonl"),
                                        "--out", str(tmp_path / "r.json")])
-    assert result.exit_code == 2 and "no checkpoint here" in result.output
+    assert result.exit_code == 1 and "no checkpoint here" in result.output
 
 
 def test_reference_characters_outside_the_vocabulary_are_reported_not_dropped(trained, tone_corpus, tmp_path):

@@ -155,10 +155,10 @@ def test_transcribe_many_files_and_a_manifest_in_batches(model, tone_corpus, tmp
 
 def test_transcribe_refuses_nothing_and_missing_files_before_loading_the_model(model, tone_corpus, tmp_path):
     code, _, err = run("transcribe", model)
-    assert code == 2 and "nothing to transcribe" in err
+    assert code == 1 and "nothing to transcribe" in err
     gone = tmp_path / "gone.wav"
     code, _, err = run("transcribe", model, sorted(tone_corpus.glob("dev-*.wav"))[0], gone)
-    assert code == 2 and str(gone) in err and "not found" in err
+    assert code == 1 and str(gone) in err and "not found" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown on a machine without a GPU")
@@ -169,6 +169,6 @@ def test_cuda_without_a_gpu_is_a_clear_error(model, tone_corpus, tiny_whisper, t
                  ["tune-decoder", model, dev], ["probe", "asr", tiny_whisper, dev, "--out", tmp_path / "p.json"],
                  ["probe", "speaker", tiny_whisper, dev, "--out", tmp_path / "p.json"]):
         code, _, err = run(*args, "--device", "cuda")
-        assert code == 2 and "no CUDA GPU is available" in err and "--device cpu" in err, (args, err)
+        assert code == 1 and "no CUDA GPU is available" in err and "--device cpu" in err, (args, err)
     code, _, err = run("transcribe", model, wav, "--device", "gpu")
     assert code == 2 and "expected auto, cpu, cuda or cuda:N" in err

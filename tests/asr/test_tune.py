@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from click.testing import CliRunner
 
@@ -26,7 +27,8 @@ def test_tune_decoder_writes_decoder_json_and_evaluate_follows_it(trained, tone_
     r = json.loads(out.read_text())
     expected = "greedy" if tuned["beam"] == 0 else f"beam {tuned['beam']}"
     assert r["decoding"].startswith(expected) and r["cer"] == tuned["cer"]
-    forced = CliRunner().invoke(main, ["evaluate", "asr", str(trained), dev, "--out", str(out), "--beam", "0"])
+    forced = CliRunner().invoke(main, ["evaluate", "asr", str(trained), dev, "--out", str(out), "--beam", "0",
+                                       "--overwrite"])
     assert forced.exit_code == 0 and json.loads(out.read_text())["decoding"] == "greedy"
 
 
@@ -34,3 +36,21 @@ def test_tune_decoder_refuses_bad_grids(trained, tone_corpus):  # noqa: F811
     result = CliRunner().invoke(main, ["tune-decoder", str(trained), str(tone_corpus / "dev.jsonl"),
                                        "--lm-weights", "a,b"])
     assert result.exit_code != 0 and "comma-separated numbers" in result.output
+
+
+def test_tune_decoder_refuses_to_replace_a_tuning_unless_overwrite(trained, tone_corpus, tmp_path):  # noqa: F811
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    decoder = run / "best" / "decoder.json"
+    decoder.write_text('{"beam": 0, "lm_weight": 0, "word_score": 0}')
+    before = decoder.read_bytes()
+    args = ["tune-decoder", str(run), str(tone_corpus / "dev.jsonl"), "--beam", "4", "--lm-weights", "0.5",
+            "--word-scores", "0"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and str(decoder) in line and "--overwrite" in line
+    assert decoder.read_bytes() == before
+    result = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(decoder.read_text())["tuned_on"] == str(tone_corpus / "dev.jsonl")

@@ -254,12 +254,13 @@ def test_use_validated_needs_validated_tsv(corpus, tmp_path):
         prepare_commonvoice(root, tmp_path / "out", use_validated=True)
 
 
-def test_missing_split_file_is_reported_and_others_prepared(corpus, tmp_path, capsys):
+def test_missing_split_file_is_reported_and_others_prepared(corpus, tmp_path, caplog):
     root, _ = corpus
     (root / "test.tsv").unlink()
-    result = prepare_commonvoice(root, tmp_path / "out", workers=1)
+    with caplog.at_level("WARNING", logger="speech_tl"):
+        result = prepare_commonvoice(root, tmp_path / "out", workers=1)
     assert set(result.splits) == {"train", "dev"}
-    assert "test.tsv not found" in capsys.readouterr().out
+    assert any("test.tsv not found" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     assert not (tmp_path / "out" / "commonvoice_de_test.jsonl").exists()
 
 
@@ -289,13 +290,18 @@ def test_cli_prepares_and_prints_summary(corpus, tmp_path):
 
     res = runner.invoke(main, ["prepare", "commonvoice", str(root), "--out-dir", str(out)])
     assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = runner.invoke(main, ["prepare", "commonvoice", str(root), "--out-dir", str(out), "--use-validated"])
+    assert res.exit_code == 1 and str(out / "commonvoice_de_train.jsonl") in res.output, res.output
+    assert "--overwrite" in res.output and "use_validated: False -> True" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     res = runner.invoke(main, ["prepare", "commonvoice", str(root), "--out-dir", str(out), "--force",
                                "--use-validated", "--workers", "1"])
     assert res.exit_code == 0 and "already prepared" not in res.output
     assert "overlaps dev/test" in res.output
 
     res = runner.invoke(main, ["prepare", "commonvoice", str(tmp_path), "--out-dir", str(out)])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert "error:" in res.output.lower() and "no 'clips' folder" in res.output
 
 

@@ -156,12 +156,26 @@ def test_skip_force_and_cli(tmp_path, make_tone):
     assert re.search(r"all\s+kept\s+4 utterances", res.output) and "no transcript" in res.output
     res = runner.invoke(main, args)
     assert "already prepared, skipped" in res.output
-    # different parameters are a different preparation, not a skip
+    # different parameters are a different preparation, not a skip: it would replace the manifests, so it is
+    # refused (one line naming them, nothing touched) unless --overwrite, or --force, is given
+    manifest = out / "folder_de_all.jsonl"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     res = runner.invoke(main, [*args, "--no-text"])
+    assert res.exit_code == 1, res.output
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith("error: ") and str(manifest) in line and "--overwrite" in line
+    assert "require_text: True -> False" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    res = runner.invoke(main, [*args, "--no-text", "--overwrite"])
     assert res.exit_code == 0 and "already prepared" not in res.output
     assert re.search(r"all\s+kept\s+6 utterances", res.output)
+    res = runner.invoke(main, [*args, "--no-text", "--overwrite"])  # --overwrite keeps up-to-date outputs
+    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    res = runner.invoke(main, [*args, "--force"])  # --force redoes, whatever the parameters were
+    assert res.exit_code == 0 and "already prepared" not in res.output
+    assert re.search(r"all\s+kept\s+4 utterances", res.output)
     res = runner.invoke(main, [*args, "--speaker-regex", "nogroup"])
-    assert res.exit_code == 2 and "needs a group" in res.output
+    assert res.exit_code == 1 and "needs a group" in res.output
 
 
 def test_real_free_spoken_digit_dataset(tmp_path):

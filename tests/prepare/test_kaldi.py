@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from speech_tl.manifest import Utterance, read_manifest
 from speech_tl.prepare import export_kaldi, prepare_kaldi
+from tests.prepare.rerun import assert_other_parameters_refused_unless_overwrite
 
 
 def lines(path: Path) -> list[str]:
@@ -232,6 +234,14 @@ def test_cli_import_and_export(plain_dir, tmp_path):
     res = runner.invoke(main, ["prepare", "kaldi", str(plain_dir), "--out-dir", str(out), "--name", "train",
                                "--lang", "de"])
     assert "already prepared, skipped" in res.output
+    other = tmp_path / "other"  # another data dir under the same name: it would replace the manifests
+    shutil.copytree(plain_dir, other)
+    assert_other_parameters_refused_unless_overwrite(["prepare", "kaldi", str(other), "--out-dir", str(out), "--name",
+                                                      "train", "--lang", "de", "--workers", "1"],
+                                                     out, out / "train_de_all.jsonl")
+    res = runner.invoke(main, ["prepare", "kaldi", str(plain_dir), "--out-dir", str(out), "--name", "train",
+                               "--lang", "de", "--force", "--workers", "1"])  # --force redoes with any parameters
+    assert res.exit_code == 0 and "already prepared" not in res.output
     res = runner.invoke(main, ["manifest", "to-kaldi", str(out / "train_de_all.jsonl"), str(tmp_path / "k")])
     assert res.exit_code == 0 and "3 utterances" in res.output
     assert [x.split()[0] for x in lines(tmp_path / "k" / "utt2spk")] == ["spkA-utt1", "spkA-utt2", "spkB-utt5"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare import prepare_librispeech
+from tests.prepare.rerun import assert_other_parameters_refused_unless_overwrite
 
 
 def make_chapter(subset: Path, spk: str, chapter: str, utts: dict[str, tuple[str, float | None]], make_tone,
@@ -161,7 +163,7 @@ def test_not_librispeech(tmp_path, make_tone):
         prepare_librispeech(tmp_path / "corpus", tmp_path / "out")
     res = CliRunner().invoke(main, ["prepare", "librispeech", str(tmp_path / "corpus"), "--out-dir",
                                     str(tmp_path / "out")])
-    assert res.exit_code == 2 and "no LibriSpeech layout" in res.output
+    assert res.exit_code == 1 and "no LibriSpeech layout" in res.output
 
 
 def test_cli(tmp_path, make_tone):
@@ -172,3 +174,8 @@ def test_cli(tmp_path, make_tone):
     assert res.exit_code == 0, res.output
     assert re.search(r"dev-clean\s+kept\s+5 utterances", res.output)
     assert "no transcript" in res.output
+    other = tmp_path / "copy" / "dev-clean"  # the same subset from another place: other parameters
+    shutil.copytree(subset, other)
+    out = tmp_path / "out"
+    assert_other_parameters_refused_unless_overwrite(["prepare", "librispeech", str(other), "--out-dir", str(out),
+                                                      "--workers", "1"], out, out / "librispeech_en_dev-clean.jsonl")

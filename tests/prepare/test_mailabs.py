@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare import prepare_mailabs
+from tests.prepare.rerun import assert_other_parameters_refused_unless_overwrite
 
 
 def write_book(book: Path, rows: list[tuple[str, str, str, float | None]], make_tone, newline: str = "\n",
@@ -126,5 +128,9 @@ def test_errors_skip_and_cli(tmp_path, make_tone):
     assert "mailabs (de):" in res.output and re.search(r"all\s+kept\s+6 utterances", res.output)
     res = runner.invoke(main, ["prepare", "mailabs", str(root), "--out-dir", str(out)])
     assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    other = tmp_path / "copy" / "de_DE"  # the same corpus from another place: other parameters
+    shutil.copytree(root, other)
+    assert_other_parameters_refused_unless_overwrite(["prepare", "mailabs", str(other), "--out-dir", str(out),
+                                                      "--workers", "1"], out, out / "mailabs_de_all.jsonl")
     res = runner.invoke(main, ["prepare", "mailabs", str(tmp_path / "nothing"), "--out-dir", str(out)])
-    assert res.exit_code == 2 and "no metadata.csv" in res.output
+    assert res.exit_code == 1 and "no metadata.csv" in res.output

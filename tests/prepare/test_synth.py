@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
+from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare.sentences import dictionary_sentences, file_sentences
 from speech_tl.prepare.synth import ASR_VOICES_DE, plan_asr, plan_speakers, prepare_synth_asr, prepare_synth_speakers
 from speech_tl.prepare.tts import ToolMissing, Voice, synthesize
+from tests.prepare.rerun import assert_other_parameters_refused_unless_overwrite, files_of
 
 needs_tts = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("mbrola") and shutil.which("pico2wave")),
@@ -175,3 +179,44 @@ def test_synth_asr_realistic_channels_and_many_voices(tmp_path):
         assert sr == 16000 and peak_db == pytest.approx(u.extra["channel"]["level_db"], abs=5.0 if codec else 0.1)
         lead = data[: int(0.8 * u.extra["channel"]["pad"][0] * sr)]
         assert lead.size == 0 or np.abs(lead).max() > 0  # a noise floor, never digital silence
+
+
+class Rendering(Exception):
+    """Raised where a synthetic preparation would start looking at voices: it got past the output check."""
+
+
+@pytest.mark.parametrize("command, corpus", [("synth-asr", "synth-asr_de"), ("synth-speakers", "synth-speakers_mul"),
+                                             ("synth-crosslingual", "synth-xlang_mul")])
+def test_synth_rerun_with_other_parameters_is_refused_before_any_voice_speaks(tmp_path, monkeypatch, command, corpus):
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = out / f"{corpus}_train.jsonl"
+    manifest.write_text("{}\n")
+    (out / f".{corpus}.done").write_text(json.dumps({"params": {"seed": 99}, "files": {"train": str(manifest)}}))
+    (out / f"{corpus}_test_trials.txt").write_text("1 a b\n")
+
+    def rendering(*args, **kwargs):
+        raise Rendering
+
+    monkeypatch.setattr("speech_tl.prepare.synth.usable_voices", rendering)
+    before = files_of(out)
+    res = CliRunner().invoke(main, ["prepare", command, "--out-dir", str(out)])
+    assert res.exit_code == 1, res.output
+    assert str(manifest) in res.output and "--overwrite" in res.output and "seed: 99 -> 0" in res.output
+    assert files_of(out) == before
+    for flag in ("--overwrite", "--force"):
+        res = CliRunner().invoke(main, ["prepare", command, "--out-dir", str(out), flag])
+        assert isinstance(res.exception, Rendering), res.output
+
+
+@needs_tts
+def test_synth_asr_rerun_with_other_parameters_needs_overwrite(tmp_path):
+    sent = tmp_path / "sentences.txt"
+    sent.write_text("\n".join(SENTENCES), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["prepare", "synth-asr", "--out-dir", str(out), "--sentences", str(sent), "--workers", "2"]
+    res = CliRunner().invoke(main, [*args, "--num-utterances", "10"])
+    assert res.exit_code == 0, res.output
+    res = assert_other_parameters_refused_unless_overwrite([*args, "--num-utterances", "20"], out,
+                                                           out / "synth-asr_de_train.jsonl")
+    assert len(read_manifest(out / "synth-asr_de_train.jsonl")) == 16

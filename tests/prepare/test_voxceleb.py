@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare import prepare_voxceleb
+from tests.prepare.rerun import assert_other_parameters_refused_unless_overwrite
 
 # rel path -> (iden split digit or None when not listed, seconds)
 GOOD = {
@@ -151,3 +153,7 @@ def test_skip_and_cli(tmp_path, make_tone):
     res = runner.invoke(main, ["prepare", "voxceleb", str(root), "--out-dir", str(out)])
     assert res.exit_code == 0 and "already prepared, skipped" in res.output
     assert len(read_manifest(out / "voxceleb_mul_train.jsonl")) == 3
+    other = tmp_path / "copy"  # the same corpus from another place: other parameters
+    shutil.copytree(root, other)
+    assert_other_parameters_refused_unless_overwrite(["prepare", "voxceleb", str(other), "--out-dir", str(out),
+                                                      "--workers", "1"], out, out / "voxceleb_mul_train.jsonl")

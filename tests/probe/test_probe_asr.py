@@ -31,3 +31,18 @@ def test_probe_without_eval_holds_out_utterances(tone_corpus, tiny_whisper, tmp_
 
     p = probe_asr(tiny_whisper, tone_corpus / "train.jsonl", tmp_path / "p.json", steps=5, log=lambda m: None)
     assert p["eval_utterances"] == 6 and "held-out utterances" in p["eval"]  # 3 speakers: utterances, not speakers
+
+
+def test_probe_refuses_an_existing_output_unless_overwrite(tone_corpus, tiny_whisper, tmp_path):
+    out = tmp_path / "probe.json"
+    out.write_text("mine\n")
+    args = ["probe", "asr", tiny_whisper, str(tone_corpus / "train.jsonl"), "--out", str(out), "--steps", "2",
+            "--max-utterances", "8"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    (line,) = r.output.strip().splitlines()
+    assert line.startswith("error: ") and str(out) in line and "--overwrite" in line
+    assert out.read_text() == "mine\n"
+    r = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["probe"] == "asr"

@@ -121,10 +121,10 @@ def test_cli_errors_before_embedding(tts, tmp_path):
     bad.write_text("1 espeak-en-m3/00.wav espeak-en-m3/01.wav\n0 espeak-en-m3/00.wav nobody/07.wav\n")
     res = CliRunner().invoke(main, ["evaluate", "speaker", "ge2e:resemblyzer", str(manifest), "--out",
                                     str(tmp_path / "r.json"), "--trials", str(bad)])
-    assert res.exit_code == 2 and f"{bad}:2:" in res.output and "nobody/07.wav" in res.output
+    assert res.exit_code == 1 and f"{bad}:2:" in res.output and "nobody/07.wav" in res.output
     res = CliRunner().invoke(main, ["evaluate", "speaker", "ge2e:resemblyzer", str(manifest), "--out",
                                     str(tmp_path / "r.json"), "--cohort", str(manifest)])
-    assert res.exit_code == 2 and "also evaluated" in res.output
+    assert res.exit_code == 1 and "also evaluated" in res.output
     assert not (tmp_path / "r.json").exists()
 
 
@@ -140,7 +140,7 @@ def test_unusable_clip_names_the_manifest_line(tmp_path):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     res = CliRunner().invoke(main, ["evaluate", "speaker", "ge2e:resemblyzer", str(manifest), "--out",
                                     str(tmp_path / "r.json")])
-    assert res.exit_code == 2 and "all silence" in res.output and f"{manifest}:3" in res.output
+    assert res.exit_code == 1 and "all silence" in res.output and f"{manifest}:3" in res.output
 
 
 @pytest.mark.skipif(not FSDD.is_dir(), reason="Free Spoken Digit Dataset not found beside the repo (../shared)")
@@ -158,3 +158,22 @@ def test_fsdd_real_speakers(tmp_path):
     assert r["num_target_trials"] == 6 * 10 and r["num_trials"] == 435  # all C(30, 2) pairs
     assert r["eer"] < 0.3
     assert r["identification"]["num_tests"] == 12 and 0.0 <= r["identification_accuracy"] <= 1.0
+
+
+def test_cli_refuses_existing_results_unless_overwrite(pitch_speakers, tmp_path):
+    out = tmp_path / "r.json"
+    emb = tmp_path / "r.embeddings.pt"
+    args = ["evaluate", "speaker", "ge2e:resemblyzer", str(pitch_speakers / "dev.jsonl"), "--out", str(out),
+            "--device", "cpu", "--enroll-per-speaker", "1"]
+    for existing in (out, emb):  # the embeddings beside OUT are an output as well
+        existing.write_text("mine\n")
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1, res.output
+        (line,) = res.output.strip().splitlines()
+        assert line.startswith("error: ") and str(existing) in line and "--overwrite" in line
+        assert [(p.name, p.read_text()) for p in tmp_path.iterdir()] == [(existing.name, "mine\n")]
+        existing.unlink()
+    out.write_text("mine\n")
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert _strict_json(out)["num_trials"] > 0 and emb.stat().st_size > 100

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,17 @@ import torch
 
 from speech_tl.audio import AudioError
 from speech_tl.metrics import eer
-from speech_tl.speaker.registry import DEFAULT_THRESHOLD, ModelInfo, SpeakerRegistry, SpeakerRegistryError
+from speech_tl.speaker import registry
+from speech_tl.speaker.registry import (
+    APPLICATION_ID,
+    DEFAULT_PROVENANCE,
+    DEFAULT_THRESHOLD,
+    SCHEMA_VERSION,
+    ModelInfo,
+    SpeakerRegistry,
+    SpeakerRegistryError,
+    normalize_name,
+)
 from tests.speaker.enroll_helpers import (  # noqa: F401  (fixtures)
     BAD_REASONS,
     ENROLLED,
@@ -372,3 +387,344 @@ def test_concurrent_processes_enroll_and_identify(tmp_path):
     total = {k: sum(r["stats"].get(k, 0) for r in reports) for k in ("enroll", "identify", "verify", "rename",
                                                                       "remove", "matrix_loads")}
     print(f"concurrency: {total}, {len(names)} speakers and {len(rows)} clips at the end")
+
+
+# --------------------------------------------------------------------------- files, schema versions, read-only, names
+
+NFC_ZOE, NFD_ZOE = "Zo\u00eb", "Zoe\u0308"  # the same name, composed and decomposed
+RANDOM_MODEL = ModelInfo("random:test", "fp-test", 16)
+
+# the exact SQL of speech-tl before schema versions (schema version 1: nothing in the SQLite header)
+V1_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (\n    key TEXT PRIMARY KEY,\n    value TEXT\n)",
+    "CREATE TABLE IF NOT EXISTS speakers (\n    id INTEGER PRIMARY KEY,\n    name TEXT NOT NULL UNIQUE,\n"
+    "    centroid BLOB NOT NULL,\n    created TEXT NOT NULL,\n    updated TEXT NOT NULL\n)",
+    "CREATE TABLE IF NOT EXISTS embeddings (\n    id INTEGER PRIMARY KEY,\n"
+    "    speaker_id INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,\n    clip TEXT NOT NULL,\n"
+    "    embedding BLOB NOT NULL,\n    added TEXT NOT NULL,\n    UNIQUE (speaker_id, clip)\n)",
+]
+
+
+def make_v1_db(path: Path, speakers: dict[str, list[np.ndarray]], model: ModelInfo = RANDOM_MODEL) -> None:
+    """A database as speech-tl wrote it before schema versions, with the statements that code ran."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    with closing(sqlite3.connect(path, isolation_level=None)) as c:
+        c.execute("PRAGMA journal_mode = WAL")
+        c.execute("BEGIN IMMEDIATE")
+        for statement in V1_SCHEMA:
+            c.execute(statement)
+        defaults = {"schema_version": "1", "score": "cosine", "threshold": repr(DEFAULT_THRESHOLD),
+                    "threshold_provenance": DEFAULT_PROVENANCE, "change_counter": "0"}
+        c.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items())
+        c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                      [("model_source", model.source), ("model_fingerprint", model.fingerprint),
+                       ("embedding_dim", str(model.dim))])
+        for name, vectors in speakers.items():
+            vs = [np.asarray(v, np.float32) / np.linalg.norm(v) for v in vectors]
+            mean = np.mean(vs, axis=0)
+            centroid = (mean / np.linalg.norm(mean)).astype("<f4").tobytes()
+            sid = c.execute("INSERT INTO speakers (name, centroid, created, updated) VALUES (?, ?, ?, ?)",
+                            (name, centroid, now, now)).lastrowid
+            c.executemany("INSERT INTO embeddings (speaker_id, clip, embedding, added) VALUES (?, ?, ?, ?)",
+                          [(sid, f"{name}-{i}.wav", v.astype("<f4").tobytes(), now) for i, v in enumerate(vs)])
+        c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'change_counter'")
+        c.execute("COMMIT")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def header(path: Path) -> dict:
+    """Journal mode, user_version and application id, read from the file's header (SQLite file format: offset 18
+    is 2 in WAL mode, 60 holds user_version, 68 the application id) without opening it with SQLite."""
+    data = Path(path).read_bytes()[:100]
+    return {"journal": "wal" if data[18] == 2 else "rollback", "user_version": int.from_bytes(data[60:64], "big"),
+            "application_id": int.from_bytes(data[68:72], "big")}
+
+
+def side_files(path: Path) -> list[str]:
+    return sorted(p.name for p in Path(path).parent.iterdir() if p.name.startswith(Path(path).name + "-"))
+
+
+def schema_of(path: Path) -> list:
+    with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as c:
+        return c.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+def two_speakers(path: Path) -> dict[str, np.ndarray]:
+    """A closed current database with speakers Anna and Bo (random embeddings); returns their directions."""
+    rng = np.random.default_rng(7)
+    voices = {"Anna": rng.standard_normal(16), "Bo": rng.standard_normal(16)}
+    with SpeakerRegistry(path) as reg:
+        for name, d in voices.items():
+            reg.enroll(name, [d + 0.1 * rng.standard_normal(16) for _ in range(2)], [f"{name}-0.wav", f"{name}-1.wav"],
+                       RANDOM_MODEL)
+    assert side_files(path) == []  # the last connection folded the WAL into the file
+    return voices
+
+
+def test_foreign_files_are_refused_and_left_byte_identical(tmp_path):
+    def sqlite_file(name: str, *statements: str) -> Path:
+        path = tmp_path / name
+        with closing(sqlite3.connect(path, isolation_level=None)) as c:
+            for statement in statements:
+                c.execute(statement)
+        return path
+
+    meta_table = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)"
+    foreign = [
+        sqlite_file("other.db", "CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"),
+        # another program's meta(key, value), even with a schema_version in it, and nothing else of ours
+        sqlite_file("meta.db", meta_table, "INSERT INTO meta VALUES ('schema_version', '1'), ('owner', 'someone')"),
+        sqlite_file("meta_empty.db", meta_table),
+        sqlite_file("wal.db", "PRAGMA journal_mode = WAL", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+                    "INSERT INTO notes (body) VALUES ('keep me')"),
+        # our three tables, but without our marker (no application id, no schema_version in meta)
+        sqlite_file("lookalike.db", *V1_SCHEMA),
+        # our tables and version 1's meta, but another program's application id
+        sqlite_file("marked.db", "PRAGMA application_id = 305419896", *V1_SCHEMA,
+                    "INSERT INTO meta VALUES ('schema_version', '1')"),
+        sqlite_file("extra.db", *V1_SCHEMA, "INSERT INTO meta VALUES ('schema_version', '1')", "CREATE TABLE t (x)"),
+    ]
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"hello, not SQLite\n" * 300)
+    for path in [*foreign, junk]:
+        before = sha256(path)
+        head = header(path) if path != junk else None
+        schema = schema_of(path) if path != junk else None
+        for kwargs in ({}, {"create": False}, {"readonly": True}):
+            with pytest.raises(SpeakerRegistryError, match="not a usable speaker database") as e:
+                SpeakerRegistry(path, **kwargs)
+            assert str(path) in str(e.value)
+            if path != junk:
+                assert "of something else" in str(e.value) and "left as it is" in str(e.value)
+            assert sha256(path) == before, (path.name, kwargs)
+        if path != junk:
+            assert header(path) == head and schema_of(path) == schema  # not switched to WAL, nothing added
+        if head is None or head["journal"] == "rollback":
+            assert side_files(path) == [], path.name
+    assert header(tmp_path / "other.db")["journal"] == "rollback" and header(tmp_path / "wal.db")["journal"] == "wal"
+
+
+def test_a_new_database_records_its_schema_version(tmp_path):
+    db = tmp_path / "s.db"
+    two_speakers(db)
+    assert header(db) == {"journal": "wal", "user_version": SCHEMA_VERSION, "application_id": APPLICATION_ID}
+    with SpeakerRegistry(db, create=False) as reg:
+        assert reg.schema_version == SCHEMA_VERSION and reg.meta()["schema_version"] == SCHEMA_VERSION
+    before = sha256(db)
+    SpeakerRegistry(db).close()  # opening a current database for writing writes nothing
+    assert sha256(db) == before
+    empty = tmp_path / "empty.db"
+    empty.touch()  # an empty file is an empty SQLite database: it becomes a speaker database
+    SpeakerRegistry(empty).close()
+    assert header(empty)["user_version"] == SCHEMA_VERSION
+
+
+def test_a_version_1_database_is_read_as_is_and_migrated_when_written(tmp_path):
+    db = tmp_path / "v1.db"
+    rng = np.random.default_rng(3)
+    voices = {"Anna": rng.standard_normal(16), NFD_ZOE: rng.standard_normal(16), "Bo  Li": rng.standard_normal(16)}
+    make_v1_db(db, {n: [d + 0.1 * rng.standard_normal(16) for _ in range(2)] for n, d in voices.items()})
+    before = sha256(db)
+    assert header(db) == {"journal": "wal", "user_version": 0, "application_id": 0}
+    with closing(sqlite3.connect(db)) as c:
+        stored = c.execute("SELECT id, name, centroid FROM speakers ORDER BY id").fetchall()
+        embeddings = c.execute("SELECT * FROM embeddings ORDER BY id").fetchall()
+
+    with SpeakerRegistry(db, readonly=True) as ro:  # read as it is: names normalised on the way in and out
+        assert ro.schema_version == 1 and ro.meta()["schema_version"] == 1
+        assert [n for n, _, _ in ro.speakers()] == ["Anna", "Bo Li", NFC_ZOE]
+        assert ro.identify(voices[NFD_ZOE])["speaker"] == NFC_ZOE
+        assert ro.verify(NFC_ZOE, voices[NFD_ZOE]) == {**ro.verify(NFC_ZOE, voices[NFD_ZOE]), "speaker": NFC_ZOE,
+                                                      "accepted": True}
+        assert ro.clips(" Bo Li ") == ["Bo  Li-0.wav", "Bo  Li-1.wav"]
+        with pytest.raises(SpeakerRegistryError, match="read-only"):
+            ro.rename("Bo Li", "Bo")
+    assert sha256(db) == before and header(db)["user_version"] == 0
+
+    with SpeakerRegistry(db, create=False) as reg:  # opened for writing: migrated in place
+        assert reg.schema_version == SCHEMA_VERSION and reg.meta()["schema_version"] == SCHEMA_VERSION
+        assert reg.model == RANDOM_MODEL and reg.threshold == DEFAULT_THRESHOLD
+        assert reg.verify(NFD_ZOE, voices[NFD_ZOE])["accepted"]
+    assert header(db) == {"journal": "wal", "user_version": SCHEMA_VERSION, "application_id": APPLICATION_ID}
+    with closing(sqlite3.connect(db)) as c:
+        assert c.execute("SELECT id, name, centroid FROM speakers ORDER BY id").fetchall() == \
+            [(sid, normalize_name(name), centroid) for sid, name, centroid in stored]
+        assert c.execute("SELECT * FROM embeddings ORDER BY id").fetchall() == embeddings
+        assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert dict(c.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_a_failed_migration_changes_nothing(tmp_path, monkeypatch):
+    db = tmp_path / "v1.db"
+    rng = np.random.default_rng(4)
+    make_v1_db(db, {NFD_ZOE: [rng.standard_normal(16)], "Bo  Li": [rng.standard_normal(16)]})
+    before = sha256(db)
+    real_step = registry._MIGRATIONS[1]
+
+    def crashing_step(conn, path):
+        real_step(conn, path)  # the names are rewritten, then the step fails
+        raise RuntimeError("simulated crash during the migration")
+
+    monkeypatch.setitem(registry._MIGRATIONS, 1, crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        SpeakerRegistry(db)
+    assert sha256(db) == before and header(db)["user_version"] == 0
+    with closing(sqlite3.connect(db)) as c:
+        assert [n for (n,) in c.execute("SELECT name FROM speakers ORDER BY id")] == [NFD_ZOE, "Bo  Li"]
+
+    # names that normalise to the same one refuse the migration, naming both; reading still works
+    clash = tmp_path / "clash.db"
+    make_v1_db(clash, {NFC_ZOE: [rng.standard_normal(16)], NFD_ZOE: [rng.standard_normal(16)]})
+    before = sha256(clash)
+    monkeypatch.setitem(registry._MIGRATIONS, 1, real_step)
+    with pytest.raises(SpeakerRegistryError, match="are the same name") as e:
+        SpeakerRegistry(clash)
+    assert str(clash) in str(e.value) and repr(NFC_ZOE) in str(e.value) and repr(NFD_ZOE) in str(e.value)
+    assert sha256(clash) == before
+    with SpeakerRegistry(clash, readonly=True) as ro:
+        assert [n for n, _, _ in ro.speakers()] == [NFC_ZOE, NFC_ZOE]
+
+
+def test_a_newer_schema_version_is_refused(tmp_path):
+    db = tmp_path / "s.db"
+    two_speakers(db)
+    with closing(sqlite3.connect(db, isolation_level=None)) as c:
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = sha256(db)
+    for kwargs in ({}, {"create": False}, {"readonly": True}):
+        with pytest.raises(SpeakerRegistryError, match=f"schema version {SCHEMA_VERSION + 1}, written by a newer "
+                                                       "speech-tl.*upgrade speech-tl") as e:
+            SpeakerRegistry(db, **kwargs)
+        assert str(db) in str(e.value)
+    assert sha256(db) == before
+
+
+def test_readonly_registry_reads_and_refuses_every_write(tmp_path):
+    db = tmp_path / "s.db"
+    voices = two_speakers(db)
+    before = sha256(db)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"eer_threshold": 0.5}))
+    with SpeakerRegistry(db, readonly=True) as ro:
+        assert ro.readonly and ro.model == RANDOM_MODEL
+        assert ro.identify(voices["Anna"])["speaker"] == "Anna" and ro.verify(" Bo", voices["Bo"])["accepted"]
+        assert [(n, k) for n, k, _ in ro.speakers()] == [("Anna", 2), ("Bo", 2)]
+        assert ro.clips("Bo") == ["Bo-0.wav", "Bo-1.wav"] and ro.meta()["change_counter"] == 2
+        for write in (lambda: ro.enroll("Cy", [voices["Bo"]], ["c.wav"], RANDOM_MODEL), lambda: ro.remove("Anna"),
+                      lambda: ro.rename("Anna", "Ann"), lambda: ro.set_threshold(0.5, "test"),
+                      lambda: ro.calibrate_threshold(results)):
+            with pytest.raises(SpeakerRegistryError, match=f"{db} is open read-only: it cannot be changed"):
+                write()
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):  # SQLite refuses too, past the registry
+            ro._conn.execute("DELETE FROM speakers")
+    assert sha256(db) == before and header(db)["journal"] == "wal"
+    with pytest.raises(SpeakerRegistryError, match="no speaker database here"):
+        SpeakerRegistry(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(SpeakerRegistryError, match="empty, no speaker database yet"):
+        SpeakerRegistry(empty, readonly=True)
+    assert empty.read_bytes() == b""
+
+
+def test_readonly_without_a_writable_folder_reads_the_file_as_immutable(tmp_path, monkeypatch):
+    """SQLite cannot create a WAL database's -shm index in a folder it cannot write; the registry then reads the
+    file as immutable. Simulated here (root writes anywhere); test_readonly_on_a_read_only_folder does it for real."""
+    db = tmp_path / "s.db"
+    voices = two_speakers(db)
+    before = sha256(db)
+    monkeypatch.setattr(registry, "_folder_writable", lambda folder: False)
+    with SpeakerRegistry(db, readonly=True) as ro:
+        assert ro.identify(voices["Bo"])["speaker"] == "Bo"
+        assert side_files(db) == []  # immutable: no -wal, no -shm
+    assert sha256(db) == before
+
+    # a -wal file without its -shm may hold changes an immutable reader would miss: refused there
+    src = tmp_path / "live" / "s.db"
+    writer = SpeakerRegistry(src)
+    writer.enroll("Cy", [voices["Bo"]], ["c.wav"], RANDOM_MODEL)  # committed into s.db-wal, not yet into s.db
+    copy = tmp_path / "copy" / "s.db"
+    copy.parent.mkdir()
+    shutil.copy(src, copy)
+    shutil.copy(f"{src}-wal", f"{copy}-wal")
+    writer.close()
+    with pytest.raises(SpeakerRegistryError, match=r"s\.db-wal holds changes not yet written into the database"):
+        SpeakerRegistry(copy, readonly=True)
+    monkeypatch.setattr(registry, "_folder_writable", lambda folder: True)
+    with SpeakerRegistry(copy, readonly=True) as ro:  # where SQLite can make the index, it reads them
+        assert [n for n, _, _ in ro.speakers()] == ["Cy"]
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder this process cannot write, holding a database: chmod 0555 (the file 0444), or, as root (whom chmod
+    does not stop), a read-only bind mount of the folder onto itself where the machine allows one."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    db = folder / "s.db"
+    voices = two_speakers(db)
+    db.chmod(0o444)
+    folder.chmod(0o555)
+    mounted = False
+    if os.geteuid() == 0:
+        ok = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+        mounted = ok
+        ok = ok and subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode == 0
+        if not ok:
+            if mounted:
+                subprocess.run(["umount", str(folder)], check=True)
+            folder.chmod(0o755)
+            pytest.skip("running as root, where chmod does not stop writes, and no read-only bind mount is allowed")
+    try:
+        assert not os.access(folder, os.W_OK)
+        yield db, voices
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+def test_readonly_on_a_read_only_folder(read_only_folder):
+    db, voices = read_only_folder
+    before = sha256(db)
+    with SpeakerRegistry(db, readonly=True) as ro:
+        assert ro.identify(voices["Anna"])["speaker"] == "Anna" and ro.verify("Bo", voices["Bo"])["accepted"]
+        assert [n for n, _, _ in ro.speakers()] == ["Anna", "Bo"]
+    assert sha256(db) == before and side_files(db) == []
+    with pytest.raises(SpeakerRegistryError, match="cannot write the speaker database.*open it read-only"):
+        SpeakerRegistry(db)
+
+
+def test_names_are_the_same_everywhere(tmp_path):
+    assert NFC_ZOE != NFD_ZOE and normalize_name(NFD_ZOE) == NFC_ZOE
+    assert normalize_name("  Bo \u00a0  Li\n") == "Bo Li" and normalize_name(" Anna ") == "Anna"
+    rng = np.random.default_rng(5)
+    anna, zoe = rng.standard_normal(16), rng.standard_normal(16)
+    reg = SpeakerRegistry(tmp_path / "s.db")
+    assert reg.enroll(" Anna ", [anna], ["a0.wav"], RANDOM_MODEL)["speaker"] == "Anna"
+    assert reg.enroll("Anna", [anna + 0.1], ["a1.wav"], RANDOM_MODEL) == \
+        {"speaker": "Anna", "created": False, "added": 1, "n_clips": 2}
+    assert reg.enroll(NFD_ZOE, [zoe], ["z0.wav"], RANDOM_MODEL)["speaker"] == NFC_ZOE
+    assert reg.enroll(f"\t{NFC_ZOE}  ", [zoe + 0.1], ["z1.wav"], RANDOM_MODEL)["created"] is False
+    assert [(n, k) for n, k, _ in reg.speakers()] == [("Anna", 2), (NFC_ZOE, 2)]
+    assert reg.verify("Anna ", anna)["speaker"] == "Anna" and reg.verify(" Anna", anna)["accepted"]
+    assert reg.verify(NFD_ZOE, zoe)["speaker"] == NFC_ZOE and reg.verify(NFC_ZOE, zoe)["accepted"]
+    assert reg.identify(zoe)["speaker"] == NFC_ZOE and reg.identify(anna)["speaker"] == "Anna"
+    assert reg.clips(f" {NFD_ZOE} ") == ["z0.wav", "z1.wav"]
+    with pytest.raises(SpeakerRegistryError, match=f"speaker '{NFC_ZOE}' already exists"):
+        reg.rename(" Anna", NFD_ZOE)
+    for bad in ("", "   ", "\t\n", "An\tna", "An\nna", "An\x7fna", "unknown", " unknown "):
+        with pytest.raises(SpeakerRegistryError):
+            reg.enroll(bad, [anna], ["x.wav"], RANDOM_MODEL)
+        with pytest.raises(SpeakerRegistryError):
+            reg.rename("Anna", bad)
+    reg.rename(f"{NFD_ZOE} ", f"  {NFD_ZOE}   Smith ")
+    assert [n for n, _, _ in reg.speakers()] == ["Anna", f"{NFC_ZOE} Smith"]
+    assert reg.identify(zoe)["speaker"] == f"{NFC_ZOE} Smith"
+    assert reg.remove(f"{NFD_ZOE} Smith") == 2
+    assert reg.remove("  Anna  ") == 2
+    assert reg.speakers() == []

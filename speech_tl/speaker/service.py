@@ -1,0 +1,270 @@
+"""One warm speaker model beside one speaker database: enroll, identify, verify, who spoke when.
+
+:class:`SpeakerService` loads the embedding model once and answers many requests; the command line
+(``speech-tl enroll | identify | verify``, batch enrollment) and the HTTP service (``speech-tl serve``,
+:mod:`speech_tl.speaker.server`) both go through it, so they give the same answers in the same JSON
+shapes. It is safe to call from several threads: each call opens its own connection to the database
+(SQLite serialises writers; see :mod:`speech_tl.speaker.registry`), and one lock lets one forward pass
+of the model run at a time (the model already uses every core; running two at once only makes both slower).
+
+Audio goes through the same checks as everywhere else (:func:`speech_tl.audio.load_checked`: readable,
+long enough, not silent, not clipped), plus a per-clip duration limit read from the header before
+decoding (:class:`Limits`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..audio import SUPPORTED_SUFFIXES, AudioError, audio_info, load_checked
+from ..errors import InputError
+from ..logs import info, warning
+from .registry import DEFAULT_MODEL, DEFAULT_THRESHOLD, SpeakerRegistry, SpeakerRegistryError, normalize_name
+
+SAMPLE_RATE = 16000
+
+
+class ClipTooLongError(InputError):
+    """A clip longer than the service's limit (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may bring: ``max_seconds`` of audio per clip (checked from the header, before
+    decoding), ``max_upload_bytes`` in all (the HTTP service counts the body as it arrives)."""
+
+    max_seconds: float = 600.0
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+
+def speech_only(wave: torch.Tensor, min_seconds: float = 0.5) -> torch.Tensor:
+    """The speech of ``wave`` ``(T,)`` at 16 kHz, its voice-activity regions joined end to end (Silero VAD);
+    the whole clip when less than ``min_seconds`` of speech is found (a short or quiet clip keeps what it has)."""
+    from .segments import speech_regions
+
+    regions = speech_regions(wave)
+    parts = [wave[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in regions]
+    kept = sum(p.numel() for p in parts)
+    return torch.cat(parts) if kept >= min_seconds * SAMPLE_RATE else wave
+
+
+class SpeakerService:
+    """A speaker database ``db`` and the embedding model it was created with, loaded once.
+
+    ``model``: the model for a new database (default :data:`~speech_tl.speaker.registry.DEFAULT_MODEL`);
+    an existing database keeps its own, and another one given here is refused. ``readonly``: refuse
+    every change and open the database read-only (it may sit on read-only media). ``trim``: embed only
+    the speech of each clip (:func:`speech_only`).
+    """
+
+    def __init__(self, db: str | os.PathLike, model: str | None = None, device: str = "auto",
+                 readonly: bool = False, trim: bool = True, limits: Limits = Limits(), batch_size: int = 16):
+        from ..device import resolve_device
+        from .embedder import load_embedder
+
+        self.db, self.readonly, self.trim, self.limits = Path(db), readonly, trim, limits
+        self.batch_size = batch_size
+        have = None
+        if self.db.exists() or readonly:
+            with self.registry() as reg:
+                have = reg.model
+        if readonly and have is None:
+            raise SpeakerRegistryError(f"{self.db}: no speakers enrolled yet; enroll some with `speech-tl enroll`")
+        source = model or (have.source if have is not None else DEFAULT_MODEL)
+        dev = resolve_device(device)  # a device error is the user's, not the model's
+        try:
+            self.embedder = load_embedder(source, dev)
+        except (ValueError, OSError, RuntimeError, ImportError) as e:
+            raise SpeakerRegistryError(f"cannot load speaker model {source} (for {self.db}): {e}") from None
+        if have is not None:
+            with self.registry() as reg:
+                reg.check_model(self.embedder)  # another model, or the weights behind the source changed since
+        self._model_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ database and audio
+
+    def registry(self, write: bool = False) -> SpeakerRegistry:
+        """A new connection to the database: read-only unless ``write`` (created by the first enroll)."""
+        if write and self.readonly:
+            raise SpeakerRegistryError(f"{self.db} is served read-only: it cannot be changed")
+        if write:
+            return SpeakerRegistry(self.db)
+        return SpeakerRegistry(self.db, create=False, readonly=True)
+
+    def load(self, path: str | os.PathLike, offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
+        """A clip as a checked mono 16 kHz waveform ``(T,)``; longer than ``limits.max_seconds`` is refused
+        from its header."""
+        seconds = duration if duration is not None else audio_info(path).duration - offset
+        if seconds > self.limits.max_seconds:
+            raise ClipTooLongError(f"{path}: {seconds:.1f} s of audio, more than the limit of "
+                                   f"{self.limits.max_seconds:g} s per clip; cut it, or raise the limit")
+        return load_checked(path, offset=offset, duration=duration)
+
+    def load_bytes(self, data: bytes, name: str) -> torch.Tensor:
+        """An uploaded clip (any format soundfile reads) as :meth:`load` gives it; errors name ``name``."""
+        suffix = Path(name).suffix.lower()
+        fd, tmp = tempfile.mkstemp(suffix=suffix if suffix in SUPPORTED_SUFFIXES else ".audio",
+                                   prefix="speech-tl-upload-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            try:
+                return self.load(tmp)
+            except AudioError as e:  # named as the client named it, not by the temporary file
+                rest = str(e)[len(e.path) + 2:] if str(e).startswith(f"{e.path}: ") else str(e)
+                raise AudioError(name, rest.replace(tmp, name)) from None
+            except ClipTooLongError as e:
+                raise ClipTooLongError(str(e).replace(tmp, name)) from None
+        finally:
+            os.unlink(tmp)
+
+    def embed(self, waves: list[torch.Tensor]) -> torch.Tensor:
+        """``[(T_i,)]`` -> ``(N, D)`` L2-normalised embeddings (of the speech only when ``trim``)."""
+        with self._model_lock:
+            if self.trim:
+                waves = [speech_only(w) for w in waves]
+            return self.embedder.embed_many(waves, self.batch_size)
+
+    # ------------------------------------------------------------------ requests
+
+    def enroll(self, speaker: str, waves: list[torch.Tensor], clips: list[str]) -> dict:
+        """Add checked clips ``waves`` (named ``clips``) of ``speaker``: ``{"speaker", "created", "added",
+        "n_clips"}``; all or nothing."""
+        speaker = normalize_name(speaker)
+        embeddings = list(self.embed(waves))
+        with self.registry(write=True) as reg:
+            return reg.enroll(speaker, embeddings, clips, self.embedder)
+
+    def identify(self, wave: torch.Tensor, top_k: int = 5) -> dict:
+        """``{"speaker" (or "unknown"), "score", "threshold", "candidates": [{"speaker", "score"}]}``."""
+        emb = self.embed([wave])[0]
+        with self.registry() as reg:
+            return reg.identify(emb, top_k, model=self.embedder)
+
+    def verify(self, speaker: str, wave: torch.Tensor) -> dict:
+        """``{"speaker", "accepted", "score", "threshold"}``."""
+        emb = self.embed([wave])[0]
+        with self.registry() as reg:
+            return reg.verify(speaker, emb, model=self.embedder)
+
+    def segments(self, wave: torch.Tensor) -> dict:
+        """Who spoke when: ``{"segments": [{"start", "end", "speaker", "score"}]}`` (seconds)."""
+        from .segments import label_recording
+
+        with self.registry() as reg:
+            reg.check_model(self.embedder)
+
+            def embed_many(clips):
+                with self._model_lock:
+                    return self.embedder.embed_many(clips, self.batch_size)
+
+            def identify(embedding):
+                return reg.identify(embedding, 5)
+
+            return {"segments": label_recording(wave, embed_many, identify)}
+
+    def speakers(self) -> dict:
+        """The database's model, threshold and speakers, as ``speech-tl speakers list --json`` prints them
+        (none, and the default threshold, before the first enrollment creates the database)."""
+        if not self.db.exists() and not self.readonly:
+            return {"model_source": None, "model_fingerprint": None, "embedding_dim": None,
+                    "threshold": DEFAULT_THRESHOLD, "threshold_provenance": "default (no database yet)",
+                    "speakers": []}
+        with self.registry() as reg:
+            meta, rows = reg.meta(), reg.speakers()
+        return {"model_source": meta["model_source"], "model_fingerprint": meta["model_fingerprint"],
+                "embedding_dim": meta["embedding_dim"], "threshold": meta["threshold"],
+                "threshold_provenance": meta["threshold_provenance"],
+                "speakers": [{"speaker": n, "clips": k, "created": c} for n, k, c in rows]}
+
+    def remove(self, speaker: str) -> dict:
+        with self.registry(write=True) as reg:
+            n = reg.remove(speaker)
+        return {"speaker": normalize_name(speaker), "removed_clips": n}
+
+    def rename(self, old: str, new: str) -> dict:
+        with self.registry(write=True) as reg:
+            reg.rename(old, new)
+        return {"speaker": normalize_name(new), "was": normalize_name(old)}
+
+    def calibrate(self, results: str | os.PathLike, target_far: float | None = None) -> dict:
+        with self.registry(write=True) as reg:
+            return reg.calibrate_threshold(results, target_far)
+
+    # ------------------------------------------------------------------ batch enrollment
+
+    def enroll_many(self, items: Iterable[tuple[str, str, Callable[[], torch.Tensor]]], total: int | None = None,
+                    progress: bool = True) -> dict:
+        """Enroll many speakers' clips with the one loaded model; a clip that fails is listed and the others go on.
+
+        ``items``: ``(speaker, clip name, load)`` where ``load()`` returns the checked waveform (or raises
+        :class:`~speech_tl.audio.AudioError`). Clips already enrolled for their speaker are skipped, so a
+        batch can be run again after it was interrupted or extended. Each speaker is written in one
+        transaction. Returns ``{"speakers": [enroll results], "refused": [{"speaker", "clip", "reason"}],
+        "skipped": [{"speaker", "clip"}], "enrolled_clips": N}``.
+        """
+        from tqdm import tqdm
+
+        by_speaker: dict[str, list[tuple[str, Callable]]] = {}
+        refused: list[dict] = []
+        for speaker, clip, load in items:
+            try:
+                name = normalize_name(speaker)
+            except SpeakerRegistryError as e:
+                refused.append({"speaker": speaker, "clip": clip, "reason": str(e)})
+                continue
+            by_speaker.setdefault(name, []).append((clip, load))
+        have: dict[str, set[str]] = {}
+        if self.db.exists():
+            with self.registry() as reg:
+                enrolled = {n for n, _, _ in reg.speakers()}
+                have = {n: set(reg.clips(n)) for n in by_speaker if n in enrolled}
+        results, skipped = [], []
+        count = sum(len(v) for v in by_speaker.values()) if total is None else total
+        with tqdm(total=count, unit="clip", desc="enroll", disable=not progress or not sys.stderr.isatty()) as bar:
+            for name, clips in by_speaker.items():
+                waves, names = [], []
+                for clip, load in clips:
+                    bar.update(1)
+                    if clip in have.get(name, set()) or clip in names:
+                        skipped.append({"speaker": name, "clip": clip})
+                        continue
+                    try:
+                        waves.append(load())
+                        names.append(clip)
+                    except (AudioError, ClipTooLongError, OSError) as e:
+                        refused.append({"speaker": name, "clip": clip, "reason": str(e)})
+                        warning(f"not enrolled: {e}")
+                if waves:
+                    r = self.enroll(name, waves, names)
+                    results.append(r)
+                    info(f"{name}: {r['added']} clip(s) enrolled ({r['n_clips']} in all)")
+        return {"speakers": results, "refused": refused, "skipped": skipped,
+                "enrolled_clips": sum(r["added"] for r in results)}
+
+
+def folder_items(folder: str | os.PathLike) -> list[tuple[str, str, Path]]:
+    """``(speaker, clip, path)`` for a folder with one sub-folder per speaker holding its audio files (any
+    depth below it); files that are not audio (by suffix) are ignored, an empty speaker folder is an error."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder; --from-folder expects one sub-folder per speaker")
+    out = []
+    speakers = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not speakers:
+        raise InputError(f"{root}: no speaker folders; --from-folder expects DIR/<speaker>/<clip>.wav")
+    for sub in speakers:
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+        if not files:
+            raise InputError(f"{sub}: no audio files ({', '.join(sorted(SUPPORTED_SUFFIXES))}) for speaker "
+                             f"'{sub.name}'")
+        out += [(sub.name, str(p.resolve()), p) for p in files]
+    return out
