@@ -18,9 +18,18 @@ Three measurements, side by side in one run:
   ``PYTHONPATH=.make/resemblyzer`` (where ``make venv`` installs it and the wheel-only webrtcvad); the largest
   difference between the two embeddings is reported as a check.
 
+* **(d) the enrollment tool as a service** (``speech-tl serve``) against one process per call: identify
+  latency of one ``--clip-seconds`` (default 3) clip through the warm service (a real ``speech-tl serve``
+  process, a real HTTP client on a kept-alive connection, bearer token checked; ``--service-queries``,
+  default 50, timed) beside the wall time of ``speech-tl identify`` (a new process per call,
+  ``--cli-calls``, default 5); and enrolling ``--enroll-speakers`` (default 50) speakers with one
+  ``speech-tl enroll --from-folder`` call beside one ``speech-tl enroll --speaker`` call per speaker.
+  Clips are synthetic harmonic "voices" (speed does not depend on who speaks); the database uses GE2E.
+
 Each timed method runs once to warm up, then ``--repeats`` (default 3) timed passes; the median is reported.
 
     .venv/bin/python benchmarks/speaker_speed.py --write-readme
+    .venv/bin/python benchmarks/speaker_speed.py --only service --write-readme   # (d) alone, its own section
 
 This is a benchmark, not a test: it asserts nothing about speed.
 """
@@ -44,6 +53,7 @@ from _common import host, replace_section
 REPO = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- speaker-speed:start -->", "<!-- speaker-speed:end -->"
+SERVICE_START, SERVICE_END = "<!-- speaker-service:start -->", "<!-- speaker-service:end -->"
 DEFAULT_MANIFEST = "manifests/synth-speakers_mul_test.jsonl"
 RESEMBLYZER_DIR = REPO / ".make" / "resemblyzer"
 P_TARGET = 0.01
@@ -283,6 +293,108 @@ def bench_ge2e(args) -> tuple[list[dict], str]:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# (d) the service against one process per call
+# --------------------------------------------------------------------------------------------------------------
+
+def harmonic_voice(path: Path, seconds: float, seed: int) -> Path:
+    """A 16 kHz WAV of a harmonic "voice" with its own pitch and vibrato, and short pauses."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    f0 = rng.uniform(90, 260)
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * t))) / 16000
+    x = sum(np.sin(h * phase) * rng.uniform(0.2, 1.0) / h for h in range(1, 8))
+    x *= (np.sin(2 * np.pi * rng.uniform(1.5, 3) * t) > -0.6)  # syllable-like on/off
+    x = 0.2 * x / np.abs(x).max() + 0.003 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), 16000, subtype="PCM_16")
+    return path
+
+
+def cli(*args: str, env=None) -> float:
+    """Wall time of one ``speech-tl`` process (import, model load, work)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "speech_tl.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"speech-tl {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def bench_service(args) -> tuple[list[dict], list[dict], str]:
+    import secrets
+    import signal
+    import socket
+
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory(prefix="speech-tl-bench-") as tmp:
+        tmp = Path(tmp)
+        for k in range(args.enroll_speakers):
+            harmonic_voice(tmp / "people" / f"spk{k:03d}" / "a.wav", 2.0, 1000 + k)
+        clip = harmonic_voice(tmp / "probe.wav", args.clip_seconds, 1000)
+        log(f"(d) enrolling {args.enroll_speakers} speakers: one `enroll --from-folder` call ...")
+        batch = cli("enroll", "--db", str(tmp / "batch.db"), "--from-folder", str(tmp / "people"), env=env)
+        log(f"(d) ... and {args.enroll_speakers} `enroll --speaker` calls ...")
+        singles = [cli("enroll", "--db", str(tmp / "single.db"), "--speaker", f"spk{k:03d}",
+                       str(tmp / "people" / f"spk{k:03d}" / "a.wav"), env=env) for k in range(args.enroll_speakers)]
+        enroll_rows = [{"method": f"`speech-tl enroll --from-folder` (1 process, {args.enroll_speakers} speakers)",
+                        "seconds": batch},
+                       {"method": f"`speech-tl enroll --speaker` x {args.enroll_speakers} (a process each)",
+                        "seconds": sum(singles)}]
+        log(f"(d) `speech-tl identify`, {args.cli_calls} calls ...")
+        calls = [cli("identify", "--db", str(tmp / "batch.db"), str(clip), env=env) for _ in range(args.cli_calls + 1)]
+        rows = [{"method": "`speech-tl identify` (a new process per call)", "times": calls[1:]}]
+        token = secrets.token_urlsafe(24)
+        (tmp / "token").write_text(token)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "speech_tl.cli", "serve", "--db", str(tmp / "batch.db"),
+                                   "--port", str(port), "--token-file", str(tmp / "token")], cwd=REPO, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            t0 = time.perf_counter()
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.perf_counter() - t0 > 120:
+                    raise SystemExit("speech-tl serve did not start")
+                time.sleep(0.1)
+            startup = time.perf_counter() - t0
+            data = clip.read_bytes()
+            log(f"(d) identify through the service, {args.service_queries} requests ...")
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+                def ask():
+                    r = c.post("/api/identify", files=[("audio", ("probe.wav", data, "audio/wav"))])
+                    r.raise_for_status()
+                    return r.json()
+
+                for _ in range(3):
+                    ask()
+                times = []
+                for _ in range(args.service_queries):
+                    t1 = time.perf_counter()
+                    ask()
+                    times.append(time.perf_counter() - t1)
+            rows.append({"method": "`speech-tl serve`, `POST /api/identify` (warm, one kept-alive connection)",
+                         "times": times})
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    note = (f"Probe: a {args.clip_seconds:g} s clip (16 kHz WAV) against {args.enroll_speakers} enrolled speakers, "
+            f"GE2E, cosine scoring. The service took {startup:.1f} s to start (imports and model load, "
+            "once).")
+    return rows, enroll_rows, note
+
+
+# --------------------------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------------------------
 
@@ -322,6 +434,24 @@ def report(args, metrics: list[dict], ident: list[dict], ident_note: str, ge2e: 
     return "\n".join(lines)
 
 
+def service_report(args, rows: list[dict], enroll_rows: list[dict], note: str) -> str:
+    lines = [f"### (d) identify one {args.clip_seconds:g} s clip: the warm service against a process per call", "",
+             "| method | median (ms) | p95 (ms) | vs service | calls timed |", "|---|---:|---:|---:|---:|"]
+    service = np.median(rows[-1]["times"]) * 1000
+    for r in rows:
+        t = np.array(r["times"]) * 1000
+        lines.append(f"| {r['method']} | {np.median(t):.1f} | {np.percentile(t, 95):.1f} | "
+                     f"{np.median(t) / service:.0f}x | {t.size} |")
+    lines += ["", note, "", f"### (d) enrolling {args.enroll_speakers} speakers", "",
+              "| method | total (s) | per speaker (s) | vs batch |", "|---|---:|---:|---:|"]
+    batch = enroll_rows[0]["seconds"]
+    for r in enroll_rows:
+        lines.append(f"| {r['method']} | {r['seconds']:.1f} | {r['seconds'] / args.enroll_speakers:.2f} | "
+                     f"{r['seconds'] / batch:.1f}x |")
+    lines += ["", f"Machine: {machine(args.threads)}"]
+    return "\n".join(lines)
+
+
 def write_readme(text: str, readme: Path) -> None:
     replace_section(readme, START, END, text)
     log(f"wrote the tables into {readme}")
@@ -339,7 +469,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for (c)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", choices=["metrics", "identify", "ge2e"], default=None, help="run one part only")
+    ap.add_argument("--clip-seconds", type=float, default=3.0, help="probe clip length for (d)")
+    ap.add_argument("--service-queries", type=int, default=50, help="identify requests timed through the service")
+    ap.add_argument("--cli-calls", type=int, default=5, help="`speech-tl identify` processes timed for (d)")
+    ap.add_argument("--enroll-speakers", type=int, default=50, help="speakers enrolled in (d)")
+    ap.add_argument("--only", choices=["metrics", "identify", "ge2e", "service"], default=None,
+                    help="run one part only")
     ap.add_argument("--write-readme", action="store_true",
                     help=f"replace the tables between {START} and {END} in benchmarks/README.md")
     ap.add_argument("--readme", type=Path, default=README, help=argparse.SUPPRESS)  # tests write into a copy
@@ -348,8 +483,14 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("counts, --threads and --repeats must be at least 1")
     if not 0 < args.target_fraction < 1:
         ap.error("--target-fraction must lie strictly between 0 and 1")
-    if args.write_readme and args.only:
-        ap.error("--write-readme needs all three parts (no --only)")
+    if args.write_readme and args.only not in (None, "service"):
+        ap.error("--write-readme needs all parts (no --only), or --only service for (d)'s own section")
+    if args.only == "service":
+        text = service_report(args, *bench_service(args))
+        print(text)
+        if args.write_readme:
+            replace_section(args.readme, SERVICE_START, SERVICE_END, text)
+        return
     metrics = bench_metrics(args) if args.only in (None, "metrics") else []
     ident, ident_note = bench_identify(args) if args.only in (None, "identify") else ([], "")
     ge2e, ge2e_note = bench_ge2e(args) if args.only in (None, "ge2e") else ([], "")
@@ -357,6 +498,11 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.write_readme:
         write_readme(text, args.readme)
+    if args.only is None:
+        service = service_report(args, *bench_service(args))
+        print(service)
+        if args.write_readme:
+            replace_section(args.readme, SERVICE_START, SERVICE_END, service)
 
 
 if __name__ == "__main__":

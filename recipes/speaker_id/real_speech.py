@@ -113,7 +113,7 @@ class EmbeddingCache:
 
         emb_file = self.folder / f"emb_{self.embedder.fingerprint[:16]}_{vad}.pt"
         vad_file = self.folder / f"vad_{vad}.json"
-        cache = torch.load(emb_file) if emb_file.is_file() else {}
+        cache = torch.load(emb_file, weights_only=True) if emb_file.is_file() else {}
         regions = json.loads(vad_file.read_text()) if vad_file.is_file() else {}
         missing = [f for f in dict.fromkeys(files) if self._key(f) not in cache]
         if missing:
@@ -163,8 +163,8 @@ def identification(emb: torch.Tensor, speakers: list[str], stats: tuple | None, 
                    ) -> tuple[float, float]:
     """``(1-clip accuracy averaged over draws, leave-one-out centroid accuracy)``.
 
-    ``stats``: ``(mean, std)`` of each clip's top-k cohort scores and a function giving them for other
-    embeddings (AS-Norm), or None (cosine).
+    ``stats``: ``(mean, std, fn)``: each clip's AS-Norm cohort statistics (:func:`cohort_stats`) and a function
+    giving them for other embeddings (the enrolment centroids), or None (plain cosine).
     """
     from speech_tl.metrics import identification_accuracy
     from speech_tl.speaker.scoring import l2_normalize

@@ -27,14 +27,24 @@ SAMPLE_RATE = 16000
 
 
 @functools.lru_cache(maxsize=1)
-def _vad_model():
+def _silero():
+    """Silero VAD's model and its ``get_speech_timestamps``, loaded once: the ONNX model under onnxruntime
+    (about twice as fast on a CPU: it runs one 32 ms chunk per call) when installed, else the TorchScript one.
+    Importing ``silero_vad`` sets torch to one thread for the whole process; the count is put back, so
+    nothing else loses its cores."""
+    import importlib.util
     import warnings
 
-    from silero_vad import load_silero_vad
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import get_speech_timestamps, load_silero_vad
 
-    with warnings.catch_warnings():  # torch.jit.load's deprecation notice, about the package's own loading
-        warnings.simplefilter("ignore", FutureWarning)
-        return load_silero_vad()
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice, about the package's own loading
+            warnings.simplefilter("ignore", FutureWarning)
+            model = load_silero_vad(onnx=importlib.util.find_spec("onnxruntime") is not None)
+    finally:
+        torch.set_num_threads(threads)
+    return model, get_speech_timestamps
 
 
 def speech_regions(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, threshold: float = 0.5,
@@ -44,11 +54,10 @@ def speech_regions(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, threshold
     ``min_silence``: a pause at least this long splits regions; ``min_speech``: shorter bursts are
     dropped; ``pad``: seconds added on each side (within the recording).
     """
-    from silero_vad import get_speech_timestamps
-
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"speech_regions expects {SAMPLE_RATE} Hz audio, got {sample_rate}")
-    stamps = get_speech_timestamps(wave.float().reshape(-1), _vad_model(), sampling_rate=sample_rate,
+    model, get_speech_timestamps = _silero()
+    stamps = get_speech_timestamps(wave.float().reshape(-1), model, sampling_rate=sample_rate,
                                    threshold=threshold, min_speech_duration_ms=int(min_speech * 1000),
                                    min_silence_duration_ms=int(min_silence * 1000), speech_pad_ms=int(pad * 1000))
     return [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]

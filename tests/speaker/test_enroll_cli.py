@@ -181,7 +181,7 @@ def test_commands_on_a_missing_database(tmp_path, voice_clips):  # noqa: F811
 def test_reading_commands_open_the_database_read_only(db, voice_clips, monkeypatch):  # noqa: F811
     """identify, verify and `speakers list` open the database read-only (so they work where it cannot be written,
     see tests/speaker/test_registry.py) and leave it as it was; names are normalised as everywhere."""
-    from speech_tl.speaker import registry
+    from speech_tl.speaker import registry, service
 
     opened = []
 
@@ -191,6 +191,7 @@ def test_reading_commands_open_the_database_read_only(db, voice_clips, monkeypat
             opened.append(self.readonly)
 
     monkeypatch.setattr(registry, "SpeakerRegistry", Spy)
+    monkeypatch.setattr(service, "SpeakerRegistry", Spy)
     before = db.read_bytes()
     a = voice_id(ENROLLED[0])
     code, out, _ = run("identify", "--db", db, voice_clips[a][3], "--json")
@@ -199,7 +200,7 @@ def test_reading_commands_open_the_database_read_only(db, voice_clips, monkeypat
     assert code == 0 and out.startswith(f"accept: {voice_clips[a][3]} is {a} (score")
     code, out, _ = run("speakers", "list", "--db", db, "--json")
     assert code == 0 and len(json.loads(out)["speakers"]) == 3
-    assert opened == [True, True, True]
+    assert len(opened) >= 3 and set(opened) == {True}  # every connection of the three commands was read-only
     assert db.read_bytes() == before
     assert run("speakers", "rename", "--db", db, f" {a}  ", " Anna  Smith ")[:2] == \
         (0, f"renamed {a} -> Anna Smith in {db}\n")

@@ -65,7 +65,8 @@ def record_and(browser_type, url: str, token: str, microphone: Path, profile: Pa
                                timeout=30000)
         shown = {"status": status, "speaker": page.text_content("#result-speaker"),
                  "score": page.text_content("#result-score"), "threshold": page.text_content("#result-threshold"),
-                 "enrolled": page.eval_on_selector_all("#speakers td.speaker", "cells => cells.map(c => c.textContent)"),
+                 "enrolled": page.eval_on_selector_all("#speakers td.speaker",
+                                                       "cells => cells.map(c => c.textContent)"),
                  "errors": errors}
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
