@@ -178,15 +178,11 @@ class SpeakerService:
         """The database's model, threshold and speakers, as ``speech-tl speakers list --json`` prints them
         (none, and the default threshold, before the first enrollment creates the database)."""
         if not self.db.exists() and not self.readonly:
-            return {"model_source": None, "model_fingerprint": None, "embedding_dim": None,
-                    "threshold": DEFAULT_THRESHOLD, "threshold_provenance": "default (no database yet)",
-                    "speakers": []}
+            return {"model_source": None, "model_fingerprint": None, "embedding_dim": None, "score": "cosine",
+                    "cohort_size": 0, "threshold": DEFAULT_THRESHOLD,
+                    "threshold_provenance": "default (no database yet)", "speakers": []}
         with self.registry() as reg:
-            meta, rows = reg.meta(), reg.speakers()
-        return {"model_source": meta["model_source"], "model_fingerprint": meta["model_fingerprint"],
-                "embedding_dim": meta["embedding_dim"], "threshold": meta["threshold"],
-                "threshold_provenance": meta["threshold_provenance"],
-                "speakers": [{"speaker": n, "clips": k, "created": c} for n, k, c in rows]}
+            return listing(reg)
 
     def remove(self, speaker: str) -> dict:
         with self.registry(write=True) as reg:
@@ -201,6 +197,51 @@ class SpeakerService:
     def calibrate(self, results: str | os.PathLike, target_far: float | None = None) -> dict:
         with self.registry(write=True) as reg:
             return reg.calibrate_threshold(results, target_far)
+
+    # ------------------------------------------------------------------ AS-Norm cohort
+
+    def add_cohort(self, items: Iterable[tuple[str, str, Callable[[], torch.Tensor]]], progress: bool = True) -> dict:
+        """Embed clips of other speakers into the database's AS-Norm cohort (see
+        :meth:`SpeakerRegistry.add_cohort`). ``items``: ``(speaker or "", clip, load)``. Clips already in the
+        cohort are skipped; clips that fail, or whose speaker is enrolled (a cohort must hold *other*
+        speakers), are listed. Returns ``{"added", "cohort_size", "score", "threshold", "refused", "skipped"}``."""
+        from tqdm import tqdm
+
+        items = list(items)
+        with self.registry() as reg:
+            enrolled = {n for n, _, _ in reg.speakers()}
+            have = set(reg.cohort_clips())
+        waves, clips, refused, skipped = [], [], [], []
+        for speaker, clip, load in tqdm(items, unit="clip", desc="cohort",
+                                        disable=not progress or not sys.stderr.isatty()):
+            if clip in have or clip in clips:
+                skipped.append(clip)
+                continue
+            if speaker and normalize_name(speaker) in enrolled:
+                refused.append({"clip": clip, "reason": f"speaker '{normalize_name(speaker)}' is enrolled; the "
+                                                        "cohort must hold other speakers"})
+                continue
+            try:
+                waves.append(load())
+                clips.append(clip)
+            except (AudioError, ClipTooLongError, OSError) as e:
+                refused.append({"clip": clip, "reason": str(e)})
+                warning(f"not in the cohort: {e}")
+        result = {"added": 0}
+        if clips:
+            embeddings = list(self.embed(waves))
+            with self.registry(write=True) as reg:
+                result = reg.add_cohort(embeddings, clips, self.embedder)
+        with self.registry() as reg:
+            meta = reg.meta()
+            result.update(cohort_size=reg.cohort_size(), score=meta["score"], threshold=meta["threshold"])
+        return {**result, "refused": refused, "skipped": skipped}
+
+    def clear_cohort(self) -> dict:
+        with self.registry(write=True) as reg:
+            n = reg.clear_cohort()
+            meta = reg.meta()
+        return {"removed": n, "cohort_size": 0, "score": meta["score"], "threshold": meta["threshold"]}
 
     # ------------------------------------------------------------------ batch enrollment
 
@@ -252,6 +293,26 @@ class SpeakerService:
                     info(f"{name}: {r['added']} clip(s) enrolled ({r['n_clips']} in all)")
         return {"speakers": results, "refused": refused, "skipped": skipped,
                 "enrolled_clips": sum(r["added"] for r in results)}
+
+
+def listing(reg: SpeakerRegistry) -> dict:
+    """What ``speech-tl speakers list --json`` and ``GET /api/speakers`` answer about a database."""
+    meta, rows = reg.meta(), reg.speakers()
+    return {"model_source": meta["model_source"], "model_fingerprint": meta["model_fingerprint"],
+            "embedding_dim": meta["embedding_dim"], "score": meta["score"], "cohort_size": reg.cohort_size(),
+            "threshold": meta["threshold"], "threshold_provenance": meta["threshold_provenance"],
+            "speakers": [{"speaker": n, "clips": k, "created": c} for n, k, c in rows]}
+
+
+def audio_files(folder: str | os.PathLike) -> list[Path]:
+    """Every audio file (by suffix) below ``folder``, sorted; an error when there is none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+    if not files:
+        raise InputError(f"{root}: no audio files ({', '.join(SUPPORTED_SUFFIXES)}) below it")
+    return files
 
 
 def folder_items(folder: str | os.PathLike) -> list[tuple[str, str, Path]]:
