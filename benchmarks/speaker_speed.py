@@ -448,7 +448,11 @@ def service_report(args, rows: list[dict], enroll_rows: list[dict], note: str) -
     for r in enroll_rows:
         lines.append(f"| {r['method']} | {r['seconds']:.1f} | {r['seconds'] / args.enroll_speakers:.2f} | "
                      f"{r['seconds'] / batch:.1f}x |")
-    lines += ["", f"Machine: {machine(args.threads)}"]
+    import torch
+
+    lines += ["", f"Machine: {host()}, numpy {np.__version__}, torch {torch.__version__}; the service runs its forward "
+                  "passes on one thread with one torch thread, `speech-tl identify` and `enroll` with torch's default "
+                  "(all cores)."]
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ from speech_tl.config import dump_config
 from tests.tiny_asr import asr_config
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS, EVERY, KILLS = 40, 2, 6
+STEPS, EVERY, KILLS = 40, 2, 5
 
 
 def settings(tone_corpus, tiny_whisper, out):

@@ -14,9 +14,11 @@
 #         6 domain confusion across languages: the synthetic cross-language corpus (espeak-ng variants reading
 #           English and German), adaptation with and without a language classifier behind gradient reversal,
 #           EER on English-enrolment / German-test trials of held-out variants -> $exp/xlang/
+#         7 real speech (../shared/data: FSDD, Common Voice): VAD trimming and AS-Norm with a real cohort
+#           -> $exp/real_speech.md (recipes/speaker_id/real_speech.py)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=6; minutes=2; wise=0.5; vox_dir=""; exp=exp/speaker_id; data=manifests
+stage=0; stop_stage=7; minutes=2; wise=0.5; vox_dir=""; exp=exp/speaker_id; data=manifests
 conditions="bottom2 bottom1 bottom3 full"
 fsdd=../shared/data/fsdd/recordings
 readme=recipes/speaker_id/README.md
@@ -148,4 +150,13 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   done
   .venv/bin/python recipes/speaker_id/table.py --exp "$exp" --conditions "$evaluated" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  echo "== stage 7: real speech (FSDD, Common Voice): VAD trimming and AS-Norm with a real cohort"
+  if [ -d ../shared/data/commonvoice ] && [ -d ../shared/data/fsdd ]; then
+    .venv/bin/python recipes/speaker_id/real_speech.py --json "$exp/real_speech.json" | tee "$exp/real_speech.md"
+  else
+    echo "skipped: ../shared/data/commonvoice and ../shared/data/fsdd not found"
+  fi
 fi

@@ -283,7 +283,7 @@ def serve_cmd(db, host, port, token_file, read_token_file, no_auth, model, read_
         if read == write:
             raise UserError("the read token equals the write token; give a different one, or none")
         tokens = Tokens(write, read)
-    service = _service(db, model, device, readonly=read_only,
+    service = _service(db, model, device, readonly=read_only, serving=True,
                        limits=Limits(max_seconds=max_seconds, max_upload_bytes=int(max_upload_mb * 1024 * 1024)))
     click.echo(f"serving {db} ({service.embedder.source}) on http://{host}:{port}/ "
                f"({'token required' if tokens.required else 'no authentication'})", err=True)

@@ -4,8 +4,9 @@
 (``speech-tl enroll | identify | verify``, batch enrollment) and the HTTP service (``speech-tl serve``,
 :mod:`speech_tl.speaker.server`) both go through it, so they give the same answers in the same JSON
 shapes. It is safe to call from several threads: each call opens its own connection to the database
-(SQLite serialises writers; see :mod:`speech_tl.speaker.registry`), and one lock lets one forward pass
-of the model run at a time (the model already uses every core; running two at once only makes both slower).
+(SQLite serialises writers; see :mod:`speech_tl.speaker.registry`), and every forward pass of the model
+runs one at a time (the model already uses every core; running two at once only makes both slower), on
+a thread of its own when serving (see ``serving``).
 
 Audio goes through the same checks as everywhere else (:func:`speech_tl.audio.load_checked`: readable,
 long enough, not silent, not clipped), plus a per-clip duration limit read from the header before
@@ -14,6 +15,7 @@ decoding (:class:`Limits`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import tempfile
@@ -64,10 +66,12 @@ class SpeakerService:
     every change and open the database read-only (it may sit on read-only media). ``trim``: embed only
     the speech of each clip (:func:`speech_only`); off by default, because on real speech it did not help
     GE2E (Common Voice EER 0.114 -> 0.119, FSDD 0.171 -> 0.172: ``recipes/speaker_id/real_speech.py``).
+    ``serving``: many threads will call (a web server); forward passes then run on one thread of their own.
     """
 
     def __init__(self, db: str | os.PathLike, model: str | None = None, device: str = "auto",
-                 readonly: bool = False, trim: bool = False, limits: Limits = Limits(), batch_size: int = 16):
+                 readonly: bool = False, trim: bool = False, limits: Limits = Limits(), batch_size: int = 16,
+                 serving: bool = False):
         from ..device import resolve_device
         from .embedder import load_embedder
 
@@ -88,7 +92,25 @@ class SpeakerService:
         if have is not None:
             with self.registry() as reg:
                 reg.check_model(self.embedder)  # another model, or the weights behind the source changed since
-        self._model_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._model_thread = None
+        if serving:
+            # a web server answers on many threads; torch's OpenMP thread teams belong to the thread that calls it,
+            # and several teams on 2 cores spin against each other: GE2E on a 3 s clip took 83-97 ms on any thread
+            # but the main one (28 ms there). One model thread with one torch thread: 31-40 ms.
+            self._model_thread = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="speech-tl-model", initializer=torch.set_num_threads, initargs=(1,))
+
+    def _on_model_thread(self, fn):
+        """Run ``fn()`` (a forward pass), one at a time: on the model's own thread when serving, else here."""
+        if self._model_thread is not None:
+            return self._model_thread.submit(fn).result()
+        with self._lock:
+            return fn()
+
+    def close(self) -> None:
+        if self._model_thread is not None:
+            self._model_thread.shutdown(wait=True)
 
     # ------------------------------------------------------------------ database and audio
 
@@ -129,10 +151,10 @@ class SpeakerService:
 
     def embed(self, waves: list[torch.Tensor]) -> torch.Tensor:
         """``[(T_i,)]`` -> ``(N, D)`` L2-normalised embeddings (of the speech only when ``trim``)."""
-        with self._model_lock:
-            if self.trim:
-                waves = [speech_only(w) for w in waves]
-            return self.embedder.embed_many(waves, self.batch_size)
+        def run():
+            return self.embedder.embed_many([speech_only(w) for w in waves] if self.trim else waves, self.batch_size)
+
+        return self._on_model_thread(run)
 
     # ------------------------------------------------------------------ requests
 
@@ -160,14 +182,12 @@ class SpeakerService:
         """Who spoke when: ``{"segments": [{"start", "end", "speaker", "score"}]}`` (seconds)."""
         from .segments import label_recording, speech_regions
 
-        with self._model_lock:
-            regions = speech_regions(wave)
+        regions = self._on_model_thread(lambda: speech_regions(wave))
         with self.registry() as reg:
             reg.check_model(self.embedder)
 
             def embed_many(clips):
-                with self._model_lock:
-                    return self.embedder.embed_many(clips, self.batch_size)
+                return self._on_model_thread(lambda: self.embedder.embed_many(clips, self.batch_size))
 
             def identify(embedding):
                 return reg.identify(embedding, 5)
