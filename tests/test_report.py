@@ -27,6 +27,7 @@ from speech_tl.asr.task import train_asr
 from speech_tl.cli import main
 from speech_tl.report import write_report
 from speech_tl.report.render import md_text
+from tests.overwrite_check import refused_unless_overwrite
 from tests.tiny_asr import asr_config
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"
@@ -359,17 +360,7 @@ def test_cli_report(runs, report, tmp_path):
 def test_cli_report_refuses_to_replace_a_report_unless_overwrite(runs, report, tmp_path):
     out = tmp_path / "sweep.html"
     args = ["report", str(runs["full"]), "--out", str(out)]
-    for existing in (out, tmp_path / "sweep.md"):  # the Markdown beside the page is replaced as well
-        existing.write_text("mine\n")
-        res = CliRunner().invoke(main, args)
-        assert res.exit_code == 1, res.output
-        (line,) = res.output.strip().splitlines()
-        assert line.startswith("error: ") and str(existing) in line and "--overwrite" in line
-        assert [(p.name, p.read_text()) for p in tmp_path.iterdir()] == [(existing.name, "mine\n")]
-        existing.unlink()
-    out.write_text("mine\n")
-    res = CliRunner().invoke(main, [*args, "--overwrite"])
-    assert res.exit_code == 0, res.output
+    refused_unless_overwrite(args, [out, tmp_path / "sweep.md"], tmp_path)  # the Markdown beside it as well
     assert "<html" in out.read_text(encoding="utf-8").lower() and (tmp_path / "sweep.md").is_file()
 
 

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from speech_tl.cli import main
 from speech_tl.probe.recommend import recommend_depth
+from tests.overwrite_check import refused_unless_overwrite
 
 
 def test_probe_learns_the_letters_and_recommends_a_depth(tone_corpus, tiny_whisper, tmp_path):
@@ -35,14 +36,7 @@ def test_probe_without_eval_holds_out_utterances(tone_corpus, tiny_whisper, tmp_
 
 def test_probe_refuses_an_existing_output_unless_overwrite(tone_corpus, tiny_whisper, tmp_path):
     out = tmp_path / "probe.json"
-    out.write_text("mine\n")
     args = ["probe", "asr", tiny_whisper, str(tone_corpus / "train.jsonl"), "--out", str(out), "--steps", "2",
             "--max-utterances", "8"]
-    r = CliRunner().invoke(main, args)
-    assert r.exit_code == 1, r.output
-    (line,) = r.output.strip().splitlines()
-    assert line.startswith("error: ") and str(out) in line and "--overwrite" in line
-    assert out.read_text() == "mine\n"
-    r = CliRunner().invoke(main, [*args, "--overwrite"])
-    assert r.exit_code == 0, r.output
+    refused_unless_overwrite(args, [out], tmp_path)
     assert json.loads(out.read_text())["probe"] == "asr"

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from speech_tl.cli import main
 from speech_tl.probe.speaker import fit_lda, probe_speaker
+from tests.overwrite_check import refused_unless_overwrite
 
 
 def test_probe_reports_every_depth_on_held_out_speakers(pitch_speakers, tmp_path):
@@ -32,16 +31,9 @@ def test_eval_speakers_must_be_new(pitch_speakers, tmp_path):
 
 def test_cli_refuses_an_existing_output_unless_overwrite(pitch_speakers, tmp_path):
     out = tmp_path / "probe.json"
-    out.write_text("mine\n")
     args = ["probe", "speaker", "ge2e:resemblyzer", str(pitch_speakers / "train.jsonl"), "--out", str(out),
             "--device", "cpu"]
-    r = CliRunner().invoke(main, args)
-    assert r.exit_code == 1, r.output
-    (line,) = r.output.strip().splitlines()
-    assert line.startswith("error: ") and str(out) in line and "--overwrite" in line
-    assert out.read_text() == "mine\n"
-    r = CliRunner().invoke(main, [*args, "--overwrite"])
-    assert r.exit_code == 0, r.output
+    refused_unless_overwrite(args, [out], tmp_path)
     assert json.loads(out.read_text())["probe"] == "speaker"
 
 

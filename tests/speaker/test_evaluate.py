@@ -16,6 +16,7 @@ from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare.tts import ToolMissing, Voice, require_voice, synthesize
 from speech_tl.speaker.evaluate import evaluate_speaker
+from tests.overwrite_check import refused_unless_overwrite
 
 FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd" / "recordings"
 VOICES = [Voice("mbrola", "mb-de2", "de"), Voice("mbrola", "mb-fr1", "en"), Voice("pico", "en-GB", "en"),
@@ -165,15 +166,5 @@ def test_cli_refuses_existing_results_unless_overwrite(pitch_speakers, tmp_path)
     emb = tmp_path / "r.embeddings.pt"
     args = ["evaluate", "speaker", "ge2e:resemblyzer", str(pitch_speakers / "dev.jsonl"), "--out", str(out),
             "--device", "cpu", "--enroll-per-speaker", "1"]
-    for existing in (out, emb):  # the embeddings beside OUT are an output as well
-        existing.write_text("mine\n")
-        res = CliRunner().invoke(main, args)
-        assert res.exit_code == 1, res.output
-        (line,) = res.output.strip().splitlines()
-        assert line.startswith("error: ") and str(existing) in line and "--overwrite" in line
-        assert [(p.name, p.read_text()) for p in tmp_path.iterdir()] == [(existing.name, "mine\n")]
-        existing.unlink()
-    out.write_text("mine\n")
-    res = CliRunner().invoke(main, [*args, "--overwrite"])
-    assert res.exit_code == 0, res.output
+    refused_unless_overwrite(args, [out, emb], tmp_path)  # the embeddings beside OUT are an output as well
     assert _strict_json(out)["num_trials"] > 0 and emb.stat().st_size > 100
