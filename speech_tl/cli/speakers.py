@@ -58,8 +58,9 @@ def errors_exit_2(fn):
 def _service(db: Path, model: str | None = None, device: str = "auto", readonly: bool = False,
              batch_size: int = 16, **kwargs):
     """The database and its model, loaded once (:class:`speech_tl.speaker.service.SpeakerService`)."""
-    from ..speaker.service import SpeakerService
+    from ..speaker.service import Limits, SpeakerService
 
+    kwargs.setdefault("limits", Limits(max_seconds=float("inf")))  # the command line reads what it is given
     return SpeakerService(db, model=model, device=device, readonly=readonly, batch_size=batch_size, **kwargs)
 
 

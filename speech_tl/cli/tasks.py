@@ -254,7 +254,7 @@ def tune_decoder_cmd(checkpoint, manifest_path, beam, lm_weights, word_scores, m
                    "different-speaker pairs of MANIFEST).")
 @click.option("--cohort", "cohort_manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Manifest of other speakers: also score with AS-Norm against their embeddings.")
-@click.option("--asnorm-top-k", type=click.IntRange(min=2), default=200, show_default=True,
+@click.option("--asnorm-top-k", type=click.IntRange(min=2), default=100, show_default=True,
               help="Cohort scores averaged per utterance by AS-Norm.")
 @click.option("--enroll-per-speaker", type=click.IntRange(min=1), default=3, show_default=True,
               help="Identification: utterances (first by id) averaged into each speaker's enrolment.")

@@ -136,7 +136,7 @@ def _verification(scores: np.ndarray, labels: np.ndarray, seed: int) -> dict:
 
 
 def evaluate_speaker(model: str | Path, manifest: str | Path, out: str | Path, trials_file: str | Path | None = None,
-                     cohort_manifest: str | Path | None = None, asnorm_top_k: int = 200, enroll_per_speaker: int = 3,
+                     cohort_manifest: str | Path | None = None, asnorm_top_k: int = 100, enroll_per_speaker: int = 3,
                      seed: int = 0, max_nontarget_per_target: float = 10.0, device: str = "cpu",
                      batch_size: int = 16) -> dict:
     """Embed MANIFEST with MODEL, score verification trials and identification, write ``out`` (results.json).

@@ -172,6 +172,10 @@ class SpeakerRegistryError(SpeechTlError, ValueError):
     """A request the speaker database refuses; the message says why and what to do."""
 
 
+class ReadOnlyError(SpeakerRegistryError):
+    """A change asked of a database opened (or served) read-only (HTTP 403)."""
+
+
 class UnknownSpeakerError(SpeakerRegistryError):
     """A speaker name that is not enrolled (HTTP 404)."""
 
@@ -392,6 +396,9 @@ class SpeakerRegistry:
         another program's database, a newer schema version, a damaged speaker database.
         """
         c = self._conn
+        if not c.in_transaction:  # header and table list from one snapshot: a file another process is creating
+            with self._read():  # must not be seen half made (its tables, but not yet its application id)
+                return self._inspect()
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
         objects = sorted(n for (n,) in c.execute("SELECT name FROM sqlite_master") if not n.startswith("sqlite_"))
@@ -492,7 +499,7 @@ class SpeakerRegistry:
     def _write(self) -> SpeakerRegistry._Txn:
         """A write transaction: takes the write lock at once (waiting up to busy_timeout), commits or rolls back."""
         if self.readonly:
-            raise SpeakerRegistryError(f"{self.path} is open read-only: it cannot be changed (open it without "
+            raise ReadOnlyError(f"{self.path} is open read-only: it cannot be changed (open it without "
                                        "readonly=True, where it can be written)")
         return self._Txn(self._conn, "IMMEDIATE")
 
@@ -573,7 +580,8 @@ class SpeakerRegistry:
                           [(repr(value), "threshold"), (str(provenance).strip(), "threshold_provenance")])
             self._bump()
 
-    def calibrate_threshold(self, results_json_path: str | os.PathLike, target_far: float | None = None) -> dict:
+    def calibrate_threshold(self, results_json_path: str | os.PathLike, target_far: float | None = None,
+                            shown_as: str | None = None) -> dict:
         """Set the threshold from a speaker evaluation's results.json (format in the module docstring).
 
         Without ``target_far``: its ``eer_threshold``. With it: the lowest threshold in
@@ -581,47 +589,53 @@ class SpeakerRegistry:
         Returns ``{"threshold", "provenance", "far"}`` (``far`` only with ``target_far``).
         """
         path = Path(results_json_path)
+        shown = shown_as or str(path.resolve())  # how messages and the provenance name the file
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise SpeakerRegistryError(f"{path}: file not found") from None
+            raise SpeakerRegistryError(f"{shown}: file not found") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SpeakerRegistryError(f"{path}: not a readable JSON file ({e})") from None
+            raise SpeakerRegistryError(f"{shown}: not a readable JSON file ({e})") from None
         if not isinstance(results, dict):
-            raise SpeakerRegistryError(f"{path}: expected a JSON object with 'eer_threshold' and 'calibration'")
+            raise SpeakerRegistryError(f"{shown}: expected a JSON object with 'eer_threshold' and 'calibration'")
         have = self.model
         fp = results.get("model_fingerprint")
         if fp is not None and have is not None and str(fp) != have.fingerprint:
-            raise SpeakerRegistryError(f"{path} evaluates model fingerprint {fp}, but {self.path} holds model "
+            raise SpeakerRegistryError(f"{shown} evaluates model fingerprint {fp}, but {self.path} holds model "
                                        f"{have.source} (fingerprint {have.fingerprint}): a threshold only holds "
                                        "for the model it was measured on")
         if self.meta()["score"] == "as-norm":  # the evaluation's AS-Norm numbers, not its cosine ones
             section = results.get("asnorm")
             if not isinstance(section, dict):
-                raise SpeakerRegistryError(f"{path}: {self.path} scores with AS-Norm (it has a cohort), but this "
+                raise SpeakerRegistryError(f"{shown}: {self.path} scores with AS-Norm (it has a cohort), but this "
                                            "evaluation has no AS-Norm results ('asnorm'); run `speech-tl evaluate "
                                            "speaker` with --cohort, or clear the database's cohort")
+            top_k = section.get("top_k")
+            if top_k is not None and int(top_k) != DEFAULT_ASNORM_TOP_K:
+                raise SpeakerRegistryError(f"{shown}: its AS-Norm scores use the top {top_k} cohort scores, this "
+                                           f"database's the top {DEFAULT_ASNORM_TOP_K}: the scales differ; evaluate "
+                                           f"with --asnorm-top-k {DEFAULT_ASNORM_TOP_K}")
             results = {**section, "model_fingerprint": fp}
         far_at = None
         if target_far is None:
             thr = results.get("eer_threshold")
             if not isinstance(thr, int | float) or isinstance(thr, bool) or not math.isfinite(thr):
-                raise SpeakerRegistryError(f"{path}: no finite number under 'eer_threshold'")
+                raise SpeakerRegistryError(f"{shown}: no finite number under 'eer_threshold'")
             eer = results.get("eer")
             quoted = isinstance(eer, int | float) and not isinstance(eer, bool)
-            provenance = f"EER threshold of {path.resolve()}" + (f" (EER {eer:.4f})" if quoted else "")
+            provenance = f"EER threshold of {shown}" + (f" (EER {eer:.4f})" if quoted else "")
         else:
             target_far = float(target_far)
             if not 0.0 <= target_far <= 1.0:
                 raise SpeakerRegistryError(f"--target-far {target_far} is not a rate in [0, 1]")
-            thresholds, far = self._calibration_arrays(path, results)
+            thresholds, far = self._calibration_arrays(shown, results)
             ok = far <= target_far
             if not ok.any():
-                raise SpeakerRegistryError(f"{path}: no listed threshold reaches FAR <= {target_far:g} (lowest FAR "
+                raise SpeakerRegistryError(f"{shown}: no listed threshold reaches FAR <= {target_far:g} (lowest FAR "
                                            f"{far.min():.4g} at threshold {thresholds[far.argmin()]:.4f})")
             i = int(np.flatnonzero(ok)[0])
             thr, far_at = float(thresholds[i]), float(far[i])
-            provenance = f"FAR <= {target_far:g} (FAR {far_at:.4g} at this threshold) from {path.resolve()}"
+            provenance = f"FAR <= {target_far:g} (FAR {far_at:.4g} at this threshold) from {shown}"
         if fp is not None:
             provenance += f", model fingerprint {fp}"
         self.set_threshold(thr, provenance)
@@ -631,30 +645,30 @@ class SpeakerRegistry:
         return out
 
     @staticmethod
-    def _calibration_arrays(path: Path, results: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _calibration_arrays(shown: str, results: dict) -> tuple[np.ndarray, np.ndarray]:
         cal = results.get("calibration")
         if not isinstance(cal, dict) or "thresholds" not in cal or "far" not in cal:
-            raise SpeakerRegistryError(f"{path}: --target-far needs 'calibration': {{'thresholds': [...], "
+            raise SpeakerRegistryError(f"{shown}: --target-far needs 'calibration': {{'thresholds': [...], "
                                        "'far': [...]}} (false-accept rate at each threshold)")
         try:
             thresholds = np.asarray(cal["thresholds"], dtype=np.float64).reshape(-1)
             far = np.asarray(cal["far"], dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
-            raise SpeakerRegistryError(f"{path}: 'calibration.thresholds' and 'calibration.far' must be lists of "
+            raise SpeakerRegistryError(f"{shown}: 'calibration.thresholds' and 'calibration.far' must be lists of "
                                        "numbers") from None
         if thresholds.size != far.size or thresholds.size == 0:
-            raise SpeakerRegistryError(f"{path}: 'calibration.thresholds' ({thresholds.size}) and 'calibration.far' "
+            raise SpeakerRegistryError(f"{shown}: 'calibration.thresholds' ({thresholds.size}) and 'calibration.far' "
                                        f"({far.size}) must be non-empty and of the same length")
         keep = np.isfinite(thresholds) & np.isfinite(far)  # det curves may hold +-inf end points
         thresholds, far = thresholds[keep], far[keep]
         if thresholds.size == 0:
-            raise SpeakerRegistryError(f"{path}: no finite (threshold, far) pair in 'calibration'")
+            raise SpeakerRegistryError(f"{shown}: no finite (threshold, far) pair in 'calibration'")
         if (far < 0).any() or (far > 1).any():
-            raise SpeakerRegistryError(f"{path}: 'calibration.far' values must be rates in [0, 1]")
+            raise SpeakerRegistryError(f"{shown}: 'calibration.far' values must be rates in [0, 1]")
         order = np.argsort(thresholds, kind="stable")
         thresholds, far = thresholds[order], far[order]
         if (np.diff(far) > 1e-9).any():
-            raise SpeakerRegistryError(f"{path}: 'calibration.far' rises with the threshold; it must be the "
+            raise SpeakerRegistryError(f"{shown}: 'calibration.far' rises with the threshold; it must be the "
                                        "false-accept rate (accept when score > threshold), not the miss rate, "
                                        "and scores must be similarities, not distances")
         return thresholds, far
@@ -849,8 +863,13 @@ class SpeakerRegistry:
             threshold = float(c.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()[0])
             rows = c.execute("SELECT name, centroid FROM speakers ORDER BY id").fetchall()
             score = c.execute("SELECT value FROM meta WHERE key = 'score'").fetchone()
-            cohort_rows = (c.execute("SELECT embedding FROM cohort ORDER BY id").fetchall()
-                           if self.schema_version >= 3 and score and score[0] == "as-norm" else [])
+            as_norm = bool(score) and score[0] == "as-norm"
+            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated it since
+            cohort_rows = c.execute("SELECT embedding FROM cohort ORDER BY id").fetchall() if as_norm and \
+                version >= 3 else []
+        if as_norm and len(cohort_rows) < 2:  # never cosine scores against an AS-Norm threshold
+            raise SpeakerRegistryError(f"{self.path} scores with AS-Norm but its cohort could not be read; open it "
+                                       "again")
         names = [_normal_form(r[0]) for r in rows]
         matrix = np.stack([_unblob(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
         self._norm = None

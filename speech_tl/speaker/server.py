@@ -17,9 +17,11 @@ embedding, not the start of Python and torch. The JSON API gives the shapes the 
   ``target_far``) -> ``{"threshold", "provenance"}``
 - ``GET /api/health`` (no token) -> ``{"status": "ok", "model", "auth"}``; ``GET /`` -> the page.
 
-**Access.** Every ``/api/`` call but health needs ``Authorization: Bearer TOKEN``: the write token
-allows everything, the read token (optional) identify, verify, list and health only. Missing or wrong:
-401; a read token on a write: 403. ``--no-auth`` is accepted only for a loopback host.
+**Access** is checked before any of the request's body is read (:class:`_Guard`). Every ``/api/`` call
+but health needs ``Authorization: Bearer TOKEN``: the write token allows everything, the read token
+(optional) identify, verify and the speaker list only. Missing or wrong: 401; a read token on a write:
+403. ``--no-auth`` is accepted only for a loopback host, and then calls must carry the
+``X-Speech-TL-Client`` header and a loopback ``Host`` (other web sites open in the browser cannot).
 **Limits.** The request body is counted as it arrives and refused past ``max_upload_bytes`` (413), so a
 huge upload is never held whole; each clip is checked against ``max_seconds`` from its header (413) and
 like any other audio (422: unreadable, silent, clipped, too short).
@@ -30,6 +32,7 @@ message, with the traceback in the service's log).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -41,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -50,6 +53,7 @@ from ..errors import InputError, SpeechTlError
 from .service import ClipTooLongError, SpeakerService
 
 log = logging.getLogger("speech_tl")
+MAX_CLIPS = 20  # clips in one enroll request
 TOKEN_ENV, READ_TOKEN_ENV = "SPEECH_TL_TOKEN", "SPEECH_TL_READ_TOKEN"
 
 
@@ -94,16 +98,56 @@ def is_loopback(host: str) -> bool:
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
-class _BodyLimit:
-    """ASGI middleware: a request whose body is larger than ``limit`` bytes gets 413 before it is read
-    further (the declared Content-Length is checked first, then the bytes as they arrive)."""
+READS = {("GET", "/api/speakers"), ("POST", "/api/identify"), ("POST", "/api/verify")}  # the read token's calls
+OPEN = {("GET", "/"), ("GET", "/api/health")}  # no token needed
+CLIENT_HEADER = "x-speech-tl-client"  # without a token: a header no cross-site form or simple fetch can send
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+class _Guard:
+    """ASGI middleware in front of the application, so that nothing of a refused request's body is read:
+
+    - access: every ``/api/`` call but health needs the bearer token (the read token: identify, verify and
+      the speaker list only): 401 without it or with a wrong one, 403 for a write with the read token.
+      Without tokens (``--no-auth``, loopback only) a call must carry ``X-Speech-TL-Client`` and a loopback
+      ``Host``, so that other web sites in the user's browser cannot drive the service (a cross-site form or
+      simple request cannot set that header; a DNS-rebound name is not a loopback Host);
+    - size: a body larger than ``limit`` bytes gets 413, from its declared Content-Length or, streamed, as
+      soon as the bytes that arrived pass the limit.
+    """
+
+    def __init__(self, app, tokens: Tokens, limit: int):
+        self.app, self.tokens, self.limit = app, tokens, limit
+
+    def _refusal(self, scope) -> tuple[int, str, dict] | None:
+        method, path = scope["method"], scope["path"]
+        if (method, path) in OPEN or not path.startswith("/api/"):
+            return None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        if not self.tokens.required:
+            host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+            if host not in ("127.0.0.1", "localhost", "::1") or CLIENT_HEADER not in headers:
+                return 403, ("without a token the service answers only loopback requests that carry the "
+                             "X-Speech-TL-Client header (the page sends it)"), {}
+            return None
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if scheme.lower() != "bearer" or not given.strip():
+            return 401, "missing bearer token: send 'Authorization: Bearer TOKEN'", challenge
+        given_b = given.strip().encode()
+        if hmac.compare_digest(given_b, self.tokens.write.encode()):
+            return None
+        if self.tokens.read is not None and hmac.compare_digest(given_b, self.tokens.read.encode()):
+            if (method, path) in READS:
+                return None
+            return 403, "this token may only read (identify, verify, list); changes need the write token", {}
+        return 401, "wrong bearer token", challenge
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            return await _answer(send, *refusal)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
@@ -138,21 +182,29 @@ class _BodyLimit:
                 raise
 
     async def _refuse(self, send):
-        import json
+        await _answer(send, 413, f"request body larger than the limit of {self.limit} bytes", {"connection": "close"})
 
-        body = json.dumps({"error": f"request body larger than the limit of {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+
+async def _answer(send, status: int, message: str, headers: dict) -> None:
+    """A JSON error answered straight from the middleware."""
+    import json
+
+    body = json.dumps({"error": message}).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *extra]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _status(e: Exception) -> int:
     from ..audio import AudioError
-    from .registry import SpeakerConflictError, UnknownSpeakerError
+    from .registry import ReadOnlyError, SpeakerConflictError, UnknownSpeakerError
 
     if isinstance(e, UnknownSpeakerError):
         return 404
+    if isinstance(e, ReadOnlyError):
+        return 403
     if isinstance(e, SpeakerConflictError):
         return 409
     if isinstance(e, ClipTooLongError):
@@ -171,14 +223,6 @@ def create_app(service: SpeakerService, tokens: Tokens):
     """The FastAPI application around a loaded ``service``."""
     app = FastAPI(title="speech-tl speakers", docs_url=None, redoc_url=None, openapi_url=None)
 
-    class Refused(Exception):
-        def __init__(self, status: int, message: str, headers: dict | None = None):
-            self.status, self.message, self.headers = status, message, headers
-
-    @app.exception_handler(Refused)
-    async def refused(_request, e: Refused):
-        return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
-
     @app.exception_handler(SpeechTlError)
     async def expected(_request, e: SpeechTlError):
         return JSONResponse({"error": str(e)}, status_code=_status(e))
@@ -195,35 +239,21 @@ def create_app(service: SpeakerService, tokens: Tokens):
 
     @app.exception_handler(Exception)
     async def bug(_request, e: Exception):
+        import sqlite3
+
+        if isinstance(e, sqlite3.Error):  # the database is busy beyond the timeout, full, or gone
+            log.error(f"speaker database error: {e}")
+            return JSONResponse({"error": "the speaker database is not available just now; try again"},
+                                status_code=503)
         log.exception("bug while answering a request")
-        return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+        return JSONResponse({"error": "internal error (the service's log has the details)"}, status_code=500)
 
-    def access(write: bool):
-        def check(request: Request) -> None:
-            if not tokens.required:
-                return
-            header = request.headers.get("authorization", "")
-            scheme, _, given = header.partition(" ")
-            challenge = {"WWW-Authenticate": "Bearer"}
-            if scheme.lower() != "bearer" or not given.strip():
-                raise Refused(401, "missing bearer token: send 'Authorization: Bearer TOKEN'", challenge)
-            given = given.strip().encode()
-            if hmac.compare_digest(given, tokens.write.encode()):
-                return
-            if tokens.read is not None and hmac.compare_digest(given, tokens.read.encode()):
-                if write:
-                    raise Refused(403, "this token may only read (identify, verify, list); changes need the "
-                                       "write token")
-                return
-            raise Refused(401, "wrong bearer token", challenge)
-
-        return check
-
-    reading, writing = Depends(access(write=False)), Depends(access(write=True))
+    def upload_name(upload: UploadFile, default: str) -> str:
+        name = Path(upload.filename or "").name
+        return default if name in ("", ".", "..") else name
 
     def clip(upload: UploadFile):
-        name = Path(upload.filename or "upload").name or "upload"
-        return service.load_bytes(upload.file.read(), name)
+        return service.load_bytes(upload.file.read(), upload_name(upload, "upload.wav"))
 
     @app.get("/", response_class=HTMLResponse)
     def page():
@@ -236,42 +266,49 @@ def create_app(service: SpeakerService, tokens: Tokens):
     def health():
         return {"status": "ok", "model": service.embedder.source, "auth": tokens.required}
 
-    @app.post("/api/enroll", dependencies=[writing])
+    @app.post("/api/enroll")
     def enroll(speaker: Annotated[str, Form()], audio: Annotated[list[UploadFile], File()]):
-        names = [Path(a.filename or f"upload-{i}").name for i, a in enumerate(audio)]
-        waves = [clip(a) for a in audio]
-        return service.enroll(speaker, waves, [f"upload:{n}" for n in names])
+        if len(audio) > MAX_CLIPS:
+            raise InputError(f"{len(audio)} clips in one request; send at most {MAX_CLIPS}")
+        clips, waves = [], []
+        for a in audio:  # a clip is known by its content: the same recording twice is refused, another one
+            data = a.file.read()  # named alike (every page recording is microphone.wav) is not
+            name = upload_name(a, "upload.wav")
+            waves.append(service.load_bytes(data, name))
+            clips.append(f"upload:{hashlib.sha256(data).hexdigest()[:16]}:{name}")
+        return service.enroll(speaker, waves, clips)
 
-    @app.post("/api/identify", dependencies=[reading])
+    @app.post("/api/identify")
     def identify(audio: Annotated[UploadFile, File()], top: Annotated[int, Form(ge=1, le=100)] = 5,
                  segments: Annotated[bool, Form()] = False):
         wave = clip(audio)
         return service.segments(wave) if segments else service.identify(wave, top)
 
-    @app.post("/api/verify", dependencies=[reading])
+    @app.post("/api/verify")
     def verify(speaker: Annotated[str, Form()], audio: Annotated[UploadFile, File()]):
         return service.verify(speaker, clip(audio))
 
-    @app.get("/api/speakers", dependencies=[reading])
+    @app.get("/api/speakers")
     def speakers():
         return service.speakers()
 
-    @app.delete("/api/speakers/{name}", dependencies=[writing])
+    @app.delete("/api/speakers/{name:path}")
     def remove(name: str):
         return service.remove(name)
 
-    @app.post("/api/speakers/{name}/rename", dependencies=[writing])
+    @app.post("/api/speakers/{name:path}/rename")
     def rename(name: str, new: Annotated[str, Form()]):
         return service.rename(name, new)
 
-    @app.post("/api/calibrate", dependencies=[writing])
+    @app.post("/api/calibrate")
     def calibrate(results: Annotated[UploadFile, File()], target_far: Annotated[float | None, Form()] = None):
         with tempfile.TemporaryDirectory(prefix="speech-tl-calibrate-") as d:
-            path = Path(d) / Path(results.filename or "results.json").name
+            name = upload_name(results, "results.json")
+            path = Path(d) / name
             path.write_bytes(results.file.read())
-            return service.calibrate(path, target_far)
+            return service.calibrate(path, target_far, shown_as=f"upload:{name}")
 
-    return _BodyLimit(app, service.limits.max_upload_bytes)
+    return _Guard(app, tokens, service.limits.max_upload_bytes)
 
 
 def serve(service: SpeakerService, tokens: Tokens, host: str, port: int) -> None:

@@ -29,7 +29,14 @@ import torch
 from ..audio import SUPPORTED_SUFFIXES, AudioError, audio_info, load_checked
 from ..errors import InputError
 from ..logs import info, warning
-from .registry import DEFAULT_MODEL, DEFAULT_THRESHOLD, SpeakerRegistry, SpeakerRegistryError, normalize_name
+from .registry import (
+    DEFAULT_MODEL,
+    DEFAULT_THRESHOLD,
+    ReadOnlyError,
+    SpeakerRegistry,
+    SpeakerRegistryError,
+    normalize_name,
+)
 
 SAMPLE_RATE = 16000
 
@@ -94,6 +101,7 @@ class SpeakerService:
                 reg.check_model(self.embedder)  # another model, or the weights behind the source changed since
         self._lock = threading.Lock()
         self._model_thread = None
+        self._reader: SpeakerRegistry | None = None  # serving: the model thread's connection (keeps its caches)
         if serving:
             # a web server answers on many threads; torch's OpenMP thread teams belong to the thread that calls it,
             # and several teams on 2 cores spin against each other: GE2E on a 3 s clip took 83-97 ms on any thread
@@ -108,8 +116,23 @@ class SpeakerService:
         with self._lock:
             return fn()
 
+    def _scored(self, fn):
+        """``fn(registry)`` for scoring, like a forward pass: serving, on the model thread with its one read-only
+        connection, whose speaker matrix and AS-Norm statistics stay cached until the database changes."""
+        def run():
+            if self._model_thread is None:
+                with self.registry() as reg:
+                    return fn(reg)
+            if self._reader is None:
+                self._reader = self.registry()
+            return fn(self._reader)
+
+        return self._on_model_thread(run)
+
     def close(self) -> None:
         if self._model_thread is not None:
+            if self._reader is not None:
+                self._model_thread.submit(self._reader.close).result()
             self._model_thread.shutdown(wait=True)
 
     # ------------------------------------------------------------------ database and audio
@@ -117,7 +140,7 @@ class SpeakerService:
     def registry(self, write: bool = False) -> SpeakerRegistry:
         """A new connection to the database: read-only unless ``write`` (created by the first enroll)."""
         if write and self.readonly:
-            raise SpeakerRegistryError(f"{self.db} is served read-only: it cannot be changed")
+            raise ReadOnlyError(f"{self.db} is served read-only: it cannot be changed")
         if write:
             return SpeakerRegistry(self.db)
         return SpeakerRegistry(self.db, create=False, readonly=True)
@@ -169,14 +192,12 @@ class SpeakerService:
     def identify(self, wave: torch.Tensor, top_k: int = 5) -> dict:
         """``{"speaker" (or "unknown"), "score", "threshold", "candidates": [{"speaker", "score"}]}``."""
         emb = self.embed([wave])[0]
-        with self.registry() as reg:
-            return reg.identify(emb, top_k, model=self.embedder)
+        return self._scored(lambda reg: reg.identify(emb, top_k, model=self.embedder))
 
     def verify(self, speaker: str, wave: torch.Tensor) -> dict:
         """``{"speaker", "accepted", "score", "threshold"}``."""
         emb = self.embed([wave])[0]
-        with self.registry() as reg:
-            return reg.verify(speaker, emb, model=self.embedder)
+        return self._scored(lambda reg: reg.verify(speaker, emb, model=self.embedder))
 
     def segments(self, wave: torch.Tensor) -> dict:
         """Who spoke when: ``{"segments": [{"start", "end", "speaker", "score"}]}`` (seconds)."""
@@ -214,9 +235,10 @@ class SpeakerService:
             reg.rename(old, new)
         return {"speaker": normalize_name(new), "was": normalize_name(old)}
 
-    def calibrate(self, results: str | os.PathLike, target_far: float | None = None) -> dict:
+    def calibrate(self, results: str | os.PathLike, target_far: float | None = None, shown_as: str | None = None
+                  ) -> dict:
         with self.registry(write=True) as reg:
-            return reg.calibrate_threshold(results, target_far)
+            return reg.calibrate_threshold(results, target_far, shown_as)
 
     # ------------------------------------------------------------------ AS-Norm cohort
 

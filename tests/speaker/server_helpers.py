@@ -35,9 +35,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, *extra: str, db: Path | None = None):
-    """Start ``speech-tl serve`` with a write and a read token in ``folder``; yield a :class:`Server` once it
-    answers; stop it (SIGTERM, then SIGKILL) afterwards."""
+def running_server(folder: Path, *extra: str, db: Path | None = None, auth: bool = True):
+    """Start ``speech-tl serve`` with a write and a read token in ``folder`` (``auth=False``: ``--no-auth``);
+    yield a :class:`Server` once it answers; stop it (SIGTERM, then SIGKILL) afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     token, read = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     (folder / "token").write_text(token + "\n")
@@ -48,9 +48,10 @@ def running_server(folder: Path, *extra: str, db: Path | None = None):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("SPEECH_TL_TOKEN", None)
     with open(log, "w") as out:
+        access = ["--token-file", str(folder / "token"), "--read-token-file", str(folder / "read-token")] if auth \
+            else ["--no-auth"]
         proc = subprocess.Popen([sys.executable, "-m", "speech_tl.cli", "serve", "--db", str(db), "--port", str(port),
-                                 "--token-file", str(folder / "token"), "--read-token-file", str(folder / "read-token"),
-                                 *extra], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                                 *access, *extra], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     server = Server(f"http://127.0.0.1:{port}", db, token, read, log)
     try:
         import httpx

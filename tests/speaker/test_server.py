@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,6 +52,11 @@ def test_every_api_call_needs_the_token_and_reads_cannot_write(server, voice_cli
             r = httpx.request(method, f"{server.url}{path}", headers=headers, **kw)
             assert r.status_code == 401, (method, path, headers, r.text)
             assert r.headers["www-authenticate"] == "Bearer" and "token" in r.json()["error"]
+    # refused before the body is read: a huge declared body without a token gets 401, not 413
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as conn:
+        conn.sendall(b"POST /api/enroll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x"
+                     b"\r\nContent-Length: 10737418240\r\n\r\n")
+        assert conn.recv(4096).startswith(b"HTTP/1.1 401 ")
     # the read token reads, and is refused (403) on every change
     assert httpx.get(f"{server.url}/api/speakers", headers=server.auth(server.read_token)).status_code == 200
     r = post(server, "/api/enroll", {"speaker": "x"}, [clip], token=server.read_token)
@@ -89,12 +95,20 @@ def test_enroll_identify_verify_segments_rename_remove(server, voice_clips, tmp_
     assert [s["speaker"] for s in segs] == ["Anna", "Bert"], segs
     assert abs(segs[1]["start"] - len(wa) / sr) < 0.6
 
-    r = httpx.post(f"{server.url}/api/speakers/Bert/rename", data={"new": "Bertha"}, headers=server.auth())
-    assert r.json() == {"speaker": "Bertha", "was": "Bert"}
-    r = httpx.delete(f"{server.url}/api/speakers/Bertha", headers=server.auth())
-    assert r.json() == {"speaker": "Bertha", "removed_clips": 2}
-    r = httpx.delete(f"{server.url}/api/speakers/Bertha", headers=server.auth())
-    assert r.status_code == 404 and "no speaker 'Bertha'" in r.json()["error"]
+    r = httpx.post(f"{server.url}/api/speakers/Bert/rename", data={"new": "Bertha/B"}, headers=server.auth())
+    assert r.json() == {"speaker": "Bertha/B", "was": "Bert"}
+    r = httpx.delete(f"{server.url}/api/speakers/Bertha%2FB", headers=server.auth())  # a name with a slash
+    assert r.json() == {"speaker": "Bertha/B", "removed_clips": 2}
+    r = httpx.delete(f"{server.url}/api/speakers/Bertha%2FB", headers=server.auth())
+    assert r.status_code == 404 and "no speaker 'Bertha/B'" in r.json()["error"]
+    # the threshold from an uploaded evaluation, named as uploaded (not by a temporary file)
+    r = httpx.post(f"{server.url}/api/calibrate", headers=server.auth(), timeout=60,
+                   files=[("results", ("eval.json", b'{"eer_threshold": 0.61, "eer": 0.1}', "application/json"))])
+    assert r.status_code == 200 and r.json()["threshold"] == 0.61, r.text
+    listed = httpx.get(f"{server.url}/api/speakers", headers=server.auth()).json()
+    assert listed["threshold_provenance"] == "EER threshold of upload:eval.json (EER 0.1000)"
+    r = httpx.post(f"{server.url}/api/calibrate", headers=server.auth(), files=[("results", ("x.json", b"{", "a/b"))])
+    assert r.status_code == 400 and "upload:x.json: not a readable JSON file" in r.json()["error"]
     listed = httpx.get(f"{server.url}/api/speakers", headers=server.auth()).json()
     assert [(s["speaker"], s["clips"]) for s in listed["speakers"]] == [("Anna", 2)]
 
@@ -167,6 +181,19 @@ def test_parallel_clients_enroll_and_identify_and_the_database_stays_whole(serve
                            "WHERE s.name LIKE 'client%' GROUP BY s.id").fetchall()
     con.close()
     assert dict(rows) == clients
+
+
+def test_without_a_token_only_the_page_on_loopback_is_answered(tmp_path, voice_clips):  # noqa: F811
+    """--no-auth: calls need the page's header and a loopback Host, so other sites in a browser (simple cross-site
+    requests, DNS rebinding) cannot drive the service."""
+    with running_server(tmp_path / "open", auth=False) as s:
+        assert httpx.get(f"{s.url}/api/health").json()["auth"] is False
+        page = {"X-Speech-TL-Client": "page"}
+        assert httpx.get(f"{s.url}/api/speakers", headers=page).status_code == 200
+        r = httpx.get(f"{s.url}/api/speakers")  # what a cross-site form or no-cors fetch could send
+        assert r.status_code == 403 and "X-Speech-TL-Client header" in r.json()["error"]
+        r = httpx.get(f"{s.url}/api/speakers", headers={**page, "Host": "attacker.example:8000"})  # rebinding
+        assert r.status_code == 403
 
 
 def serve(*args: str) -> subprocess.CompletedProcess:
