@@ -171,3 +171,36 @@ def manifest_to_kaldi_cmd(manifest_path, data_dir, overwrite):
     utts = read_manifest(manifest_path)
     export_kaldi(utts, data_dir)
     click.echo(f"{len(utts)} utterances -> {data_dir}")
+
+
+@manifest.command("to-nemo")
+@manifest_arg
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@overwrite_option(help_text="Replace OUT if it exists (it may never be MANIFEST itself).")
+@user_errors
+def manifest_to_nemo_cmd(manifest_path, out, overwrite):
+    """Export a manifest as a NeMo ASR manifest OUT (JSON Lines: audio_filepath, duration, text, offset, ...)."""
+    from ..manifest import read_manifest
+    from ..prepare.nemo import export_nemo
+
+    check_outputs([out], overwrite, inputs=[manifest_path], what="NeMo manifest")
+    utts = read_manifest(manifest_path)
+    export_nemo(utts, out)
+    click.echo(f"{len(utts)} utterances -> {out}")
+
+
+@manifest.command("to-lhotse")
+@manifest_arg
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@overwrite_option(help_text="Replace OUT if it exists (it may never be MANIFEST itself).")
+@user_errors
+def manifest_to_lhotse_cmd(manifest_path, out, overwrite):
+    """Export a manifest as a lhotse CutSet OUT (.jsonl.gz or .jsonl): one cut and supervision per utterance."""
+    from ..manifest import read_manifest
+    from ..prepare.lhotse_io import export_lhotse
+
+    if not out.name.endswith((".jsonl", ".jsonl.gz")):
+        raise UserError(f"{out}: a lhotse CutSet is written as .jsonl.gz or .jsonl; name the output so")
+    check_outputs([out], overwrite, inputs=[manifest_path], what="CutSet")
+    n = export_lhotse(read_manifest(manifest_path), out)
+    click.echo(f"{n} utterances -> {out}")

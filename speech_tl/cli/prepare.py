@@ -142,6 +142,61 @@ def prepare_kaldi_cmd(corpus_dir, out_dir, lang, name, workers, force, overwrite
     _report(prepare_kaldi(corpus_dir, out_dir, lang, name, workers, force, overwrite=overwrite))
 
 
+@prepare.command("lhotse")
+@click.argument("cuts", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--recordings", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A lhotse RecordingSet file (with --supervisions, instead of CUTS).")
+@click.option("--supervisions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A lhotse SupervisionSet file (with --recordings, instead of CUTS).")
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True, help="Language of supervisions that name none.")
+@click.option("--name", default="lhotse", show_default=True, help="Corpus name used in the manifest file names.")
+@workers_opt
+@overwrite_opt
+@user_errors
+def prepare_lhotse_cmd(cuts, recordings, supervisions, out_dir, lang, name, workers, force, overwrite):
+    """A lhotse CutSet file CUTS (or --recordings with --supervisions): one utterance per supervision segment."""
+    from ..prepare.lhotse_io import prepare_lhotse
+
+    _report(prepare_lhotse(cuts, out_dir, lang, name, workers, force, overwrite=overwrite, recordings=recordings,
+                           supervisions=supervisions))
+
+
+@prepare.command("nemo")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True, help="Language of lines that name none (lang/language).")
+@click.option("--name", default="nemo", show_default=True, help="Corpus name used in the manifest file names.")
+@workers_opt
+@overwrite_opt
+@user_errors
+def prepare_nemo_cmd(manifest, out_dir, lang, name, workers, force, overwrite):
+    """A NeMo ASR manifest MANIFEST (JSON Lines: audio_filepath, duration, text, offset, speaker)."""
+    from ..prepare.nemo import prepare_nemo
+
+    _report(prepare_nemo(manifest, out_dir, lang, name, workers, force, overwrite=overwrite))
+
+
+@prepare.command("speechbrain-csv")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@out_dir_opt
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The folder $data_root (or $data_folder, $root) stands for in the audio paths.")
+@click.option("--segment-unit", type=click.Choice(["samples", "seconds"]), default="samples", show_default=True,
+              help="Unit of the start/stop columns (SpeechBrain's read_audio takes samples).")
+@click.option("--lang", default="und", show_default=True, help="Language of rows that name none.")
+@click.option("--name", default="speechbrain", show_default=True, help="Corpus name used in the manifest file names.")
+@workers_opt
+@overwrite_opt
+@user_errors
+def prepare_speechbrain_csv_cmd(csv_file, out_dir, data_root, segment_unit, lang, name, workers, force, overwrite):
+    """A SpeechBrain CSV data manifest (ID, duration, wav, spk_id, wrd; optional start/stop)."""
+    from ..prepare.speechbrain_csv import prepare_speechbrain_csv
+
+    _report(prepare_speechbrain_csv(csv_file, out_dir, lang, name, data_root, segment_unit, workers, force,
+                                    overwrite=overwrite))
+
+
 @prepare.command("synth-asr")
 @out_dir_opt
 @click.option("--lang", default="de", show_default=True)
