@@ -1,13 +1,17 @@
 """Kaldi data directories: import (``wav.scp``, ``text``, ``utt2spk``, ``segments``) and export.
 
-``wav.scp`` lines are ``<recording-id> <path>``; piped entries (``<id> sox ... |``) are
-commands, not files, and are rejected with the advice to run them once and point at the
-results. With ``segments`` (``<utt> <recording> <start> <end>``) utterances become
-``offset``/``duration`` pieces of their recordings.
+``wav.scp`` lines are ``<recording-id> <path>``. Piped entries (``<id> sox ... |``) and entries
+inside an archive (``<id> /path/data.ark:1234``) are read once through ``kaldiio`` (the maintained
+reader of Kaldi's formats, which runs the command or seeks into the archive) and written as WAV
+files into ``<out-dir>/<name>_<lang>_audio/``, which the manifest points at; an entry whose command
+fails or whose archive cannot be read is rejected with the reason. With ``segments``
+(``<utt> <recording> <start> <end>``) utterances become ``offset``/``duration`` pieces of their
+recordings.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,6 +41,40 @@ def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, tuple[str, in
     return table, rejected
 
 
+_ARCHIVE = re.compile(r"^(.+):(\d+)$")  # <archive>:<byte offset>, as wav.scp points into a .ark file
+
+
+def _materialize(rec: str, value: str, lineno: int, data_dir: Path, folder: Path) -> Path | Rejection:
+    """Read a piped or archived wav.scp entry once through kaldiio and write it as ``folder/<rec>.wav``."""
+    import kaldiio
+    import numpy as np
+
+    from ..audio import write_audio
+
+    kind = "command" if value.endswith("|") else "archive entry"
+    try:
+        if kind == "archive entry":
+            archive, offset = _ARCHIVE.match(value).groups()
+            value = f"{archive if Path(archive).is_absolute() else data_dir / archive}:{offset}"
+        rate, samples = kaldiio.load_mat(value)
+        samples = np.asarray(samples)
+        if samples.size == 0:
+            raise ValueError("no samples")
+        if samples.dtype == np.int16:  # Kaldi's WAV: 16-bit integers; keep them as they are
+            wave, subtype = samples.astype(np.float32) / 32768.0, "PCM_16"
+        else:
+            wave, subtype = samples.astype(np.float32), "FLOAT"
+        if wave.ndim == 2:
+            wave = wave.mean(axis=1)
+        out = folder / f"{rec}.wav"
+        write_audio(out, wave, int(rate), subtype=subtype)
+        return out
+    except Exception as e:  # a failing command or a broken archive: the entry is rejected, the rest go on
+        text = " ".join(str(e).split())[:300] or type(e).__name__
+        return Rejection(f"wav.scp {kind} failed", f"kaldiio could not read {value!r}: {text}", "wav.scp", lineno,
+                         rec)
+
+
 def prepare_kaldi(data_dir: str | Path, out_dir: str | Path, language: str = "und", name: str = "kaldi",
                   workers: int | None = None, force: bool = False, overwrite: bool = False) -> PrepareResult:
     """Import a Kaldi data dir as ``<name>_<lang>_all.jsonl`` (+ rejected)."""
@@ -54,12 +92,16 @@ def prepare_kaldi(data_dir: str | Path, out_dir: str | Path, language: str = "un
     segments, bad = read_table(data_dir / "segments", 4) if (data_dir / "segments").is_file() else ({}, [])
     rejected += bad
 
+    materialized: dict[str, Path | Rejection] = {}
+
     def resolve(rec: str, value: str, lineno: int) -> Path | Rejection:
-        if value.endswith("|"):
-            return Rejection("piped wav.scp entry", "wav.scp runs a command here; run it once, write the audio "
-                             "to files and point wav.scp at them", "wav.scp", lineno, rec)
         path = Path(value)
-        return path if path.is_absolute() else (data_dir / path)
+        path = path if path.is_absolute() else (data_dir / path)
+        if value.endswith("|") or (not path.exists() and _ARCHIVE.match(value)):
+            if rec not in materialized:
+                materialized[rec] = _materialize(rec, value, lineno, data_dir, out_dir / f"{name}_{language}_audio")
+            return materialized[rec]
+        return path
 
     rows: list[Row] = []
     if segments:

@@ -47,7 +47,7 @@ def plain_dir(tmp_path, make_tone) -> Path:
     write(data / "wav.scp", [
         f"spkA-utt1 {audio / 'a1.wav'}",                          # 1
         "spkA-utt2 wavs/a2.flac",                                 # 2
-        f"spkB-utt3 sox {audio / 'b3.wav'} -t wav -r 16000 - |",  # 3 piped
+        f"spkB-utt3 sox {audio / 'b3.wav'} -t wav -r 16000 - |",  # 3 piped, its input missing: the command fails
         f"spkB-utt4 {audio / 'gone.wav'}",                        # 4 missing file
         f"spkB-utt5\t{audio / 'b5.wav'}",                         # 5 tab-separated (valid Kaldi)
         f"spkB-utt6 {audio / 'b6.wav'}",                          # 6 no line in text
@@ -78,17 +78,17 @@ def test_import_plain(plain_dir, tmp_path):
 
     rej = {(r["source"], r["line"]): r for r in rejected(out)}
     assert {k: (r["reason"], r["id"]) for k, r in rej.items()} == {
-        ("wav.scp", 3): ("piped wav.scp entry", "spkB-utt3"),
+        ("wav.scp", 3): ("wav.scp command failed", "spkB-utt3"),
         ("wav.scp", 4): ("missing audio file", "spkB-utt4"),
         ("wav.scp", 6): ("no transcript", "spkB-utt6"),
         ("wav.scp", 7): ("duplicate id", "spkA-utt1"),
         ("wav.scp", 8): ("malformed row", "lonely"),
     }
-    assert "run it once" in rej[("wav.scp", 3)]["detail"] and "point wav.scp at them" in rej[("wav.scp", 3)]["detail"]
+    assert "kaldiio could not read 'sox " in rej[("wav.scp", 3)]["detail"]
     assert "first on line 1" in rej[("wav.scp", 7)]["detail"]
     # every wav.scp line is accounted for
     assert len(utts) + len(rej) == len(lines(plain_dir / "wav.scp"))
-    assert re.search(r"1\s+piped wav.scp entry", result.summary())
+    assert re.search(r"1\s+wav.scp command failed", result.summary())
 
 
 def test_import_without_text_or_utt2spk(tmp_path, make_tone):
@@ -116,7 +116,7 @@ def segments_dir(tmp_path, make_tone) -> Path:
         "u2 rec1 0.80 1.95",   # 2
         "u3 rec2 0.50 1.50",   # 3 ends exactly at the end of the file
         "u4 rec2 1.00 2.50",   # 4 past the end (1.5 s file)
-        "u5 rec3 0 1",         # 5 piped recording
+        "u5 rec3 0 1",         # 5 piped recording whose command fails
         "u6 rec9 0 1",         # 6 unknown recording
         "u7 rec1 1.0 1.0",     # 7 empty
         "u8 rec1 a b",         # 8 not numbers
@@ -139,7 +139,7 @@ def test_import_segments(segments_dir, tmp_path):
     rej = {r["id"]: r for r in rejected(out)}
     assert {k: (r["reason"], r["source"], r["line"]) for k, r in rej.items()} == {
         "u4": ("segment outside audio", "segments", 4),
-        "u5": ("piped wav.scp entry", "segments", 5),
+        "u5": ("wav.scp command failed", "segments", 5),
         "u6": ("missing recording", "segments", 6),
         "u7": ("empty segment", "segments", 7),
         "u8": ("malformed row", "segments", 8),
@@ -230,7 +230,7 @@ def test_cli_import_and_export(plain_dir, tmp_path):
                                "--lang", "de", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert "train (de):" in res.output and re.search(r"all\s+kept\s+3 utterances", res.output)
-    assert "piped wav.scp entry" in res.output
+    assert "wav.scp command failed" in res.output
     res = runner.invoke(main, ["prepare", "kaldi", str(plain_dir), "--out-dir", str(out), "--name", "train",
                                "--lang", "de"])
     assert "already prepared, skipped" in res.output
@@ -263,3 +263,35 @@ def test_export_refuses_paths_kaldi_would_run_or_split_and_drops_stale_tables(tm
     export_kaldi([Utterance("u", str(plain), 0.3, "", "s", "de")], data)  # a speaker corpus, whole files
     assert not (data / "text").exists() and not (data / "segments").exists()
     assert lines(data / "wav.scp") == [f"s-u {plain.resolve()}"]
+
+
+def test_piped_and_archived_entries_are_read_through_kaldiio(tmp_path, make_tone):
+    """A pipe (sox decoding a FLAC) and a WAV inside an .ark archive written by kaldiio: read once, written as
+    WAV files beside the manifests, segments cut from them; the audio is what the commands give."""
+    import kaldiio
+    import numpy as np
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    flac = make_tone(tmp_path / "src" / "talk.flac", seconds=1.2)
+    x = (0.25 * np.sin(np.arange(8000) / 7.0) * 32767).astype(np.int16)
+    data.mkdir(parents=True)
+    with kaldiio.WriteHelper(f"ark,scp:{data / 'wav.ark'},{tmp_path / 'ark.scp'}", write_function="soundfile") as w:
+        w("arch", (16000, x))
+    archived = (tmp_path / "ark.scp").read_text().split()[1]
+    write(data / "wav.scp", [f"piped sox {flac} -t wav - |", f"arch {archived}", "broken false |"])
+    write(data / "segments", ["p1 piped 0.0 0.6", "p2 piped 0.6 1.2", "a1 arch 0 0.5", "b1 broken 0 1"])
+    write(data / "utt2spk", ["p1 s1", "p2 s1", "a1 s2", "b1 s3"])
+    out = tmp_path / "out"
+    prepare_kaldi(data, out, workers=1)
+    utts = {u.id: u for u in read_manifest(out / "kaldi_und_all.jsonl")}
+    assert sorted(utts) == ["a1", "p1", "p2"]
+    assert utts["p1"].audio_path() == out / "kaldi_und_audio" / "piped.wav" == utts["p2"].audio_path()
+    assert (utts["p2"].offset, utts["p2"].duration) == (0.6, pytest.approx(0.6))
+    piped, sr = sf.read(out / "kaldi_und_audio" / "piped.wav", dtype="float32")
+    source, _ = sf.read(flac, dtype="float32")
+    assert sr == 16000 and np.abs(piped - source).max() < 1e-3  # sox's 16-bit WAV of the FLAC
+    stored, _ = sf.read(out / "kaldi_und_audio" / "arch.wav", dtype="float32")
+    assert np.abs(stored - x / 32768.0).max() < 1e-6
+    (bad,) = rejected(out)
+    assert (bad["reason"], bad["id"], bad["source"]) == ("wav.scp command failed", "b1", "segments")
