@@ -269,14 +269,15 @@ class SpeakerService:
             except (AudioError, ClipTooLongError, OSError) as e:
                 refused.append({"clip": clip, "reason": str(e)})
                 warning(f"not in the cohort: {e}")
-        result = {"added": 0}
         if clips:
             embeddings = list(self.embed(waves))
             with self.registry(write=True) as reg:
                 result = reg.add_cohort(embeddings, clips, self.embedder)
-        with self.registry() as reg:
-            meta = reg.meta()
-            result.update(cohort_size=reg.cohort_size(), score=meta["score"], threshold=meta["threshold"])
+        else:  # nothing new: what the database holds
+            with self.registry() as reg:
+                meta = reg.meta()
+                result = {"added": 0, "cohort_size": reg.cohort_size(), "score": meta["score"],
+                          "threshold": meta["threshold"]}
         return {**result, "refused": refused, "skipped": skipped}
 
     def clear_cohort(self) -> dict:
@@ -287,8 +288,8 @@ class SpeakerService:
 
     # ------------------------------------------------------------------ batch enrollment
 
-    def enroll_many(self, items: Iterable[tuple[str, str, Callable[[], torch.Tensor]]], total: int | None = None,
-                    progress: bool = True) -> dict:
+    def enroll_many(self, items: Iterable[tuple[str, str, Callable[[], torch.Tensor]]], progress: bool = True
+                    ) -> dict:
         """Enroll many speakers' clips with the one loaded model; a clip that fails is listed and the others go on.
 
         ``items``: ``(speaker, clip name, load)`` where ``load()`` returns the checked waveform (or raises
@@ -314,7 +315,7 @@ class SpeakerService:
                 enrolled = {n for n, _, _ in reg.speakers()}
                 have = {n: set(reg.clips(n)) for n in by_speaker if n in enrolled}
         results, skipped = [], []
-        count = sum(len(v) for v in by_speaker.values()) if total is None else total
+        count = sum(len(v) for v in by_speaker.values())
         with tqdm(total=count, unit="clip", desc="enroll", disable=not progress or not sys.stderr.isatty()) as bar:
             for name, clips in by_speaker.items():
                 waves, names = [], []
@@ -346,12 +347,21 @@ def listing(reg: SpeakerRegistry) -> dict:
             "speakers": [{"speaker": n, "clips": k, "created": c} for n, k, c in rows]}
 
 
+def _audio_below(folder: Path) -> list[Path]:
+    """Audio files below ``folder`` by suffix, sorted: the ones soundfile reads and the ones it cannot (m4a,
+    aac, ...), which :meth:`SpeakerService.load` then refuses with the reason instead of skipping them."""
+    from ..prepare.folder import OTHER_AUDIO
+
+    suffixes = (*SUPPORTED_SUFFIXES, *OTHER_AUDIO)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
 def audio_files(folder: str | os.PathLike) -> list[Path]:
     """Every audio file (by suffix) below ``folder``, sorted; an error when there is none."""
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+    files = _audio_below(root)
     if not files:
         raise InputError(f"{root}: no audio files ({', '.join(SUPPORTED_SUFFIXES)}) below it")
     return files
@@ -368,7 +378,7 @@ def folder_items(folder: str | os.PathLike) -> list[tuple[str, str, Path]]:
     if not speakers:
         raise InputError(f"{root}: no speaker folders; --from-folder expects DIR/<speaker>/<clip>.wav")
     for sub in speakers:
-        files = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+        files = _audio_below(sub)
         if not files:
             raise InputError(f"{sub}: no audio files ({', '.join(sorted(SUPPORTED_SUFFIXES))}) for speaker "
                              f"'{sub.name}'")

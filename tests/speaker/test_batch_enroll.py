@@ -173,3 +173,14 @@ def test_uploaded_audio_is_checked_and_named_as_uploaded(tmp_path, voice_clips):
     assert "speech-tl-upload" not in str(e.value)
     with pytest.raises(ClipTooLongError, match=r"^long\.wav: .*limit of 2 s"):
         service.load_bytes(voice_clips[voice_id(ENROLLED[0])][0].read_bytes(), "long.wav")
+
+
+def test_audio_soundfile_cannot_read_is_refused_with_the_reason_not_skipped(tmp_path, voice_clips):  # noqa: F811
+    folder = speaker_folder(tmp_path / "people", voice_clips)
+    (folder / voice_id(ENROLLED[0]) / "phone.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    code, out, err = run("enroll", "--db", tmp_path / "s.db", "--from-folder", folder, "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert [(x["clip"].rsplit("/", 1)[1], "convert it first" in x["reason"]) for x in r["refused"]] == \
+        [("phone.m4a", True)]
+    assert r["enrolled_clips"] == 9
