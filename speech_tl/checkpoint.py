@@ -1,8 +1,9 @@
 """Checkpoint folders, written atomically and self-describing.
 
-A checkpoint folder holds ``model.pt`` (state dict), ``meta.json`` (task, backbone source,
-fingerprint, step, metrics), ``config.yaml`` (the resolved config) and task files such as
-``vocab.json``; a resumable one adds ``optimizer.pt`` and ``state.pt`` (step, epoch,
+A checkpoint folder holds ``model.pt`` (state dict: every weight, the frozen backbone's too), ``meta.json`` (task,
+backbone source and ``backbone_arch``, the JSON description that rebuilds the backbone without its source, see
+:func:`speech_tl.backbones.checkpoint_backbone`; fingerprint, step, metrics), ``config.yaml`` (the resolved
+config) and task files such as ``vocab.json``; a resumable one adds ``optimizer.pt`` and ``state.pt`` (step, epoch,
 position, elapsed time, random-number-generator states). The folder is written under a
 temporary name and renamed into place, so a kill at any moment leaves the old or the new one
 complete (see :func:`save_checkpoint`; ``tests/test_kill.py`` kills real training processes).

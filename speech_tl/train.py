@@ -401,7 +401,8 @@ class Trainer:
     def _meta(self, metrics: dict | None = None) -> dict:
         s = self.state
         return {"task": self.task.name, "step": s.step, "epoch": s.epoch, "elapsed_s": round(s.elapsed, 1),
-                "backbone": self.task.model.backbone.source, "metrics": metrics or {},
+                "backbone": self.task.model.backbone.source,
+                "backbone_arch": self.task.model.backbone.arch(), "metrics": metrics or {},
                 "freeze": self.plan.summary(self.task.head), "freeze_state": self.plan.state(self.task.head)}
 
     def save(self, name: str, metrics: dict | None = None, resumable: bool = True) -> None:

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_write_text
-from ..backbones import load_backbone
+from ..backbones import checkpoint_backbone
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..data import UtteranceDataset
 from ..device import resolve_device
@@ -37,7 +37,7 @@ def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tupl
     meta = read_meta(folder, task="asr")
     vocab = Vocabulary.load(folder / "vocab.json")
     cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    backbone = load_backbone(meta["backbone"], pretrained=False)
+    backbone = checkpoint_backbone(meta)
     model = CtcModel(backbone, len(vocab), cfg.get("model", {}).get("dropout", 0.1))
     model.load_state_dict(strip_training_modules(load_tensors(folder / "model.pt")))
     return model.to(device).eval(), vocab, {**meta, "config": cfg}

@@ -10,6 +10,11 @@
   any architecture ``torchaudio.models.wav2vec2_model`` builds (see :func:`.wav2vec2.load_torchaudio`)
 - ``ge2e:resemblyzer`` (or ``ge2e:<checkpoint.pt>``): the GE2E speaker encoder resemblyzer ships
 - ``speechbrain:<folder or hub id>``: an ECAPA-TDNN speaker encoder (``hyperparams.yaml`` read as data)
+
+A trained checkpoint does not need its source again: ``meta.json`` keeps ``backbone_arch`` (each backbone's
+:meth:`~.base.Backbone.arch`, JSON data) and ``model.pt`` every weight, frozen ones included, so
+:func:`checkpoint_backbone` rebuilds the network without the package, the hub or the original folder. Checkpoints
+written before ``backbone_arch`` existed are rebuilt from their source string as before.
 """
 
 from __future__ import annotations
@@ -72,4 +77,36 @@ def load_backbone(source: str, pretrained: bool = True) -> Backbone:
                         "use whisper-ct2:, hf:, torchaudio:, ge2e: or speechbrain:")
 
 
-__all__ = ["Backbone", "BackboneError", "load_backbone", "DEFAULT_ASR_BACKBONE"]
+def build_backbone(arch: dict, source: str) -> Backbone:
+    """The architecture ``arch`` (from :meth:`Backbone.arch`) with random weights, labelled ``source``."""
+    kind = arch.get("kind") if isinstance(arch, dict) else None
+    if kind == "whisper":
+        from .whisper import whisper_from_arch
+
+        return whisper_from_arch(arch, source)
+    if kind in ("hf-wav2vec2", "torchaudio"):
+        from .wav2vec2 import wav2vec2_from_arch
+
+        return wav2vec2_from_arch(arch, source)
+    if kind == "ge2e":
+        from .ge2e import Ge2eBackbone
+
+        return Ge2eBackbone(source)
+    if kind == "ecapa":
+        from .ecapa import ecapa_from_arch
+
+        return ecapa_from_arch(arch, source)
+    raise BackboneError(f"{source}: unknown backbone_arch kind {kind!r} in the checkpoint's meta.json (written by a "
+                        "newer speech-tl?)")
+
+
+def checkpoint_backbone(meta: dict) -> Backbone:
+    """The backbone of a checkpoint whose ``meta.json`` is ``meta``, random init (``model.pt`` goes on top): from
+    its ``backbone_arch``, else (a checkpoint older than it) from its source string."""
+    if "backbone_arch" in meta:
+        return build_backbone(meta["backbone_arch"], meta["backbone"])
+    return load_backbone(meta["backbone"], pretrained=False)
+
+
+__all__ = ["Backbone", "BackboneError", "load_backbone", "build_backbone", "checkpoint_backbone",
+           "DEFAULT_ASR_BACKBONE"]

@@ -39,6 +39,11 @@ class Backbone(nn.Module):
     frontend: nn.Module
     layers: nn.ModuleList
 
+    def arch(self) -> dict:
+        """What rebuilds this architecture without its source (package, hub, folder): JSON data, saved in a
+        checkpoint's ``meta.json`` as ``backbone_arch`` and read by :func:`speech_tl.backbones.build_backbone`."""
+        raise NotImplementedError
+
     def embed(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frontend: ``(B, T)`` samples -> hidden ``(B, T', D)`` and lengths ``(B,)``."""
         raise NotImplementedError

@@ -79,15 +79,20 @@ class FbankFrontend(nn.Module):
 
 
 class EcapaBackbone(Backbone):
-    def __init__(self, ecapa: nn.Module, n_mels: int, source: str):
+    def __init__(self, ecapa: nn.Module, n_mels: int, source: str, kwargs: dict | None = None):
         super().__init__()
         self.source = source
+        self.kwargs = dict(kwargs or {})
+        self.n_mels = n_mels
         self.ecapa = ecapa
         self.frontend = FbankFrontend(n_mels)
         self.layers = ecapa.blocks
         self.mfa = ecapa.mfa
         self.channels = list(ecapa.channels)
         self.output_dim = ecapa.fc.conv.out_channels
+
+    def arch(self) -> dict:
+        return {"kind": "ecapa", "kwargs": self.kwargs, "n_mels": self.n_mels}
 
     @staticmethod
     def _relative(lengths: torch.Tensor, total: int) -> torch.Tensor:
@@ -139,12 +144,7 @@ def load_ecapa(spec: str, pretrained: bool = True) -> EcapaBackbone:
     if not isinstance(arch, dict) or "ECAPA_TDNN" not in str(arch.get("__tag__", "")):
         raise BackboneError(f"{source}: {hp_path} has no ECAPA_TDNN embedding_model (supported: ECAPA-TDNN)")
     kwargs = {k: v for k, v in arch.items() if not k.startswith("__")}
-    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-
-    try:
-        ecapa = ECAPA_TDNN(**kwargs)
-    except TypeError as e:
-        raise BackboneError(f"{source}: {hp_path}: embedding_model arguments not understood ({e})") from None
+    ecapa = new_ecapa(source, kwargs, hp_path)
     if pretrained:
         ckpt = folder / "embedding_model.ckpt"
         if not ckpt.is_file():
@@ -152,4 +152,20 @@ def load_ecapa(spec: str, pretrained: bool = True) -> EcapaBackbone:
         ecapa.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     fbank = hp.get("compute_features", {})
     n_mels = int(fbank.get("n_mels", kwargs.get("input_size", 80))) if isinstance(fbank, dict) else 80
-    return EcapaBackbone(ecapa, n_mels, source)
+    return EcapaBackbone(ecapa, n_mels, source, kwargs)
+
+
+def new_ecapa(source: str, kwargs: dict, where: object) -> nn.Module:
+    """speechbrain's ``ECAPA_TDNN(**kwargs)``, random init; ``where`` names the file the arguments came from."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    try:
+        return ECAPA_TDNN(**kwargs)
+    except TypeError as e:
+        raise BackboneError(f"{source}: {where}: embedding_model arguments not understood ({e})") from None
+
+
+def ecapa_from_arch(arch: dict, source: str) -> EcapaBackbone:
+    """The architecture :meth:`EcapaBackbone.arch` describes, random init."""
+    return EcapaBackbone(new_ecapa(source, arch["kwargs"], "the checkpoint's backbone_arch"), int(arch["n_mels"]),
+                         source, arch["kwargs"])

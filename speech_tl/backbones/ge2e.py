@@ -82,6 +82,9 @@ class Ge2eBackbone(Backbone):
                                      for i in range(3)])
         self.linear = nn.Linear(256, 256)
 
+    def arch(self) -> dict:
+        return {"kind": "ge2e"}
+
     def embed(self, wave, lengths):
         return self.frontend(wave, lengths)
 

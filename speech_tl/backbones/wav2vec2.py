@@ -223,6 +223,9 @@ class Wav2Vec2Backbone(Wav2Vec2FamilyBackbone):
                          relative_position_bias=cfg.model_type == "wavlm")
         self.config = cfg
 
+    def arch(self) -> dict:
+        return {"kind": "hf-wav2vec2", "config": self.config.to_dict(), "normalize": self.normalize}
+
     def run_layer(self, index, hidden, lengths):
         padded = bool((lengths < hidden.shape[1]).any())
         keep = padding_mask(lengths, hidden.shape[1]) if padded else None
@@ -251,7 +254,8 @@ class TorchaudioWav2Vec2Backbone(Wav2Vec2FamilyBackbone):
     ``params`` are the factory's keyword arguments (``wav2vec2_model`` or ``wavlm_model``).
     """
 
-    def __init__(self, model: nn.Module, source: str, normalize: bool, params: dict[str, Any] | None = None):
+    def __init__(self, model: nn.Module, source: str, normalize: bool, params: dict[str, Any] | None = None,
+                 model_type: str = "Wav2Vec2"):
         transformer = model.encoder.transformer
         # Transformer.layer_norm_first: its norm runs before the layers (post-norm blocks, the base
         # models), otherwise after them (pre-norm blocks, encoder_layer_norm_first=True)
@@ -264,6 +268,11 @@ class TorchaudioWav2Vec2Backbone(Wav2Vec2FamilyBackbone):
         super().__init__(frontend, transformer.layers, None if norm_before_layers else transformer.layer_norm,
                          transformer.pos_conv_embed.embed_dim, source, relative_position_bias=wavlm)
         self.params = dict(params or {})
+        self.model_type = model_type
+
+    def arch(self) -> dict:
+        return {"kind": "torchaudio", "model_type": self.model_type, "params": self.params,
+                "normalize": self.normalize}
 
     def run_layer(self, index, hidden, lengths):
         padded = bool((lengths < hidden.shape[1]).any())
@@ -299,6 +308,17 @@ def hf_do_normalize(spec: str) -> bool:
     if path is None:
         return True
     return bool(json.loads(path.read_text()).get("do_normalize", True))
+
+
+def wav2vec2_from_arch(arch: dict, source: str) -> Wav2Vec2FamilyBackbone:
+    """The architecture ``arch()`` describes (transformers' or torchaudio's), random init."""
+    if arch["kind"] == "torchaudio":
+        return _build_torchaudio(source, arch["model_type"], arch["params"], None, bool(arch["normalize"]))
+    from transformers import AutoConfig, AutoModel
+
+    config = dict(arch["config"])
+    return wav2vec2_from_hf(AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config)), source,
+                            bool(arch["normalize"]))
 
 
 def wav2vec2_from_hf(model: nn.Module, source: str, normalize: bool = True) -> Wav2Vec2Backbone:
@@ -354,7 +374,7 @@ def _build_torchaudio(source: str, model_type: str, params: dict[str, Any], stat
         except RuntimeError as e:
             raise BackboneError(f"{source}: the weights do not fit the architecture "
                                 f"({str(e).splitlines()[0]} ...)") from None
-    return TorchaudioWav2Vec2Backbone(model, source, normalize, params)
+    return TorchaudioWav2Vec2Backbone(model, source, normalize, params, model_type)
 
 
 def load_torchaudio(spec: str, pretrained: bool = True) -> TorchaudioWav2Vec2Backbone:

@@ -115,6 +115,9 @@ class WhisperBackbone(Backbone):
         self.frame_samples = 2 * HOP
         self.max_input_seconds = encoder.embed_positions.num_embeddings * self.frame_samples / self.sample_rate
 
+    def arch(self) -> dict:
+        return {"kind": "whisper", "config": self.config.to_dict()}
+
     input_augment: str | None = None  # "spec": SpecAugment on the log-mel while ``augmenting`` is set
     augmenting: bool = False
 
@@ -222,6 +225,16 @@ def load_whisper_ct2(spec: str, pretrained: bool = True) -> WhisperBackbone:
     else:  # same architecture, random init; the sinusoidal position table is not learned
         encoder.embed_positions.weight.data.copy_(state["embed_positions.weight"])
     return WhisperBackbone(encoder, source)
+
+
+def whisper_from_arch(arch: dict, source: str) -> WhisperBackbone:
+    """The architecture :meth:`WhisperBackbone.arch` describes, random init (a checkpoint's weights go on top)."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    cfg = WhisperConfig.from_dict(arch["config"])
+    cfg._attn_implementation = "sdpa"
+    return WhisperBackbone(WhisperEncoder(cfg), source)
 
 
 def whisper_from_hf(model: nn.Module, source: str) -> WhisperBackbone:

@@ -18,7 +18,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..backbones import load_backbone
+from ..backbones import checkpoint_backbone
 from ..backbones.base import Backbone, mean_pool
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..config import ConfigError
@@ -138,7 +138,7 @@ def load_speaker_model(folder: str | Path) -> tuple[SpeakerModel, dict]:
     cfg = yaml.safe_load((found / "config.yaml").read_text(encoding="utf-8"))
     speakers = json.loads((found / "speakers.json").read_text(encoding="utf-8"))["speakers"]
     m = cfg.get("model", {})
-    backbone = load_backbone(meta["backbone"], pretrained=False)
+    backbone = checkpoint_backbone(meta)
     model = SpeakerModel(backbone, len(speakers), m.get("pooling", "auto"), m.get("embedding_dim"),
                          m.get("margin", 0.2), m.get("scale", 30.0))
     model.load_state_dict(strip_training_modules(load_tensors(found / "model.pt")))
