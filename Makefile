@@ -11,12 +11,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: TTS voices (mbrola and its voices, pico are in contrib/non-free), sox, the
 # trans-de-en dictionary whose German sentences the synthetic corpus speaks, fortunes-de (German text for the
 # decoder's word LM); Chromium renders the HTML
-# report in its test.
+# report in its test; ffmpeg decodes m4a/aac/mp4 audio (VoxCeleb2, phone recordings) and the MP3s that
+# `manifest to-kaldi` converts for Kaldi.
 MBROLA_VOICES := af1 ar1 ar2 br1 br2 br3 br4 bz1 ca1 ca2 cn1 cr1 cz1 cz2 de1 de2 de3 de4 de5 de6 de7 de8 \
 	ee1 en1 es1 es2 es3 es4 fr1 fr2 fr3 fr4 fr5 fr6 fr7 gr1 gr2 hb1 hb2 hn1 hu1 ic1 id1 in1 in2 ir1 it1 it2 \
 	it3 it4 jp1 jp2 jp3 la1 lt1 lt2 ma1 mx1 mx2 nl1 nl2 nl3 nz1 pl1 pt1 ro1 sw1 sw2 tl1 tr1 tr2 us1 us2 us3 vz1
 APT_PACKAGES := espeak-ng sox mbrola $(addprefix mbrola-,$(MBROLA_VOICES)) libttspico-utils trans-de-en fortunes-de \
-	chromium fonts-dejavu-core
+	chromium fonts-dejavu-core ffmpeg
 
 .PHONY: help demo test lint system-deps venv clean
 

@@ -1,14 +1,23 @@
 """Reading and checking audio.
 
-Everything goes through ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis/Opus and MP3),
-is downmixed to mono and resampled with ``torchaudio.functional.resample``.
+Everything goes through ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis/Opus and MP3), except AAC in
+``.m4a``/``.aac``/``.mp4`` files, which libsndfile cannot read: those are probed with ``ffprobe`` and
+decoded with ``ffmpeg`` (the command-line tools, run as subprocesses; without them such a file is an
+error saying to install ffmpeg). The ffmpeg commands rather than a Python binding: torchaudio no longer
+decodes through FFmpeg, torchcodec needs FFmpeg's shared libraries of a version matching its build, and PyAV
+would bring a second FFmpeg of its own; the command is the one Kaldi pipes use too (``manifest to-kaldi``), and
+a file that crashes the decoder takes down a subprocess, not a preparation's worker. Audio is downmixed to
+mono and resampled with ``torchaudio.functional.resample``.
 
 Shapes: a waveform is a 1-D float32 tensor ``(samples,)`` in [-1, 1].
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +28,10 @@ import torch
 from .errors import InputError, SpeechTlError
 
 TARGET_SAMPLE_RATE = 16000
-SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+FFMPEG_SUFFIXES = (".m4a", ".aac", ".mp4")  # AAC audio libsndfile cannot read: decoded by ffmpeg
+SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", *FFMPEG_SUFFIXES)
+FFMPEG_HINT = ("install ffmpeg (apt install ffmpeg), or convert it first on a machine that has it, e.g. "
+               "`ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav`")
 MAX_SECONDS_ENV = "SPEECH_TL_MAX_AUDIO_SECONDS"
 DEFAULT_MAX_SECONDS = 3 * 3600.0  # 3 h at 48 kHz stereo is 4 GB of float32: more is a mistake, not a clip
 
@@ -64,15 +76,15 @@ class AudioInfo:
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Read the header of an audio file (no decoding for WAV/FLAC).
 
-    Raises :class:`AudioError` for a missing, unreadable or corrupt file, and for
-    formats libsndfile cannot read (m4a/aac: convert them first).
+    ``.m4a``/``.aac``/``.mp4`` files are probed with ``ffprobe`` (their first audio stream; the duration of a
+    raw ``.aac`` (ADTS) file is ffprobe's estimate). Raises :class:`AudioError` for a missing, unreadable or
+    corrupt file, and for those formats when ffmpeg is not installed.
     """
     path = Path(path)
-    if path.suffix.lower() in (".m4a", ".aac", ".mp4"):
-        raise AudioError(path, "m4a/aac audio cannot be read by soundfile",
-                         "convert it first, e.g. `ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav`")
     if not path.exists():
         raise AudioError(path, "file not found")
+    if path.suffix.lower() in FFMPEG_SUFFIXES:
+        return _ffprobe(path)
     try:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError
@@ -81,6 +93,91 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(path, "empty audio (no samples)")
     return AudioInfo(sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels),
                      format=str(info.format))
+
+
+# --------------------------------------------------------------------------- ffmpeg (m4a/aac/mp4)
+
+def _tool(name: str, path: Path) -> str:
+    """The path of ``ffmpeg``/``ffprobe`` on ``$PATH``, or the error that says to install it."""
+    found = shutil.which(name)
+    if found is None:
+        raise AudioError(path, f"m4a/aac/mp4 audio is decoded with ffmpeg, which is not installed (no `{name}` on "
+                               "$PATH)", FFMPEG_HINT)
+    return found
+
+
+def _input(path: Path) -> str:
+    """``path`` as ffmpeg's input: ``file:`` keeps a name with ``:`` (or a leading ``-``) from being read as a
+    protocol or an option."""
+    return f"file:{path}"
+
+
+def _tool_error(path: Path, stderr: bytes, what: str) -> AudioError:
+    lines = [x.strip() for x in stderr.decode("utf-8", "replace").splitlines() if x.strip()]
+    last = lines[-1] if lines else "no message"
+    last = last.replace(f"{_input(path)}: ", "").replace(_input(path), path.name)
+    return AudioError(path, f"unreadable or corrupt audio ({what}: {last})")
+
+
+# a container that states the stream's exact length (an MP4 edit list trims the encoder's padding at the end)
+_EXACT_LENGTH = ("mov", "mp4", "m4a")
+_PRE_ROLL = 0.5  # seconds decoded before a segment's offset and dropped
+
+
+def _ffprobe(path: Path) -> AudioInfo:
+    """The first audio stream of ``path`` as ffprobe reports it (rate, channels, duration)."""
+    cmd = [_tool("ffprobe", path), "-v", "error", "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration,codec_name:format=duration,format_name", "-of", "json",
+           _input(path)]
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise _tool_error(path, proc.stderr, "ffprobe")
+    try:
+        probe = json.loads(proc.stdout or b"{}")
+    except json.JSONDecodeError:
+        raise AudioError(path, "unreadable or corrupt audio (ffprobe printed no JSON)") from None
+    streams = probe.get("streams") or []
+    if not streams:
+        raise AudioError(path, "no audio stream in the file", "is it a video without sound?")
+    stream, fmt = streams[0], probe.get("format") or {}
+    try:
+        rate, channels = int(stream.get("sample_rate") or 0), int(stream.get("channels") or 0)
+        seconds = float(stream.get("duration") or fmt.get("duration") or 0.0)
+    except ValueError:
+        raise AudioError(path, f"unreadable or corrupt audio (ffprobe reported {stream} {fmt})") from None
+    frames = int(round(seconds * rate))
+    if rate <= 0 or channels <= 0 or frames <= 0:
+        raise AudioError(path, "empty audio (no samples)")
+    container = str(fmt.get("format_name") or "")
+    return AudioInfo(sample_rate=rate, frames=frames, channels=channels,
+                     format=f"{str(stream.get('codec_name') or '?').upper()} in {container} (ffmpeg)")
+
+
+def _ffmpeg_read(path: Path, info: AudioInfo, offset: float, duration: float | None) -> np.ndarray:
+    """Decode ``duration`` seconds (to the end: ``None``) from ``offset`` with ffmpeg: float32
+    ``(samples, channels)`` at the stream's own rate and channel count."""
+    cmd = [_tool("ffmpeg", path), "-nostdin", "-v", "error"]
+    # seek in the input (fast) to a little before `offset`: the decoder's first frame after a seek lacks the
+    # frame before it (AAC overlaps frames), so that pre-roll is decoded and dropped here
+    sr = info.sample_rate
+    start = max(0.0, offset - _PRE_ROLL)
+    drop = int(round(offset * sr)) - int(round(start * sr))
+    if start:
+        cmd += ["-ss", f"{start:.6f}"]
+    cmd += ["-i", _input(path), "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(info.channels),
+            "-ar", str(sr)]
+    frames = None if duration is None else int(round(duration * sr))
+    if any(c in info.format.split(" in ", 1)[-1] for c in _EXACT_LENGTH):  # up to the container's length: the
+        left = max(info.frames - int(round(offset * sr)), 0)                # encoder's padding after it is dropped
+        frames = left if frames is None else min(frames, left)
+    if frames is not None:
+        cmd += ["-t", f"{(drop + frames + 1) / sr:.6f}"]
+    proc = subprocess.run([*cmd, "-"], capture_output=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise _tool_error(path, proc.stderr, "ffmpeg")
+    data = np.frombuffer(proc.stdout, dtype=np.float32)
+    data = data[: data.size - data.size % info.channels].reshape(-1, info.channels)[drop:]
+    return np.array(data[:frames] if frames is not None else data)
 
 
 def _short(e: Exception) -> str:
@@ -103,6 +200,10 @@ def read_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | N
         raise AudioError(path, f"{span:.0f} s of audio to decode at once, more than the limit of {limit:.0f} s",
                          "cut it into pieces, or give segments with offset and duration in the manifest, or raise "
                          f"the limit with ${MAX_SECONDS_ENV}")
+    if path.suffix.lower() in FFMPEG_SUFFIXES:
+        if offset >= info.duration:
+            raise AudioError(path, f"no samples at offset {offset:g} s", f"the file lasts {info.duration:.2f} s")
+        return _check_samples(path, _ffmpeg_read(path, info, offset, duration), offset), info.sample_rate
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
@@ -118,10 +219,14 @@ def read_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | N
         raise
     except Exception as e:
         raise AudioError(path, f"unreadable or corrupt audio ({_short(e)})") from None
+    return _check_samples(path, data, offset), sr
+
+
+def _check_samples(path: Path, data: np.ndarray, offset: float) -> np.ndarray:
     if data.shape[0] == 0:
         raise AudioError(path, "empty audio (no samples)" if not offset else
                          f"no samples at offset {offset:g} s")
-    return data, sr
+    return data
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

@@ -66,5 +66,6 @@ def make_tone():
     return write_tone
 
 
+from tests.ffmpeg_tools import no_ffmpeg  # noqa: E402,F401  (a $PATH without ffmpeg, for its error message)
 from tests.tiny_asr import tiny_whisper, tone_corpus  # noqa: E402,F401  (fixtures shared by ASR and training tests)
 from tests.tiny_speakers import pitch_speakers  # noqa: E402,F401  (fixture shared by speaker tests)

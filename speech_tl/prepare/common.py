@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
-from ..audio import AudioError, audio_info
+from ..audio import FFMPEG_HINT, AudioError, audio_info
 from ..manifest import Utterance, write_jsonl, write_manifest
 
 
@@ -100,12 +100,13 @@ def probe_rows(rows: Sequence[Row], workers: int | None = None, desc: str = "rea
     rejected: list[Rejection] = []
     for row, res in zip(rows, results, strict=True):
         if res[0] == "error":
-            reason = "missing audio file" if res[1] == "file not found" else "unreadable audio"
-            if res[1].startswith("empty"):
+            detail = res[1]
+            reason = "missing audio file" if detail == "file not found" else "unreadable audio"
+            if detail.startswith("empty"):
                 reason = "empty audio"
-            elif res[1].startswith("m4a"):
-                reason = "unsupported format (m4a)"
-            rejected.append(reject(row, reason, res[1]))
+            elif detail.startswith("m4a/aac/mp4 audio is decoded with ffmpeg"):
+                reason, detail = "ffmpeg not installed", f"{detail}; {FFMPEG_HINT}"
+            rejected.append(reject(row, reason, detail))
             continue
         file_duration, sample_rate = res
         offset = row.offset or 0.0

@@ -3,8 +3,9 @@
 The speaker is the ``idNNNNN`` folder; there is no transcript. If ``iden_split.txt``
 (VoxCeleb1 identification split: ``1|2|3 idNNNNN/<video>/<utt>.wav``) is found beside
 ``wav/`` or given, the manifest is split into train/dev/test by it; otherwise everything
-goes to ``voxceleb_mul_all.jsonl``. VoxCeleb2 ships m4a: those files are rejected with
-the command to convert them.
+goes to ``voxceleb_mul_all.jsonl``. VoxCeleb2 ships AAC in ``.m4a`` files (``aac/idNNNNN/<video>/<utt>.m4a``):
+those are read through ffmpeg (see :mod:`speech_tl.audio`); without ffmpeg they are rejected with the reason
+("ffmpeg not installed") and what to do.
 """
 
 from __future__ import annotations
@@ -56,12 +57,6 @@ def prepare_voxceleb(corpus_dir: str | Path, out_dir: str | Path, split_file: st
     for path in files:
         rel = path.relative_to(root).as_posix()
         spk, video, _ = rel.split("/")
-        if path.suffix.lower() == ".m4a":
-            rejected.append(Rejection("unsupported format (m4a)",
-                                      "convert VoxCeleb2 m4a to wav first, e.g. `ffmpeg -i in.m4a -ac 1 -ar 16000 "
-                                      "out.wav`, keeping the idNNNNN/<video>/ folders", rel, None,
-                                      f"{spk}-{video}-{path.stem}", str(path)))
-            continue
         rows.append(Row(id=f"{spk}-{video}-{path.stem}", audio=path, text="", speaker=spk, language="mul",
                         source=rel, extra={"video": video}))
     rows, bad = dedupe_ids(rows)

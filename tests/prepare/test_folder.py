@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare import prepare_folder
+from tests.ffmpeg_tools import encode, requires_ffmpeg
 
 FSDD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fsdd" / "recordings"
 FSDD_REGEX = r"^\d+_([a-z]+)_\d+$"
@@ -37,7 +38,7 @@ def build(root: Path, make_tone) -> None:
     say(root / "bernd" / "b1.mp3", "Hallo Bernd.", make_tone, seconds=0.6, sr=22050)
     make_tone(root / "bernd" / "b2.wav", seconds=0.3)                 # no transcript
     say(root / "bernd" / "b3.wav", "   \n", make_tone)                 # empty transcript
-    (root / "bernd" / "b4.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # cannot be read
+    (root / "bernd" / "b4.wma").write_bytes(b"\x30\x26\xb2\x75")  # Windows Media audio: not read
     (root / "bernd" / "b5.wav").write_bytes(b"not a wav at all")      # corrupt
     (root / "bernd" / "b5.txt").write_text("Kaputt.", encoding="utf-8")
     say(root / "top.wav", "Ohne Sprecherordner.", make_tone)         # no speaker folder
@@ -82,7 +83,7 @@ def test_folder_with_transcripts(tmp_path, make_tone):
     assert rej["anna-a1"]["source"] == "anna/a1.wav"
     assert rej["anna-a1"]["detail"] == "id already used at anna/a1.flac"
     # every audio file is kept or rejected
-    n_audio = sum(1 for p in root.rglob("*") if p.suffix in (".wav", ".flac", ".ogg", ".mp3", ".m4a"))
+    n_audio = sum(1 for p in root.rglob("*") if p.suffix in (".wav", ".flac", ".ogg", ".mp3", ".wma"))
     assert len(utts) + len(rej) == n_audio == 10
     summary = result.summary()
     assert summary.startswith("mine (de):") and re.search(r"all\s+kept\s+4 utterances", summary)
@@ -193,3 +194,18 @@ def test_real_free_spoken_digit_dataset(tmp_path):
     assert all(0.1 < u.duration < 2.5 for u in utts)
     assert all(u.audio_path().is_file() for u in utts[:50])
     assert {u.id.split("_")[0] for u in utts} == {str(d) for d in range(10)}
+
+
+@requires_ffmpeg
+def test_m4a_in_a_folder_is_read_through_ffmpeg(tmp_path, make_tone):
+    root = tmp_path / "phone"
+    encode(make_tone(tmp_path / "src.wav", seconds=0.7, sr=44100), root / "anna" / "memo.m4a")
+    (root / "anna" / "memo.txt").write_text("Eine Sprachnotiz.", encoding="utf-8")
+    (root / "anna" / "broken.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    (root / "anna" / "broken.txt").write_text("Kaputt.", encoding="utf-8")
+    result = prepare_folder(root, tmp_path / "out", workers=1)
+    (u,) = result.splits["all"]
+    assert (u.id, u.text, u.sample_rate, u.duration) == ("anna-memo", "Eine Sprachnotiz.", 44100,
+                                                         pytest.approx(0.7, abs=1e-3))
+    (bad,) = result.rejected
+    assert (bad.id, bad.reason) == ("anna-broken", "unreadable audio") and "ffprobe" in bad.detail

@@ -1,4 +1,5 @@
-"""VoxCeleb preparer on real WAV files in the ``wav/idNNNNN/<video>/<utt>.wav`` layout."""
+"""VoxCeleb preparer on real WAV files in the ``wav/idNNNNN/<video>/<utt>.wav`` layout, and VoxCeleb2's m4a files
+(``aac/idNNNNN/<video>/<utt>.m4a``) encoded by ffmpeg."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from speech_tl.manifest import read_manifest
 from speech_tl.prepare import prepare_voxceleb
+from tests.ffmpeg_tools import encode, requires_ffmpeg
 from tests.prepare.rerun import assert_other_parameters_refused_unless_overwrite
 
 # rel path -> (iden split digit or None when not listed, seconds)
@@ -26,7 +28,7 @@ GOOD = {
 }
 UNLISTED = "id10003/na8-QEFmj44/00002.wav"
 CORRUPT = "id10002/6WO410QOeuo/00002.wav"
-M4A = "id10004/aBcDeFgHiJk/00001.m4a"
+M4A = "id10004/aBcDeFgHiJk/00001.m4a"  # not really AAC: with ffmpeg unreadable, without it not even probed
 
 
 def vox_id(rel: str) -> str:
@@ -55,7 +57,7 @@ def rejected(out: Path) -> dict[str, dict]:
     return by_id
 
 
-def test_iden_split_gives_train_dev_test(tmp_path, make_tone):
+def test_iden_split_gives_train_dev_test(tmp_path, make_tone, no_ffmpeg):
     root = build(tmp_path / "voxceleb1", make_tone)
     out = tmp_path / "out"
     result = prepare_voxceleb(root, out, workers=1)
@@ -84,18 +86,18 @@ def test_iden_split_gives_train_dev_test(tmp_path, make_tone):
     assert rej[vox_id(CORRUPT)]["reason"] == "unreadable audio"
     assert rej[vox_id(CORRUPT)]["source"] == CORRUPT
     m4a = rej[vox_id(M4A)]
-    assert m4a["reason"] == "unsupported format (m4a)"
-    assert "convert" in m4a["detail"] and "ffmpeg" in m4a["detail"]
+    assert m4a["reason"] == "ffmpeg not installed"
+    assert "install ffmpeg (apt install ffmpeg)" in m4a["detail"] and "convert" in m4a["detail"]
     assert m4a["source"] == M4A and m4a["audio"].endswith(".m4a")
     # every audio file is either kept or rejected, and so is every split-file line without a file
     n_audio = sum(1 for p in (root / "wav").rglob("*") if p.suffix in (".wav", ".m4a"))
     assert sum(len(v) for v in result.splits.values()) + len(result.rejected) == n_audio + 1
     summary = result.summary()
     assert re.search(r"train\s+kept\s+3 utterances", summary)
-    assert "unsupported format (m4a)" in summary and "not in split file" in summary
+    assert "ffmpeg not installed" in summary and "not in split file" in summary
 
 
-def test_without_split_file_everything_goes_to_all(tmp_path, make_tone):
+def test_without_split_file_everything_goes_to_all(tmp_path, make_tone, no_ffmpeg):
     root = build(tmp_path / "vox", make_tone, with_split=False)
     out = tmp_path / "out"
     result = prepare_voxceleb(root, out, workers=1)
@@ -103,10 +105,10 @@ def test_without_split_file_everything_goes_to_all(tmp_path, make_tone):
     utts = read_manifest(out / "voxceleb_mul_all.jsonl")
     assert sorted(u.id for u in utts) == sorted(vox_id(r) for r in [*GOOD, UNLISTED])
     assert {u.speaker for u in utts} == {"id10001", "id10002", "id10003"}
-    assert sorted(r["reason"] for r in rejected(out).values()) == ["unreadable audio", "unsupported format (m4a)"]
+    assert sorted(r["reason"] for r in rejected(out).values()) == ["ffmpeg not installed", "unreadable audio"]
 
 
-def test_explicit_split_file_and_bad_split_line(tmp_path, make_tone):
+def test_explicit_split_file_and_bad_split_line(tmp_path, make_tone, no_ffmpeg):
     root = build(tmp_path / "vox", make_tone, with_split=False)
     split = tmp_path / "my_split.txt"
     split.write_text("".join(f"{d} {rel}\n" for rel, (d, _) in GOOD.items()) + f"2 {UNLISTED}\n")
@@ -120,17 +122,50 @@ def test_explicit_split_file_and_bad_split_line(tmp_path, make_tone):
         prepare_voxceleb(root, out, split_file=split, force=True)
 
 
-def test_voxceleb2_m4a_only(tmp_path):
+VOX2 = {"id00012/21Uxsk56VDQ/00001.m4a": 0.8, "id00012/21Uxsk56VDQ/00002.m4a": 0.6,
+        "id00015/0fijmz4vTVU/00001.m4a": 1.1}
+
+
+def build_vox2(root: Path, make_tone) -> Path:
+    """VoxCeleb2's dev set as it ships: dev/aac/idNNNNN/<video>/<utt>.m4a (AAC in MP4, 16 kHz mono), plus one
+    m4a that is not AAC at all."""
+    for i, (rel, seconds) in enumerate(VOX2.items()):
+        wav = make_tone(root / "src" / f"{i}.wav", seconds=seconds, freq=200 + 40 * i)
+        encode(wav, root / "dev" / "aac" / rel)
+    (root / "dev" / "aac" / "id00015" / "0fijmz4vTVU" / "00002.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    return root
+
+
+@requires_ffmpeg
+def test_voxceleb2_m4a_prepared_through_ffmpeg(tmp_path, make_tone):
+    root = build_vox2(tmp_path / "vox2", make_tone)
+    out = tmp_path / "out"
+    result = prepare_voxceleb(root, out, workers=1)
+    utts = {u.id: u for u in read_manifest(out / "voxceleb_mul_all.jsonl")}
+    assert {k: (u.speaker, u.duration, u.sample_rate) for k, u in utts.items()} == {
+        vox_id(rel): (rel[:7], pytest.approx(seconds, abs=1e-3), 16000) for rel, seconds in VOX2.items()}
+    assert all(u.audio.endswith(".m4a") for u in utts.values())
+    (bad,) = result.rejected
+    assert (bad.id, bad.reason) == ("id00015-0fijmz4vTVU-00002", "unreadable audio")
+    assert bad.detail.startswith("unreadable or corrupt audio (ffprobe: ")
+    # the manifest's clips load like any others (mono, 16 kHz)
+    from speech_tl.audio import load_checked
+
+    u = utts[vox_id("id00015/0fijmz4vTVU/00001.m4a")]
+    assert load_checked(u.audio_path()).shape == (int(round(u.duration * 16000)),)
+
+
+def test_voxceleb2_m4a_without_ffmpeg(tmp_path, no_ffmpeg):
     root = tmp_path / "vox2"
-    for rel in ("id00012/21Uxsk56VDQ/00001.m4a", "id00012/21Uxsk56VDQ/00002.m4a"):
+    for rel in VOX2:
         (root / "dev" / "aac" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "dev" / "aac" / rel).write_bytes(b"\x00")
     out = tmp_path / "out"
     result = prepare_voxceleb(root, out, workers=1)
     assert result.splits == {"all": []}
-    assert [r.reason for r in result.rejected] == ["unsupported format (m4a)"] * 2
-    assert all("ffmpeg" in r.detail for r in result.rejected)
-    assert re.search(r"2\s+unsupported format \(m4a\)", result.summary())
+    assert [r.reason for r in result.rejected] == ["ffmpeg not installed"] * 3
+    assert all("install ffmpeg (apt install ffmpeg)" in r.detail for r in result.rejected)
+    assert re.search(r"3\s+ffmpeg not installed", result.summary())
 
 
 def test_speaker_folders_directly_and_not_voxceleb(tmp_path, make_tone):
@@ -142,14 +177,14 @@ def test_speaker_folders_directly_and_not_voxceleb(tmp_path, make_tone):
         prepare_voxceleb(tmp_path / "empty", tmp_path / "out2")
 
 
-def test_skip_and_cli(tmp_path, make_tone):
+def test_skip_and_cli(tmp_path, make_tone, no_ffmpeg):
     root = build(tmp_path / "vox", make_tone)
     out = tmp_path / "out"
     runner = CliRunner()
     res = runner.invoke(main, ["prepare", "voxceleb", str(root), "--out-dir", str(out), "--workers", "1"])
     assert res.exit_code == 0, res.output
-    assert "voxceleb (mul):" in res.output and "ffmpeg" not in res.output  # the summary lists reasons only
-    assert "unsupported format (m4a)" in res.output
+    assert "voxceleb (mul):" in res.output and "apt install" not in res.output  # the summary lists reasons only
+    assert "ffmpeg not installed" in res.output
     res = runner.invoke(main, ["prepare", "voxceleb", str(root), "--out-dir", str(out)])
     assert res.exit_code == 0 and "already prepared, skipped" in res.output
     assert len(read_manifest(out / "voxceleb_mul_train.jsonl")) == 3

@@ -175,7 +175,9 @@ def test_uploaded_audio_is_checked_and_named_as_uploaded(tmp_path, voice_clips):
         service.load_bytes(voice_clips[voice_id(ENROLLED[0])][0].read_bytes(), "long.wav")
 
 
-def test_audio_soundfile_cannot_read_is_refused_with_the_reason_not_skipped(tmp_path, voice_clips):  # noqa: F811
+def test_audio_soundfile_cannot_read_is_refused_with_the_reason_not_skipped(tmp_path, voice_clips,  # noqa: F811
+                                                                             no_ffmpeg):
+    """An m4a on a machine without ffmpeg (which decodes m4a) is refused with the reason, not skipped."""
     folder = speaker_folder(tmp_path / "people", voice_clips)
     (folder / voice_id(ENROLLED[0]) / "phone.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
     code, out, err = run("enroll", "--db", tmp_path / "s.db", "--from-folder", folder, "--json")
