@@ -39,7 +39,8 @@ def fingerprint(module: torch.nn.Module | dict[str, torch.Tensor]) -> str:
     for name, p in sorted(state.items()):
         h.update(name.encode())
         h.update(str(tuple(p.shape)).encode())
-        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if p.numel() else b"")
+        # flattened first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes
+        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if p.numel() else b"")
     return h.hexdigest()[:16]
 
 

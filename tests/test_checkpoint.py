@@ -123,3 +123,18 @@ def test_resume_falls_back_to_the_previous_copy_when_a_file_is_truncated(tone_co
     opt.write_bytes(opt.read_bytes()[:100])  # no previous copy now: a clear error naming the file
     with pytest.raises(CheckpointError, match=r"no readable checkpoint to resume .*optimizer\.pt"):
         Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet).run()
+
+
+def test_fingerprint_covers_zero_dim_tensors_like_batchnorm_counters():
+    """BatchNorm keeps num_batches_tracked as a 0-dim tensor (ECAPA-TDNN has many): fingerprinted, not a crash."""
+    from speech_tl.checkpoint import fingerprint
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    before = fingerprint(net)
+    assert before == fingerprint({k: v.clone() for k, v in net.state_dict().items()})
+    net.train()(torch.randn(5, 3))  # counts a batch (and moves the running statistics)
+    assert fingerprint(net) != before
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["1.num_batches_tracked"] += 1
+    assert fingerprint(state) != fingerprint(net)

