@@ -177,6 +177,34 @@ def prepare_nemo_cmd(manifest, out_dir, lang, name, workers, force, overwrite):
     _report(prepare_nemo(manifest, out_dir, lang, name, workers, force, overwrite=overwrite))
 
 
+@prepare.command("hf-datasets")
+@click.argument("dataset_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@out_dir_opt
+@click.option("--lang", default="und", show_default=True, help="Language of rows that name none (language/locale).")
+@click.option("--name", default="hf", show_default=True, help="Corpus name used in the manifest file names.")
+@click.option("--config", default=None, help="The configuration to read, for a Parquet folder whose dataset card "
+                                             "lists several.")
+@click.option("--audio-column", default=None, help="Column holding the audio (default: the Audio feature).")
+@click.option("--text-column", default=None,
+              help="Column holding the transcript (default: text, sentence, transcription, normalized_text, ...).")
+@click.option("--speaker-column", default=None, help="Column naming the speaker (default: speaker_id, client_id, "
+                                                     "speaker; else the utterance id).")
+@click.option("--id-column", default=None, help="Column holding the utterance id (default: id, utterance_id, ...; "
+                                                "else the audio file's stem).")
+@workers_opt
+@overwrite_opt
+@user_errors
+def prepare_hf_datasets_cmd(dataset_dir, out_dir, lang, name, config, audio_column, text_column, speaker_column,
+                            id_column, workers, force, overwrite):
+    """A Hugging Face datasets folder DIR: what save_to_disk wrote, or a folder of Parquet files (as on the hub)
+    with an audio column. One manifest per split; embedded audio is written under OUT_DIR/<name>_<lang>_audio/."""
+    from ..prepare.hf_datasets import prepare_hf_datasets
+
+    _report(prepare_hf_datasets(dataset_dir, out_dir, lang, name, workers, force, overwrite=overwrite, config=config,
+                                audio_column=audio_column, text_column=text_column, speaker_column=speaker_column,
+                                id_column=id_column))
+
+
 @prepare.command("speechbrain-csv")
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
 @out_dir_opt
