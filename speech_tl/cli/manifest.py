@@ -158,19 +158,37 @@ def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed, overwrite):
 @manifest.command("to-kaldi")
 @manifest_arg
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--audio", type=click.Choice(["convert", "pipe", "path"]), default="convert", show_default=True,
+              help="What wav.scp names for audio Kaldi cannot read itself (anything but mono integer-PCM WAV: MP3, "
+                   "FLAC, m4a, ...): convert = 16 kHz mono WAVs written to DATA_DIR/wav/; pipe = an ffmpeg command "
+                   "decoding the file (ffmpeg needed where Kaldi reads it); path = the file as it is.")
+@click.option("--workers", type=int, default=None, help="Processes converting audio (default: CPU cores, at most 8).")
 @overwrite_option(help_text="Replace the tables of a Kaldi data dir already in DATA_DIR (stale text/segments "
-                            "tables are removed).")
+                            "tables are removed) and WAVs converted into DATA_DIR/wav/ earlier.")
 @user_errors
-def manifest_to_kaldi_cmd(manifest_path, data_dir, overwrite):
+def manifest_to_kaldi_cmd(manifest_path, data_dir, audio, workers, overwrite):
     """Export a manifest as a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, segments)."""
+    import shutil
+
     from ..manifest import read_manifest
     from ..prepare import export_kaldi
 
     check_outputs([data_dir / t for t in ("wav.scp", "text", "utt2spk", "spk2utt", "segments")], overwrite,
                   inputs=[manifest_path], what="Kaldi table")
+    if audio == "convert":
+        check_outputs([data_dir / "wav"], overwrite, what="folder of converted WAVs")
     utts = read_manifest(manifest_path)
-    export_kaldi(utts, data_dir)
-    click.echo(f"{len(utts)} utterances -> {data_dir}")
+    export_kaldi(utts, data_dir, audio=audio, workers=workers)
+    values = [line.split(None, 1)[1] for line in (data_dir / "wav.scp").read_text(encoding="utf-8").splitlines()]
+    wav_dir = str((data_dir / "wav").resolve()) + "/"
+    converted = sum(v.startswith(wav_dir) for v in values)
+    piped = sum(v.endswith("|") for v in values)
+    how = (f"; {converted} file(s) converted to 16 kHz WAV in {data_dir / 'wav'}" if converted else "") + \
+        (f"; {piped} file(s) decoded by ffmpeg pipes in wav.scp" if piped else "")
+    click.echo(f"{len(utts)} utterances -> {data_dir}{how}")
+    if piped and shutil.which("ffmpeg") is None:
+        click.echo("note: ffmpeg is not installed here; wav.scp's pipes need it wherever Kaldi reads the dir "
+                   "(apt install ffmpeg)", err=True)
 
 
 @manifest.command("to-nemo")

@@ -7,18 +7,40 @@ files into ``<out-dir>/<name>_<lang>_audio/``, which the manifest points at; an 
 fails or whose archive cannot be read is rejected with the reason. With ``segments``
 (``<utt> <recording> <start> <end>``) utterances become ``offset``/``duration`` pieces of their
 recordings.
+
+Export (``manifest to-kaldi``): Kaldi reads only RIFF WAV with integer samples from a ``wav.scp`` path, so
+every other file (MP3, FLAC, OGG, m4a, float or multi-channel WAV) is, by ``audio``:
+
+- ``convert`` (the default): decoded once as speech-tl reads it (mono, resampled to 16 kHz) and written as
+  16-bit WAV into ``<data dir>/wav/``, which ``wav.scp`` names: robust, and needs nothing but Kaldi later;
+- ``pipe``: a decoding command ``ffmpeg -nostdin -v error -i file:<path> -f wav -acodec pcm_s16le -ac 1 -ar 16000 - |``
+  (the path shell-quoted): no copies, but ffmpeg must be installed wherever Kaldi reads the dir;
+- ``path``: the path as it is (for readers that decode anything, e.g. lhotse's).
+
+Mono integer-PCM WAVs are named as they are in every mode.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections import defaultdict
 from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..manifest import Utterance
-from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
+from .common import (
+    PrepareResult,
+    Rejection,
+    Row,
+    already_done,
+    check_text,
+    dedupe_ids,
+    parallel_map,
+    probe_rows,
+    write_outputs,
+)
 
 
 def read_table(path: Path, min_fields: int = 2) -> tuple[dict[str, tuple[str, int]], list[Rejection]]:
@@ -149,16 +171,83 @@ def prepare_kaldi(data_dir: str | Path, out_dir: str | Path, language: str = "un
     return write_outputs(out_dir, name, language, {"all": utts}, rejected, params)
 
 
-def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
+KALDI_AUDIO_MODES = ("convert", "pipe", "path")
+KALDI_SAMPLE_RATE = 16000  # of converted and piped audio
+PIPE = "ffmpeg -nostdin -v error -i {src} -f wav -acodec pcm_s16le -ac 1 -ar 16000 - |"
+
+
+def kaldi_reads(path: str | Path) -> bool:
+    """Whether Kaldi reads ``path`` itself and speech-tl reads it the same: a mono RIFF WAV of 8-, 16- or
+    32-bit integer samples (Kaldi's wave reader takes no float or 24-bit data, and needs ``--channel`` for more
+    than one channel, where speech-tl mixes them down)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # missing, unreadable or not a format soundfile knows: not something Kaldi reads either
+        return False
+    return info.format in ("WAV", "WAVEX") and info.subtype in ("PCM_U8", "PCM_16", "PCM_32") and info.channels == 1
+
+
+def _convert(job: tuple[str, str]) -> str | None:
+    """Decode ``src`` as speech-tl reads it (mono, 16 kHz) and write it to ``dst`` as 16-bit WAV; an error
+    message instead when it cannot be read (in a worker process)."""
+    import numpy as np
+
+    from ..audio import AudioError, load_audio, write_audio
+
+    src, dst = job
+    try:
+        wave = load_audio(src, KALDI_SAMPLE_RATE).numpy()
+    except AudioError as e:
+        return str(e)
+    write_audio(dst, np.clip(wave, -1.0, 1.0), KALDI_SAMPLE_RATE, subtype="PCM_16")
+    return None
+
+
+def _converted_names(paths: list[str], folder: Path) -> dict[str, Path]:
+    """``folder/<stem>.wav`` per source file (characters a shell or Kaldi would trip on replaced), unique."""
+    out, taken = {}, set()
+    for p in paths:
+        stem = re.sub(r"[^\w.+-]+", "_", Path(p).stem).lstrip("-.") or "audio"
+        name, k = stem, 1
+        while name in taken:
+            k += 1
+            name = f"{stem}-{k}"
+        taken.add(name)
+        out[p] = folder / f"{name}.wav"
+    return out
+
+
+def _check_scp_path(path: str, u: Utterance, at: str) -> None:
+    if any(c.isspace() for c in path) or path.endswith("|") or path.startswith("-"):
+        raise InputError(f"utterance {u.id!r}{at}: audio path {path!r} has whitespace, ends in '|' or starts "
+                         "with '-': Kaldi would read it as a command or split it; move or link the file to a "
+                         "plain path")
+
+
+def export_kaldi(utterances: list[Utterance], data_dir: str | Path, audio: str = "convert",
+                 workers: int | None = None) -> Path:
     """Write a Kaldi data dir: ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` (+ ``segments``).
 
-    ``text`` is left out when no utterance has a transcript (speaker corpora).
+    ``text`` is left out when no utterance has a transcript (speaker corpora). ``audio`` says what ``wav.scp``
+    names for files Kaldi cannot read itself (see :func:`kaldi_reads`): ``convert`` (16 kHz mono 16-bit WAVs
+    written to ``data_dir/wav/``), ``pipe`` (an ffmpeg command decoding to the same) or ``path`` (the file).
 
     Kaldi wants utterance ids that sort with their speaker: ids that do not start with
     ``<speaker>-`` are written as ``<speaker>-<id>``. All tables are sorted (C locale).
     """
+    if audio not in KALDI_AUDIO_MODES:
+        raise InputError(f"audio {audio!r}: expected one of {', '.join(KALDI_AUDIO_MODES)}")
     data_dir = Path(data_dir)
     use_segments = any(u.offset is not None for u in utterances)
+    sources = list(dict.fromkeys(str(u.audio_path().resolve()) for u in utterances))
+    foreign = [] if audio == "path" else [p for p, ok in zip(sources, parallel_map(
+        kaldi_reads, sources, workers, "wav headers"), strict=True) if not ok]
+    scp_value = {p: p for p in sources}
+    converted = _converted_names(foreign, data_dir / "wav") if audio == "convert" else {}
+    for p in foreign:
+        scp_value[p] = str(converted[p].resolve()) if audio == "convert" else PIPE.format(src=shlex.quote(f"file:{p}"))
     recs: dict[str, str] = {}
     wav, text, utt2spk, segs = [], [], [], []
     spk2utt: dict[str, list[str]] = defaultdict(list)
@@ -171,10 +260,17 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
         if any(c.isspace() for c in uid):
             raise InputError(f"utterance id {u.id!r}{at} has spaces; Kaldi ids cannot; give it an id without spaces")
         path = str(u.audio_path().resolve())
-        if any(c.isspace() for c in path) or path.endswith("|") or path.startswith("-"):
-            raise InputError(f"utterance {u.id!r}{at}: audio path {path!r} has whitespace, ends in '|' or starts "
-                             "with '-': Kaldi would read it as a command or split it; move or link the file to a "
-                             "plain path")
+        value = scp_value[path]
+        if path in converted and any(c.isspace() for c in value):
+            raise InputError(f"{data_dir}: the data dir's path has whitespace, so the WAVs converted into it could "
+                             "not be named in wav.scp; choose a folder without spaces")
+        if value == path or path in converted:
+            _check_scp_path(value, u, at)
+        elif any(c in value for c in "\n\r"):
+            raise InputError(f"utterance {u.id!r}{at}: audio path {path!r} holds a line break, which would split "
+                             "wav.scp; rename the file")
+        elif not Path(path).is_file():
+            raise InputError(f"utterance {u.id!r}{at}: audio file {path} not found; the pipe in wav.scp would fail")
         if any(c in u.text for c in "\n\r"):
             raise InputError(f"utterance {u.id!r}{at}: its transcript holds a line break, which would split Kaldi's "
                              "'text' table; fix the manifest line")
@@ -183,12 +279,19 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path) -> Path:
             start = u.offset or 0.0
             segs.append(f"{uid} {rec} {start:.3f} {start + u.duration:.3f}")
         else:
-            wav.append(f"{uid} {path}")
+            wav.append(f"{uid} {value}")
         text.append(f"{uid} {u.text}")
         utt2spk.append(f"{uid} {u.speaker}")
         spk2utt[u.speaker].append(uid)
     if use_segments:
-        wav = [f"{rec} {path}" for path, rec in recs.items()]
+        wav = [f"{rec} {scp_value[path]}" for path, rec in recs.items()]
+    if converted:  # decoded once, in parallel; a file that cannot be read stops the export, naming its utterance
+        jobs = [(p, str(dst)) for p, dst in converted.items()]
+        for (p, _), err in zip(jobs, parallel_map(_convert, jobs, workers, "converting to WAV"), strict=True):
+            if err is not None:
+                u = next(u for u in utterances if str(u.audio_path().resolve()) == p)
+                at = f" (manifest line {u.line})" if u.line else ""
+                raise InputError(f"utterance {u.id!r}{at}: cannot convert its audio for Kaldi: {err}")
     data_dir.mkdir(parents=True, exist_ok=True)
 
     def put(name: str, lines: list[str]) -> None:
