@@ -350,8 +350,9 @@ def listing(reg: SpeakerRegistry) -> dict:
 
 
 def _audio_below(folder: Path) -> list[Path]:
-    """Audio files below ``folder`` by suffix, sorted: the ones soundfile reads and the ones it cannot (m4a,
-    aac, ...), which :meth:`SpeakerService.load` then refuses with the reason instead of skipping them."""
+    """Audio files below ``folder`` by suffix, sorted: the ones speech-tl reads (soundfile, or ffmpeg for m4a/aac/
+    mp4) and the ones it does not (wma, ...), which :meth:`SpeakerService.load` then refuses with the reason instead
+    of skipping them."""
     from ..prepare.folder import OTHER_AUDIO
 
     suffixes = (*SUPPORTED_SUFFIXES, *OTHER_AUDIO)
