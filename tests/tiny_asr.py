@@ -72,3 +72,22 @@ def asr_config(tone_corpus, backbone, out_dir, **train):
         "train": {"lr": 3e-3, "warmup_steps": 5, "max_steps": 12, "eval_every": 6, "checkpoint_every": 3,
                   "log_every": 3, "seed": 0, **train},
     })
+
+
+def train_tone_asr(tone_corpus, out, model: dict, freeze: dict, train: dict, decode: dict | None = None,
+                   max_duration: float = 4, overrides: tuple[str, ...] = ()):
+    """``speech-tl train asr`` on :func:`tone_corpus` with a YAML config written beside ``out``; returns ``out``."""
+    import yaml
+    from click.testing import CliRunner
+
+    from speech_tl.cli import main
+
+    config = {"out_dir": str(out), "language": "en",
+              "data": {"train": str(tone_corpus / "train.jsonl"), "dev": str(tone_corpus / "dev.jsonl"),
+                       "batch_seconds": 4, "min_duration": 0.1, "max_duration": max_duration},
+              "model": model, "freeze": freeze, "train": train, **({"decode": decode} if decode else {})}
+    conf = out.parent / f"{out.name}.yaml"
+    conf.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = CliRunner().invoke(main, ["train", "asr", str(conf), *overrides])
+    assert result.exit_code == 0, result.output
+    return out

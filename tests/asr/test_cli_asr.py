@@ -10,24 +10,15 @@ from click.testing import CliRunner
 
 from speech_tl.cli import main
 from speech_tl.config import dump_config
-from tests.tiny_asr import asr_config
+from tests.tiny_asr import asr_config, train_tone_asr
 from tests.tiny_speakers import speaker_config
 
 
 @pytest.fixture(scope="module")
 def trained(tone_corpus, tiny_whisper, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "asr"
-    conf = out.parent / "conf.yaml"
-    conf.write_text(
-        f"out_dir: {out}\nlanguage: en\n"
-        f"data:\n  train: {tone_corpus / 'train.jsonl'}\n  dev: {tone_corpus / 'dev.jsonl'}\n"
-        "  batch_seconds: 4\n  min_duration: 0.1\n  max_duration: 4\n"
-        f"model:\n  backbone: {tiny_whisper}\nfreeze:\n  bottom_layers: 1\n"
-        "train:\n  lr: 0.01\n  max_steps: 30\n  eval_every: 15\n  log_every: 10\n"
-        "decode:\n  lm_order: 2\n  lm_unit: char\n")
-    result = CliRunner().invoke(main, ["train", "asr", str(conf), "train.warmup_steps=5"])
-    assert result.exit_code == 0, result.output
-    return out
+    return train_tone_asr(tone_corpus, tmp_path_factory.mktemp("run") / "asr", {"backbone": tiny_whisper},
+                          {"bottom_layers": 1}, {"lr": 0.01, "max_steps": 30, "eval_every": 15, "log_every": 10},
+                          {"lm_order": 2, "lm_unit": "char"}, overrides=("train.warmup_steps=5",))
 
 
 def test_train_writes_a_self_contained_run(trained):

