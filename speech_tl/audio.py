@@ -9,6 +9,11 @@ would bring a second FFmpeg of its own; the command is the one Kaldi pipes use t
 a file that crashes the decoder takes down a subprocess, not a preparation's worker. Audio is downmixed to
 mono and resampled with ``torchaudio.functional.resample``.
 
+ffmpeg picks its reader from a file's content, and some of its readers open other files or URLs (an HLS or
+ffconcat playlist named ``.m4a``): both tools are run with ``-format_whitelist`` (MP4/MOV and ADTS AAC only) and
+``-protocol_whitelist file``, under a timeout, decoding at most the span asked for (and never more than
+:func:`max_decode_seconds`), so an uploaded file cannot make them read anything but itself, or run forever.
+
 Shapes: a waveform is a 1-D float32 tensor ``(samples,)`` in [-1, 1].
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -112,8 +118,32 @@ def _input(path: Path) -> str:
     return f"file:{path}"
 
 
+# the only demuxers ffmpeg may use: MP4/MOV (m4a, mp4) and ADTS (aac). Content decides the demuxer otherwise, and
+# some open other files or URLs (hls, concat playlists), which an uploaded ".m4a" could be
+_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,aac"
+_SAFE_INPUT = ("-format_whitelist", _FORMATS, "-protocol_whitelist", "file")
+_MIN_TIMEOUT = 60.0  # seconds an ffprobe or ffmpeg run may take at least; a decode gets more for a long span
+
+
+def _run(path: Path, cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess:
+    """``cmd`` run with its output captured; a run past ``timeout`` seconds is killed and reported."""
+    try:
+        return subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AudioError(path, f"unreadable audio ({what} did not finish within {timeout:.0f} s)",
+                         "a damaged or unusual file, or one that is not a plain file (a pipe); convert it to WAV "
+                         "with ffmpeg yourself and use that") from None
+
+
 def _tool_error(path: Path, stderr: bytes, what: str) -> AudioError:
     lines = [x.strip() for x in stderr.decode("utf-8", "replace").splitlines() if x.strip()]
+    refused = next((re.match(r"^\[(\w+) @ [^]]*\] Format not on whitelist", x) for x in lines
+                    if "Format not on whitelist" in x), None)
+    if refused is not None:
+        return AudioError(path, f"not m4a/mp4 or ADTS AAC audio (its content is {refused.group(1)!r} to ffmpeg, which "
+                                "is read only as MP4/MOV or ADTS here)",
+                          "a playlist or other container named like audio is refused: it could make ffmpeg read "
+                          "other files; convert the real audio to WAV and use that")
     last = lines[-1] if lines else "no message"
     last = last.replace(f"{_input(path)}: ", "").replace(_input(path), path.name)
     return AudioError(path, f"unreadable or corrupt audio ({what}: {last})")
@@ -128,8 +158,8 @@ def _ffprobe(path: Path) -> AudioInfo:
     """The first audio stream of ``path`` as ffprobe reports it (rate, channels, duration)."""
     cmd = [_tool("ffprobe", path), "-v", "error", "-select_streams", "a:0", "-show_entries",
            "stream=sample_rate,channels,duration,codec_name:format=duration,format_name", "-of", "json",
-           _input(path)]
-    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+           *_SAFE_INPUT, _input(path)]
+    proc = _run(path, cmd, "ffprobe", _MIN_TIMEOUT)
     if proc.returncode != 0:
         raise _tool_error(path, proc.stderr, "ffprobe")
     try:
@@ -153,9 +183,10 @@ def _ffprobe(path: Path) -> AudioInfo:
                      format=f"{str(stream.get('codec_name') or '?').upper()} in {container} (ffmpeg)")
 
 
-def _ffmpeg_read(path: Path, info: AudioInfo, offset: float, duration: float | None) -> np.ndarray:
+def _ffmpeg_read(path: Path, info: AudioInfo, offset: float, duration: float | None, limit: float) -> np.ndarray:
     """Decode ``duration`` seconds (to the end: ``None``) from ``offset`` with ffmpeg: float32
-    ``(samples, channels)`` at the stream's own rate and channel count."""
+    ``(samples, channels)`` at the stream's own rate and channel count. At most ``limit`` seconds are decoded
+    (ADTS states no length, so ffprobe's estimate is no bound): a file holding more is an error."""
     cmd = [_tool("ffmpeg", path), "-nostdin", "-v", "error"]
     # seek in the input (fast) to a little before `offset`: the decoder's first frame after a seek lacks the
     # frame before it (AAC overlaps frames), so that pre-roll is decoded and dropped here
@@ -164,20 +195,25 @@ def _ffmpeg_read(path: Path, info: AudioInfo, offset: float, duration: float | N
     drop = int(round(offset * sr)) - int(round(start * sr))
     if start:
         cmd += ["-ss", f"{start:.6f}"]
-    cmd += ["-i", _input(path), "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(info.channels),
-            "-ar", str(sr)]
-    frames = None if duration is None else int(round(duration * sr))
+    cmd += [*_SAFE_INPUT, "-i", _input(path), "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le",
+            "-ac", str(info.channels), "-ar", str(sr)]
+    most = int(limit * sr)
+    frames = most + 1 if duration is None else min(int(round(duration * sr)), most + 1)
     if any(c in info.format.split(" in ", 1)[-1] for c in _EXACT_LENGTH):  # up to the container's length: the
-        left = max(info.frames - int(round(offset * sr)), 0)                # encoder's padding after it is dropped
-        frames = left if frames is None else min(frames, left)
-    if frames is not None:
-        cmd += ["-t", f"{(drop + frames + 1) / sr:.6f}"]
-    proc = subprocess.run([*cmd, "-"], capture_output=True, stdin=subprocess.DEVNULL)
+        frames = min(frames, max(info.frames - int(round(offset * sr)), 0))  # encoder's padding after it is dropped
+    cmd += ["-t", f"{(drop + frames + 1) / sr:.6f}"]  # always bounded: one sample past the limit tells it is hit
+    proc = _run(path, [*cmd, "-"], "ffmpeg", _MIN_TIMEOUT + (drop + frames) / sr / 10)
     if proc.returncode != 0:
         raise _tool_error(path, proc.stderr, "ffmpeg")
     data = np.frombuffer(proc.stdout, dtype=np.float32)
     data = data[: data.size - data.size % info.channels].reshape(-1, info.channels)[drop:]
-    return np.array(data[:frames] if frames is not None else data)
+    data = data[:frames]
+    if data.shape[0] > most:
+        raise AudioError(path, f"more than {limit:.0f} s of audio to decode at once, the limit (ffprobe estimated "
+                               f"{info.duration:.0f} s for the whole file)",
+                         "cut it into pieces, or give segments with offset and duration in the manifest, or raise "
+                         f"the limit with ${MAX_SECONDS_ENV}")
+    return np.array(data)
 
 
 def _short(e: Exception) -> str:
@@ -203,7 +239,7 @@ def read_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | N
     if path.suffix.lower() in FFMPEG_SUFFIXES:
         if offset >= info.duration:
             raise AudioError(path, f"no samples at offset {offset:g} s", f"the file lasts {info.duration:.2f} s")
-        return _check_samples(path, _ffmpeg_read(path, info, offset, duration), offset), info.sample_rate
+        return _check_samples(path, _ffmpeg_read(path, info, offset, duration, limit), offset), info.sample_rate
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate

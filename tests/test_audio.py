@@ -338,6 +338,70 @@ def test_m4a_problems_with_ffmpeg_installed(tmp_path, monkeypatch):
     assert load_audio(m4a, offset=0.5, duration=2.0).numel() == 32000
 
 
+@requires_ffmpeg
+def test_a_playlist_named_m4a_is_refused_not_followed(tmp_path):
+    """ffmpeg picks its reader from the content: an ffconcat or HLS playlist named ``.m4a`` (an upload, say) would
+    make it read the file the playlist names. Only MP4/MOV and ADTS are read, so both are refused, naming the file."""
+    src, _ = aac_source(tmp_path)
+    target = encode(src, tmp_path / "secret.m4a")  # real audio elsewhere on the machine
+    assert read_audio(target)[0].shape[0] == 16000
+    playlists = {
+        "concat.m4a": f"ffconcat version 1.0\nfile '{target.name}'\nduration 1.0\n",
+        "hls.m4a": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{target.name}\n#EXT-X-ENDLIST\n",
+        "hls.aac": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{target.name}\n#EXT-X-ENDLIST\n",
+    }
+    for name, text in playlists.items():
+        path = tmp_path / name
+        path.write_text(text)
+        demuxer = "concat" if "ffconcat" in text else "hls"
+        for fn in (audio_info, read_audio, load_checked):
+            with pytest.raises(AudioError) as e:
+                fn(path)
+            assert_names_file(e.value, path)
+            assert e.value.reason.startswith(f"not m4a/mp4 or ADTS AAC audio (its content is '{demuxer}' to ffmpeg")
+
+
+@requires_ffmpeg
+def test_adts_decoding_is_bounded_by_the_limit_not_the_estimate(tmp_path, monkeypatch):
+    """ADTS states no length: ffprobe estimates one from the first frames' bit rate. A file loud at first (high bit
+    rate) and long after is estimated short; decoding still stops at the limit, and says so."""
+    from speech_tl.audio import MAX_SECONDS_ENV
+
+    rng = np.random.default_rng(0)
+    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    sf.write(str(loud), (rng.uniform(-0.5, 0.5, 16000)).astype(np.float32), 16000)
+    sf.write(str(quiet), tone(6.0, 16000, 300.0), 16000)
+    parts = [encode(loud, tmp_path / "loud.aac", "-b:a", "256k"), encode(quiet, tmp_path / "quiet.aac", "-b:a", "16k")]
+    adts = tmp_path / "long.aac"
+    adts.write_bytes(b"".join(p.read_bytes() for p in parts))  # ADTS frames simply follow each other
+    estimate = audio_info(adts).duration
+    assert estimate < 6.0  # the estimate is short of the 7 s there are
+    assert read_audio(adts)[0].shape[0] > 6.9 * 16000  # without a limit in the way, all of it is decoded
+    monkeypatch.setenv(MAX_SECONDS_ENV, "6")
+    with pytest.raises(AudioError) as e:
+        read_audio(adts)  # the estimate passes the check before decoding; the decoding itself stops at 6 s
+    assert_names_file(e.value, adts)
+    assert e.value.reason.startswith("more than 6 s of audio to decode at once, the limit")
+    assert read_audio(adts, offset=1.0, duration=4.0)[0].shape[0] == 64000
+
+
+@requires_ffmpeg
+def test_ffprobe_that_never_finishes_is_stopped(tmp_path, monkeypatch):
+    """A named pipe nobody writes to, named .m4a: ffprobe waits on it forever; it is killed after the timeout and
+    the error names the file."""
+    import os
+
+    import speech_tl.audio as audio
+
+    fifo = tmp_path / "stuck.m4a"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(audio, "_MIN_TIMEOUT", 1.0)  # the real floor is 60 s; the hang is the same
+    with pytest.raises(AudioError) as e:
+        audio_info(fifo)
+    assert_names_file(e.value, fifo)
+    assert e.value.reason == "unreadable audio (ffprobe did not finish within 1 s)"
+
+
 def test_too_short(tmp_path, make_tone):
     path = make_tone(tmp_path / "short.wav", seconds=0.05)
     with pytest.raises(AudioError) as e:
