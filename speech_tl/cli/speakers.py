@@ -56,6 +56,14 @@ def errors_exit_2(fn):
     return wrapper
 
 
+def model_for_reading(fn):
+    """``--model`` of identify and verify: another copy of the database's model, e.g. its ONNX export."""
+    return click.option("--model", default=None,
+                        help="Run this model instead of the one the database names: the same weights in another "
+                             "form (a folder written by `speech-tl export onnx`, or the checkpoint it came from); "
+                             "a model with other weights is refused.")(fn)
+
+
 def _service(db: Path, model: str | None = None, device: str = "auto", readonly: bool = False,
              batch_size: int = 16, **kwargs):
     """The database and its model, loaded once (:class:`speech_tl.speaker.service.SpeakerService`)."""
@@ -176,10 +184,11 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}; with --segments '
                    '{"segments": [{"start", "end", "speaker", "score"}]} (seconds).')
+@model_for_reading
 @device_option
 @backend_option
 @speaker_db_errors
-def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device, backend):
+def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, model, device, backend):
     """Which enrolled speaker is AUDIO? The best one if its score is above the threshold, else 'unknown'.
 
     Reads the database only (it may be on read-only media)."""
@@ -187,7 +196,7 @@ def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device, b
         raise click.UsageError("--rttm needs --segments")
     if rttm is not None:
         check_outputs([rttm], overwrite, inputs=[audio, db])
-    service = _service(db, device=device, readonly=True, backend=backend)
+    service = _service(db, model, device=device, readonly=True, backend=backend)
     if segments:
         from ..atomic import atomic_write_text
         from ..speaker.segments import to_rttm
@@ -220,15 +229,16 @@ def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, device, b
 @click.option("--speaker", required=True, help="The enrolled speaker AUDIO claims to be.")
 @click.argument("audio", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help='Print {"speaker", "accepted", "score", "threshold"}.')
+@model_for_reading
 @device_option
 @backend_option
 @errors_exit_2
 @speaker_db_errors
-def verify_cmd(db, speaker, audio, as_json, device, backend):
+def verify_cmd(db, speaker, audio, as_json, model, device, backend):
     """Is AUDIO the enrolled SPEAKER? Exit status 0: accepted, 1: rejected, 2: error.
 
     Reads the database only (it may be on read-only media)."""
-    service = _service(db, device=device, readonly=True, backend=backend)
+    service = _service(db, model, device=device, readonly=True, backend=backend)
     r = service.verify(speaker, service.load(audio))
     speaker = r["speaker"]  # the name as stored (normalised)
     if as_json:

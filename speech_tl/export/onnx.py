@@ -46,6 +46,7 @@ OPSET = 18
 # ONNX Runtime against torch on the check audio: the largest absolute difference accepted (log-probabilities for
 # ASR, embedding components for speakers); measured differences are about 1e-5 (export.json keeps them)
 TOLERANCE = {"asr": 2e-3, "speaker": 1e-4}
+MIN_CHECK_SAMPLES = 4 * 16000  # shorter check audio is repeated to 4 s
 GE2E_CONTEXT = 200  # samples of STFT context on each side of a GE2E partial window (n_fft // 2)
 
 
@@ -159,7 +160,10 @@ def _speaker_model(model_ref: str) -> tuple[nn.Module, dict, dict]:
     else:
         raise ExportError(f"{model_ref}: ONNX export supports GE2E speaker models and mean-pooled Whisper ones; "
                           f"this one is {meta['backbone']!r} with {model.pooling!r} pooling")
-    return model.eval(), {**meta, "fingerprint": fp}, {"graph": graph, "embedding_dim": model.embedding_dim}
+    settings = {"graph": graph, "embedding_dim": model.embedding_dim}
+    if graph == "pooled":
+        settings["max_input_seconds"] = model.backbone.max_input_seconds
+    return model.eval(), {**meta, "fingerprint": fp}, settings
 
 
 # --------------------------------------------------------------------------- export
@@ -226,6 +230,10 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
         raise ExportError(f"{model_ref}: a {task!r} checkpoint; ONNX export takes ASR and speaker checkpoints (export "
                           "the views of a multitask run: RUN/asr or RUN/speaker)")
     wave, audio_name = _check_audio(check_audio)
+    if wave.numel() < MIN_CHECK_SAMPLES:  # a short clip repeated: the export's example inputs need some length
+        wave = wave.repeat(MIN_CHECK_SAMPLES // max(1, wave.numel()) + 1)[:MIN_CHECK_SAMPLES]
+    if not bool(torch.isfinite(wave).all()) or float(wave.abs().max()) == 0.0:
+        raise InputError(f"{audio_name}: silent or not finite audio; give --check-audio a recording of speech")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -235,7 +243,7 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
                   "meta": {k: v for k, v in meta.items() if k != "folder"},
                   "source": str(Path(model_ref).resolve()) if folder is not None else str(model_ref),
                   "verified": {"audio": audio_name, **info, "tolerance": TOLERANCE[task]}}
-        if info["max_abs_diff"] > TOLERANCE[task]:
+        if not info["max_abs_diff"] <= TOLERANCE[task]:  # NaN fails too
             raise ExportError(f"{model_ref}: ONNX Runtime differs from torch by {info['max_abs_diff']:.3g} on "
                               f"{audio_name} (tolerance {TOLERANCE[task]:g}); the export is not written")
         _write_metadata(tmp / ONNX_FILE, export)
@@ -244,12 +252,27 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
             for name in ("vocab.json", "config.yaml", "decoder.json", "lm.arpa"):
                 if (folder / name).is_file():
                     shutil.copyfile(folder / name, tmp / name)
-        if out.exists():  # the CLI has checked --overwrite
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return export
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Rename the finished folder ``new`` to ``out``; an existing ``out`` (the CLI has checked --overwrite) is first
+    renamed aside and removed only once the new one is in place, so a failure or a kill never leaves neither."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{new.name.rsplit('-', 1)[-1]}")
+        out.rename(old)
+    try:
+        new.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor) -> dict:

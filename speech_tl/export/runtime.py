@@ -5,7 +5,8 @@
   :func:`speech_tl.asr.infer.ctc_posteriors` the frame size and the longest input; so batching, windows for long
   audio and beam search with the LM are the torch model's own.
 - :func:`onnx_embedder`: an :class:`~speech_tl.speaker.embedder.Embedder` whose fingerprint is the exported
-  model's, so a database enrolled with the checkpoint accepts its export and the other way round.
+  model's, so a database enrolled with the checkpoint accepts its export and the other way round
+  (``identify/verify --model EXPORTED``, ``enroll --model EXPORTED``).
 
 ``backend``: ``auto`` runs an exported folder through ONNX Runtime and a checkpoint through torch; ``torch`` and
 ``onnx`` insist, and say what to do when the folder is of the other kind.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +26,11 @@ from ..errors import InputError
 from . import EXPORT_FILE, ONNX_FILE
 
 BACKENDS = ("auto", "torch", "onnx")
+# what every export.json holds, and what each graph adds
+REQUIRED = ("task", "graph", "sample_rate", "meta")
+REQUIRED_BY_GRAPH = {"ctc": ("vocabulary", "frame_samples", "max_input_seconds"), "ge2e-windows": ("embedding_dim",),
+                     "pooled": ("embedding_dim", "max_input_seconds")}
+log = logging.getLogger("speech_tl")
 
 
 def is_exported(path: str | Path) -> bool:
@@ -60,12 +67,22 @@ def read_export(path: str | Path, task: str) -> dict:
                          "a newer speech-tl?)")
     if export.get("task") != task:
         raise InputError(f"{path}: an exported {export.get('task')!r} model, not {task!r}")
+    graph = export.get("graph")
+    if graph not in REQUIRED_BY_GRAPH:
+        raise InputError(f"{file}: unknown graph {graph!r} (known: {', '.join(REQUIRED_BY_GRAPH)}); export the model "
+                         "again")
+    missing = [k for k in (*REQUIRED, *REQUIRED_BY_GRAPH[graph]) if k not in export]
+    if task == "speaker" and "fingerprint" not in export.get("meta", {}):
+        missing.append("meta.fingerprint")
+    if missing:
+        raise InputError(f"{file}: missing {', '.join(missing)}; export the model again with `speech-tl export onnx`")
     return export
 
 
 def ort_session(path: str | Path, device: torch.device):
-    """An ONNX Runtime session on ``device`` (CUDA when asked for and ONNX Runtime has it, else CPU), with torch's
-    intra-op thread count."""
+    """An ONNX Runtime session with torch's intra-op thread count, on CUDA when ``device`` is a CUDA device and
+    this onnxruntime has the CUDA provider (``onnxruntime-gpu``), else on the CPU, saying so: torch may see a GPU
+    that the plain ``onnxruntime`` package cannot use."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -73,10 +90,11 @@ def ort_session(path: str | Path, device: torch.device):
     options.inter_op_num_threads = 1
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise InputError(f"{path}: --device {device} asks for CUDA, but this onnxruntime has no CUDA provider; "
-                             "install onnxruntime-gpu, or run with --device cpu")
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        else:
+            log.warning("%s: this onnxruntime has no CUDA provider (install onnxruntime-gpu to use the GPU); "
+                        "ONNX Runtime runs on the CPU", path)
     return ort.InferenceSession(str(path), options, providers=providers)
 
 
@@ -134,7 +152,13 @@ def onnx_embedder(folder: str | Path, device: torch.device):
     else:
         from ..data import pad_waves
 
+        limit = export["max_input_seconds"]
+
         def embed(waves: list[torch.Tensor]) -> torch.Tensor:
+            longest = max(w.numel() for w in waves) / export["sample_rate"]
+            if limit and longest > limit:  # what the torch model says (the graph would fail inside ONNX Runtime)
+                raise InputError(f"input of {longest:.1f} s is longer than this model's {limit:g} s; cut it into "
+                                 "shorter segments")
             wave, lengths = pad_waves([w.reshape(-1).cpu().float() for w in waves])
             return torch.from_numpy(session.run(None, {"waveform": wave.numpy(), "lengths": lengths.numpy()})[0])
 

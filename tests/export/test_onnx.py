@@ -212,3 +212,97 @@ def test_adapted_speaker_checkpoints_export(backbone, pitch_speakers, tiny_whisp
     want = load_embedder(str(tmp_path / "run")).embed_many(waves)
     got = load_embedder(str(tmp_path / "exp")).embed_many(waves)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_windowed_long_audio_a_batch_of_one_and_a_tiny_input_match_torch(asr_export, asr_run, real_clips):
+    """The 40 s recording goes through 30 s windows whose posteriors are stitched (ctc_posteriors), one input per
+    call; a 0.2 s input is far below the export's example length."""
+    from speech_tl.asr.evaluate import load_asr_model
+    from speech_tl.asr.infer import AudioFiles, ctc_posteriors
+
+    tiny = real_clips[-1].with_name("tiny.wav")
+    sf.write(tiny, sf.read(real_clips[-1], dtype="float32")[0][:3200], 16000)
+    files = AudioFiles([real_clips[-1], tiny])
+    torch_model, _, _ = load_asr_model(asr_run)
+    onnx_model, _, _ = load_asr_model(asr_export)
+    want = dict(ctc_posteriors(torch_model, files, "cpu", batch_size=1))
+    got = dict(ctc_posteriors(onnx_model, files, "cpu", batch_size=1))
+    assert want[0].shape[0] == 2000 and want[1].shape[0] == 10  # 40 s and 0.2 s at 50 frames per second
+    for i in (0, 1):
+        assert got[i].shape == want[i].shape
+        torch.testing.assert_close(got[i], want[i], rtol=0, atol=2e-3)
+
+
+def test_identify_and_verify_run_the_export_of_a_database_enrolled_with_torch(ge2e_export, voice_clips,  # noqa: F811
+                                                                               tmp_path):
+    db = tmp_path / "torch.db"
+    a, b = voice_id(ENROLLED[0]), voice_id(ENROLLED[1])
+    for v in (a, b):
+        assert run("enroll", "--db", db, "--speaker", v, *voice_clips[v][:3])[0] == 0
+    code, out, err = run("identify", "--db", db, voice_clips[a][3], "--model", ge2e_export, "--json")
+    assert code == 0, err
+    assert json.loads(out)["speaker"] == a
+    code, out, err = run("verify", "--db", db, "--speaker", b, voice_clips[b][3], "--model", ge2e_export,
+                         "--backend", "onnx")
+    assert code == 0, err
+    assert out.startswith("accept:")
+
+
+def test_a_mean_pooled_whisper_export_refuses_audio_longer_than_whisper_takes(pitch_speakers, tiny_whisper,
+                                                                              real_clips, tmp_path):
+    from speech_tl.audio import load_audio
+    from speech_tl.config import build, to_dict
+    from speech_tl.errors import InputError
+    from speech_tl.speaker.embedder import load_embedder
+    from speech_tl.speaker.task import SpeakerConfig, train_speaker
+
+    d = to_dict(speaker_config(pitch_speakers, tmp_path / "run", max_steps=1, eval_every=1))
+    d["model"].update(backbone=tiny_whisper, pooling="mean")
+    train_speaker(build(SpeakerConfig, d))
+    code, _, err = run("export", "onnx", tmp_path / "run", "--out", tmp_path / "exp")
+    assert code == 0, err
+    assert json.loads((tmp_path / "exp" / "export.json").read_text())["max_input_seconds"] == 30.0
+    long = load_audio(real_clips[-1])  # 40 s
+    for model in (tmp_path / "run", tmp_path / "exp"):
+        with pytest.raises(InputError, match="longer than"):
+            load_embedder(str(model)).embed(long)
+
+
+def test_a_broken_export_description_names_what_is_missing(ge2e_export, tmp_path):
+    import shutil
+
+    from speech_tl.errors import InputError
+    from speech_tl.speaker.embedder import load_embedder
+
+    broken = tmp_path / "broken"
+    shutil.copytree(ge2e_export, broken)
+    export = json.loads((broken / "export.json").read_text())
+    del export["embedding_dim"], export["meta"]["fingerprint"]
+    (broken / "export.json").write_text(json.dumps(export))
+    with pytest.raises(InputError, match=r"export\.json: missing embedding_dim, meta\.fingerprint; export the model"):
+        load_embedder(str(broken))
+
+
+def test_a_short_check_clip_is_repeated_and_a_silent_one_refused(tmp_path):
+    clip = tmp_path / "short.wav"
+    t = np.arange(8000) / 16000
+    sf.write(clip, (0.3 * np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t)).astype(np.float32), 16000)
+    code, _, err = run("export", "onnx", "ge2e:resemblyzer", "--out", tmp_path / "g", "--check-audio", clip)
+    assert code == 0, err
+    assert json.loads((tmp_path / "g" / "export.json").read_text())["verified"]["seconds"] == 4.0
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    code, _, err = run("export", "onnx", "ge2e:resemblyzer", "--out", tmp_path / "s", "--check-audio", silent)
+    assert code == 1 and "silent" in err and not (tmp_path / "s").exists()
+
+
+def test_overwrite_replaces_an_export_and_leaves_no_old_copy(ge2e_export, tmp_path):
+    import shutil
+
+    out = tmp_path / "g"
+    shutil.copytree(ge2e_export, out)
+    (out / "stale.txt").write_text("from before")
+    code, _, err = run("export", "onnx", "ge2e:resemblyzer", "--out", out, "--overwrite")
+    assert code == 0, err
+    assert not (out / "stale.txt").exists() and (out / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
