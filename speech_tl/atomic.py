@@ -61,3 +61,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path) as f:
         f.write(text)
+
+
+def temporary_dir_beside(path: str | os.PathLike, tag: str = "tmp") -> Path:
+    """A new empty folder ``.<name>.<tag>-XXXX`` beside ``path`` (same filesystem, so it can be renamed onto it by
+    :func:`replace_dir`), absolute."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{tag}-"))
+
+
+def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the folder ``new`` (made by :func:`temporary_dir_beside`) in place of ``path``: a folder already there is
+    renamed away first and removed after, so ``path`` names the old folder or the new one, never a mixture (and
+    files of the old one that the new one lacks do not linger). If the swap fails, the old folder is put back."""
+    new, path = Path(new), Path(path)
+    old = None
+    if path.exists() or path.is_symlink():
+        if not path.is_dir() or path.is_symlink():
+            raise FileExistsError(f"{path}: not a folder, so it cannot be replaced by one; move it away")
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+        os.replace(path, old)  # onto the empty folder mkdtemp made (rename replaces an empty directory)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        if old is not None:
+            os.replace(old, path)
+        raise
+    if old is not None:
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)

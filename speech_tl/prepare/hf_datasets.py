@@ -14,7 +14,11 @@ Columns (each can be named; otherwise the first present of):
   datasets 4 and later decode through torchcodec, which speech-tl does not need. Embedded bytes (what
   ``save_to_disk`` and the hub's Parquet files hold) are written once, unchanged (no re-encoding: the samples are
   the stored ones), to ``<out-dir>/<name>_<lang>_audio/<split>/<id>.<ext>``; the extension is the format soundfile
-  finds in the bytes (or the stored name's ``.m4a``/``.aac``/``.mp4``, which ffmpeg decodes). A path without bytes
+  finds in the bytes (or the stored name's ``.m4a``/``.aac``/``.mp4``, which ffmpeg decodes). File names are
+  unique even where the file system ignores case (``<id>-<index>`` where one is taken). The files are written into a
+  temporary folder beside that one, those of rows rejected later removed, and the folder swapped in at the end (an
+  earlier run's folder is replaced), so it holds exactly the files the manifests name, and a run that fails
+  midway leaves nothing behind. A path without bytes
   is used where it is (a relative one against the current folder, as datasets reads it, else against ``DIR``).
   The native sample rate is kept (an ``Audio(sampling_rate=...)`` cast resamples only when datasets decodes;
   speech-tl resamples when it loads).
@@ -34,11 +38,13 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import tempfile
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from ..atomic import atomic_open
+from ..atomic import atomic_open, replace_dir, temporary_dir_beside
 from ..audio import FFMPEG_SUFFIXES
 from ..errors import InputError
 from .common import PrepareResult, Rejection, Row, already_done, dedupe_ids, probe_rows, write_outputs
@@ -144,13 +150,29 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("._")[:120] or "utt"
 
 
+def _fold(name: str) -> str:
+    """``name`` as a file system that ignores case (and Unicode normalization, as macOS's does) sees it."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _unique(name: str, index: int, used: set[str]) -> str:
+    """``name``, or ``name-<index>`` (then ``-2``, ``-3``, ...) where it is taken; the result is added to ``used``
+    (case-folded: ``Utt`` and ``utt`` are one file on a case-insensitive file system)."""
+    candidate, k = name, 1
+    while _fold(candidate) in used:
+        k += 1
+        candidate = f"{name}-{index}" if k == 2 else f"{name}-{index}-{k - 1}"
+    used.add(_fold(candidate))
+    return candidate
+
+
 class _Reader:
     """Rows of one split as the columns say; embedded audio is written as each row is read (so a split's audio is
     never all in memory), once the row is known to be kept."""
 
     def __init__(self, folder: Path, split: str, columns: dict[str, str | None], language: str, audio_dir: Path):
         self.folder, self.split, self.columns, self.language = folder, split, columns, language
-        self.audio_dir = audio_dir / _safe_name(split)
+        self.audio_dir = audio_dir
         self.rows: list[Row] = []
         self.rejected: list[Rejection] = []
         self.first: dict[str, str] = {}  # id from the id column -> the row that has it
@@ -197,10 +219,7 @@ class _Reader:
             suffix = _bytes_suffix(data, stored)
             if isinstance(suffix, tuple):
                 return no(*suffix)
-            name = _safe_name(utt_id)
-            name = name if name not in self.names else f"{name}-{index}"
-            self.names.add(name)
-            r.audio = self.audio_dir / f"{name}{suffix}"
+            r.audio = self.audio_dir / f"{_unique(_safe_name(utt_id), index, self.names)}{suffix}"
             with atomic_open(r.audio, "wb") as f:
                 f.write(data)
         elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", stored):
@@ -247,36 +266,70 @@ def prepare_hf_datasets(folder: str | Path, out_dir: str | Path, language: str =
     from datasets import Audio
 
     audio_dir = out_dir / f"{name}_{language}_audio"
+    staging = temporary_dir_beside(audio_dir)  # embedded audio goes here; swapped in place of audio_dir at the end
     splits: dict[str, list] = {}
     rejected: list[Rejection] = []
-    with tempfile.TemporaryDirectory(prefix="speech-tl-datasets-") as cache:
-        for split, ds in _open(folder, config, cache).items():
-            where = f"{folder} (split {split!r})"
-            features = _features(ds)
-            if not features:
-                splits[split] = []
-                continue
-            columns = {"audio": _audio_column(features, audio_column, where),
-                       "text": _pick(features, text_column, TEXT_COLUMNS, "text", where),
-                       "speaker": _pick(features, speaker_column, SPEAKER_COLUMNS, "speaker", where),
-                       "id": _pick(features, id_column, ID_COLUMNS, "id", where),
-                       "language": _pick(features, None, LANGUAGE_COLUMNS, "language", where),
-                       "gender": "gender" if "gender" in features else None}
-            used = list(dict.fromkeys(c for c in columns.values() if c))
-            if isinstance(features[columns["audio"]], Audio):
-                ds = ds.cast_column(columns["audio"], Audio(decode=False))
-            ds = ds.select_columns(used)
-            reader = _Reader(folder, split, columns, language, audio_dir)
-            try:
-                for index, row in enumerate(ds):
-                    reader.add(index, row)
-            except Exception as e:  # a broken Arrow or Parquet file part way through
-                message = " ".join(str(e).split())[:500]
-                raise InputError(f"{where}: datasets stopped reading it after row {len(reader.rows)} "
-                                 f"({type(e).__name__}: {message})") from e
-            rows, bad = reader.finish()
-            rejected += bad
-            utts, bad = probe_rows(rows, workers, desc=f"{split} headers")
-            rejected += bad
-            splits[split] = utts
+    try:
+        split_dirs: set[str] = set()
+        with tempfile.TemporaryDirectory(prefix="speech-tl-datasets-") as cache:
+            for split, ds in _open(folder, config, cache).items():
+                where = f"{folder} (split {split!r})"
+                features = _features(ds)
+                if not features:
+                    splits[split] = []
+                    continue
+                columns = {"audio": _audio_column(features, audio_column, where),
+                           "text": _pick(features, text_column, TEXT_COLUMNS, "text", where),
+                           "speaker": _pick(features, speaker_column, SPEAKER_COLUMNS, "speaker", where),
+                           "id": _pick(features, id_column, ID_COLUMNS, "id", where),
+                           "language": _pick(features, None, LANGUAGE_COLUMNS, "language", where),
+                           "gender": "gender" if "gender" in features else None}
+                used = list(dict.fromkeys(c for c in columns.values() if c))
+                if isinstance(features[columns["audio"]], Audio):
+                    ds = ds.cast_column(columns["audio"], Audio(decode=False))
+                ds = ds.select_columns(used)
+                split_dir = staging / _unique(_safe_name(split), len(split_dirs), split_dirs)
+                reader = _Reader(folder, split, columns, language, split_dir)
+                try:
+                    for index, row in enumerate(ds):
+                        reader.add(index, row)
+                except Exception as e:  # a broken Arrow or Parquet file part way through
+                    message = " ".join(str(e).split())[:500]
+                    raise InputError(f"{where}: datasets stopped reading it after row {len(reader.rows)} "
+                                     f"({type(e).__name__}: {message})") from e
+                rows, bad = reader.finish()
+                rejected += bad
+                utts, bad = probe_rows(rows, workers, desc=f"{split} headers")
+                rejected += bad
+                splits[split] = utts
+        _settle_audio(splits, staging, audio_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the run got through
     return write_outputs(out_dir, name, language, splits, rejected, params)
+
+
+def _settle_audio(splits: dict[str, list], staging: Path, audio_dir: Path) -> None:
+    """Remove the written files no kept utterance names (rows rejected after their audio was written: a duplicate
+    id, a header no decoder reads), point the utterances at ``audio_dir`` and swap ``staging`` in place of it (an
+    earlier run's folder goes; without embedded audio there is none)."""
+    final = audio_dir.absolute()
+    named: set[Path] = set()
+    for utts in splits.values():
+        for u in utts:
+            path = Path(u.audio)
+            if path.is_relative_to(staging):
+                named.add(path)
+                u.audio = str(final / path.relative_to(staging))
+            elif path.is_relative_to(final) or path.resolve().is_relative_to(final.resolve()):
+                raise InputError(f"{u.audio}: the dataset's row {u.id!r} names a file in {audio_dir}, the folder this "
+                                 "import writes its audio to (and replaces); move the files, or give another "
+                                 "--out-dir or --name")
+    for path in sorted(staging.rglob("*"), reverse=True):  # files first, then the folders they leave empty
+        if path.is_file() and path not in named:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if any(staging.iterdir()):
+        replace_dir(staging, audio_dir)
+    elif audio_dir.is_dir():
+        shutil.rmtree(audio_dir)  # an earlier run's embedded audio, which no manifest names any more

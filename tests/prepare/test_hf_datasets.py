@@ -224,3 +224,83 @@ def test_not_a_dataset_folder(tmp_path):
     (broken / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1 not really")
     res = CliRunner().invoke(main, ["prepare", "hf-datasets", str(broken), "--out-dir", str(tmp_path / "o")])
     assert res.exit_code == 1 and str(broken) in res.output and "datasets" in res.output, res.output
+
+
+def audio_files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+def leftovers(out: Path) -> list[str]:
+    """Hidden entries of ``out`` other than the done-marker: temporary folders or files a run left behind."""
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") and not p.name.endswith(".done"))
+
+
+def test_embedded_audio_file_names_never_collide_and_only_kept_rows_have_files(tmp_path):
+    """Ids whose file names would meet ("utt?" and "utt" both make "utt", whose "-<index>" is another row's id;
+    "Utt" and "utt" are one file where case is ignored) each get a file of their own. Rows rejected after their
+    audio was written (an empty WAV, bytes named .m4a that no decoder reads) leave no file behind: the audio folder
+    holds exactly what the manifest names."""
+    ids = ["utt-2", "utt", "utt?", "Utt", "leer", "kaputt", "utt"]
+    samples, audio = {}, []
+    for i, uid in enumerate(ids):
+        if uid == "leer":
+            buf = io.BytesIO()
+            sf.write(buf, np.zeros(0, np.float32), 16000, format="WAV")
+            audio.append({"bytes": buf.getvalue(), "path": "leer.wav"})
+        elif uid == "kaputt":
+            audio.append({"bytes": b"\x00\x00\x00\x20ftypM4A not really", "path": "kaputt.m4a"})
+        else:
+            data, x = audio_bytes("abc"[: 1 + i % 3] + "cab"[i % 3:], 16000, seed=i)
+            samples.setdefault(uid, x)
+            audio.append({"bytes": data, "path": f"clip{i}.wav"})
+    saved = tmp_path / "saved"
+    Dataset.from_dict({"id": ids, "audio": audio}).cast_column("audio", Audio()).save_to_disk(str(saved))
+    out = tmp_path / "out"
+    result = prepare_hf_datasets(saved, out, workers=1)
+    utts = read_manifest(out / "hf_und_all.jsonl")
+    assert sorted(u.id for u in utts) == sorted(["utt-2", "utt", "utt?", "Utt"])
+    paths = [u.audio_path() for u in utts]
+    assert len({p.name.casefold() for p in paths}) == 4  # four files, even where case is ignored
+    for u in utts:  # each row's own samples, none overwritten by another's
+        np.testing.assert_allclose(read_audio(u.audio_path())[0], samples[u.id], rtol=0, atol=1e-6)
+    reasons = {(r.source, r.id): r.reason for r in result.rejected}
+    assert reasons.pop(("all[5]", "kaputt")) in ("unreadable audio", "ffmpeg not installed")  # ffprobe, or none
+    assert reasons == {("all[4]", "leer"): "empty audio", ("all[6]", "utt"): "duplicate id"}
+    assert audio_files(out / "hf_und_audio") == set(paths)
+    assert leftovers(out) == []
+
+    # --overwrite with another dataset of fewer rows: the earlier run's files do not linger beside the new ones
+    fewer = tmp_path / "fewer"
+    Dataset.from_dict({"id": ["neu"], "audio": [audio[0]]}).cast_column("audio", Audio()).save_to_disk(str(fewer))
+    res = CliRunner().invoke(main, ["prepare", "hf-datasets", str(fewer), "--out-dir", str(out), "--workers", "1",
+                                    "--overwrite"])
+    assert res.exit_code == 0, res.output
+    (u,) = read_manifest(out / "hf_und_all.jsonl")
+    assert audio_files(out / "hf_und_audio") == {u.audio_path()} and u.audio_path().name == "neu.wav"
+    assert leftovers(out) == []
+
+    # a dataset of paths only: no embedded audio, so no audio folder (the earlier one named nothing any more)
+    sf.write(tmp_path / "on-disk.wav", spell("ab"), 16000)
+    paths_only = tmp_path / "paths-only"
+    Dataset.from_dict({"audio": [str(tmp_path / "on-disk.wav")]}).save_to_disk(str(paths_only))
+    prepare_hf_datasets(paths_only, out, workers=1, overwrite=True)
+    assert not (out / "hf_und_audio").exists() and leftovers(out) == []
+
+
+def test_a_split_failing_midway_leaves_no_audio_behind(tmp_path):
+    """The second Parquet file of a split is broken: the run fails naming the dataset, and the audio already
+    written from the first file's rows is gone (no folder of orphans, no temporary folder)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "ds"
+    (folder / "data").mkdir(parents=True)
+    data, _ = audio_bytes("abc", 16000)
+    pq.write_table(pa.table({"audio": [{"bytes": data, "path": "a.wav"}], "text": ["eins"]}),
+                   folder / "data" / "train-00000-of-00002.parquet")
+    (folder / "data" / "train-00001-of-00002.parquet").write_bytes(b"PAR1 not really PAR1")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["prepare", "hf-datasets", str(folder), "--out-dir", str(out), "--workers", "1"])
+    assert res.exit_code == 1, res.output
+    assert str(folder) in res.output and "datasets stopped reading it after row 1" in res.output, res.output
+    assert not (out / "hf_und_audio").exists() and leftovers(out) == []
