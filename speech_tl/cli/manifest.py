@@ -159,12 +159,14 @@ def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed, overwrite):
 @manifest_arg
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--audio", type=click.Choice(["convert", "pipe", "path"]), default="convert", show_default=True,
-              help="What wav.scp names for audio Kaldi cannot read itself (anything but mono integer-PCM WAV: MP3, "
-                   "FLAC, m4a, ...): convert = 16 kHz mono WAVs written to DATA_DIR/wav/; pipe = an ffmpeg command "
-                   "decoding the file (ffmpeg needed where Kaldi reads it); path = the file as it is.")
+              help="What wav.scp names for audio Kaldi cannot read itself at one rate (anything but mono "
+                   "integer-PCM WAV at 16 kHz: MP3, FLAC, m4a, 8 kHz WAV, ...): convert = 16 kHz mono WAVs written "
+                   "to DATA_DIR/wav/; pipe = an ffmpeg command decoding the file to the same (ffmpeg needed where "
+                   "Kaldi reads it); path = the file as it is.")
 @click.option("--workers", type=int, default=None, help="Processes converting audio (default: CPU cores, at most 8).")
 @overwrite_option(help_text="Replace the tables of a Kaldi data dir already in DATA_DIR (stale text/segments "
-                            "tables are removed) and WAVs converted into DATA_DIR/wav/ earlier.")
+                            "tables are removed) and, with --audio convert, the folder DATA_DIR/wav/ of WAVs converted "
+                            "earlier (as a whole: WAVs no longer named go too).")
 @user_errors
 def manifest_to_kaldi_cmd(manifest_path, data_dir, audio, workers, overwrite):
     """Export a manifest as a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, segments)."""
@@ -176,7 +178,8 @@ def manifest_to_kaldi_cmd(manifest_path, data_dir, audio, workers, overwrite):
     check_outputs([data_dir / t for t in ("wav.scp", "text", "utt2spk", "spk2utt", "segments")], overwrite,
                   inputs=[manifest_path], what="Kaldi table")
     if audio == "convert":
-        check_outputs([data_dir / "wav"], overwrite, what="folder of converted WAVs")
+        check_outputs([data_dir / "wav"], overwrite, inputs=[manifest_path], what="folder of converted WAVs",
+                      nested=True)
     utts = read_manifest(manifest_path)
     export_kaldi(utts, data_dir, audio=audio, workers=workers)
     values = [line.split(None, 1)[1] for line in (data_dir / "wav.scp").read_text(encoding="utf-8").splitlines()]
@@ -186,6 +189,9 @@ def manifest_to_kaldi_cmd(manifest_path, data_dir, audio, workers, overwrite):
     how = (f"; {converted} file(s) converted to 16 kHz WAV in {data_dir / 'wav'}" if converted else "") + \
         (f"; {piped} file(s) decoded by ffmpeg pipes in wav.scp" if piped else "")
     click.echo(f"{len(utts)} utterances -> {data_dir}{how}")
+    if audio != "convert" and not converted and (data_dir / "wav").is_dir():
+        click.echo(f"note: {data_dir / 'wav'} is left as it was; wav.scp names nothing in it now (WAVs of an earlier "
+                   "--audio convert export?): remove it if nothing needs it", err=True)
     if piped and shutil.which("ffmpeg") is None:
         click.echo("note: ffmpeg is not installed here; wav.scp's pipes need it wherever Kaldi reads the dir "
                    "(apt install ffmpeg)", err=True)

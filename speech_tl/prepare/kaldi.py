@@ -8,26 +8,30 @@ fails or whose archive cannot be read is rejected with the reason. With ``segmen
 (``<utt> <recording> <start> <end>``) utterances become ``offset``/``duration`` pieces of their
 recordings.
 
-Export (``manifest to-kaldi``): Kaldi reads only RIFF WAV with integer samples from a ``wav.scp`` path, so
-every other file (MP3, FLAC, OGG, m4a, float or multi-channel WAV) is, by ``audio``:
+Export (``manifest to-kaldi``): Kaldi reads only RIFF WAV with integer samples from a ``wav.scp`` path, and its
+feature extraction wants one sample rate in a data dir (16 kHz, as converted and piped audio has), so every other
+file (MP3, FLAC, OGG, m4a, float, multi-channel or 8/22.05/44.1/48 kHz WAV) is, by ``audio``:
 
 - ``convert`` (the default): decoded once as speech-tl reads it (mono, resampled to 16 kHz) and written as
-  16-bit WAV into ``<data dir>/wav/``, which ``wav.scp`` names: robust, and needs nothing but Kaldi later;
+  16-bit WAV into ``<data dir>/wav/``, which ``wav.scp`` names: robust, and needs nothing but Kaldi later. The WAVs
+  are written into a temporary folder beside it, swapped in just before the tables are written (the WAVs of an
+  earlier export go), and removed if a file cannot be converted, so ``wav/`` always matches ``wav.scp``;
 - ``pipe``: a decoding command ``ffmpeg -nostdin -v error -i file:<path> -f wav -acodec pcm_s16le -ac 1 -ar 16000 - |``
   (the path shell-quoted): no copies, but ffmpeg must be installed wherever Kaldi reads the dir;
-- ``path``: the path as it is (for readers that decode anything, e.g. lhotse's).
+- ``path``: the path as it is (for readers that decode anything, e.g. lhotse's; the sample rates are the files').
 
-Mono integer-PCM WAVs are named as they are in every mode.
+Mono integer-PCM WAVs at 16 kHz are named as they are in every mode.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, replace_dir, temporary_dir_beside
 from ..errors import InputError
 from ..manifest import Utterance
 from .common import (
@@ -177,16 +181,18 @@ PIPE = "ffmpeg -nostdin -v error -i {src} -f wav -acodec pcm_s16le -ac 1 -ar 160
 
 
 def kaldi_reads(path: str | Path) -> bool:
-    """Whether Kaldi reads ``path`` itself and speech-tl reads it the same: a mono RIFF WAV of 8-, 16- or
-    32-bit integer samples (Kaldi's wave reader takes no float or 24-bit data, and needs ``--channel`` for more
-    than one channel, where speech-tl mixes them down)."""
+    """Whether Kaldi reads ``path`` itself and speech-tl reads it the same, at the data dir's one rate: a mono RIFF
+    WAV of 8-, 16- or 32-bit integer samples at 16 kHz (Kaldi's wave reader takes no float or 24-bit data, and
+    needs ``--channel`` for more than one channel, where speech-tl mixes them down; its feature extraction takes
+    one sample rate, that of the converted and piped audio)."""
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
     except Exception:  # missing, unreadable or not a format soundfile knows: not something Kaldi reads either
         return False
-    return info.format in ("WAV", "WAVEX") and info.subtype in ("PCM_U8", "PCM_16", "PCM_32") and info.channels == 1
+    return (info.format in ("WAV", "WAVEX") and info.subtype in ("PCM_U8", "PCM_16", "PCM_32") and info.channels == 1
+            and info.samplerate == KALDI_SAMPLE_RATE)
 
 
 def _convert(job: tuple[str, str]) -> str | None:
@@ -232,7 +238,8 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path, audio: str =
 
     ``text`` is left out when no utterance has a transcript (speaker corpora). ``audio`` says what ``wav.scp``
     names for files Kaldi cannot read itself (see :func:`kaldi_reads`): ``convert`` (16 kHz mono 16-bit WAVs
-    written to ``data_dir/wav/``), ``pipe`` (an ffmpeg command decoding to the same) or ``path`` (the file).
+    written to ``data_dir/wav/``, which is replaced as a whole: no audio of the manifest may lie in it),
+    ``pipe`` (an ffmpeg command decoding to the same) or ``path`` (the file).
 
     Kaldi wants utterance ids that sort with their speaker: ids that do not start with
     ``<speaker>-`` are written as ``<speaker>-<id>``. All tables are sorted (C locale).
@@ -245,7 +252,8 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path, audio: str =
     foreign = [] if audio == "path" else [p for p, ok in zip(sources, parallel_map(
         kaldi_reads, sources, workers, "wav headers"), strict=True) if not ok]
     scp_value = {p: p for p in sources}
-    converted = _converted_names(foreign, data_dir / "wav") if audio == "convert" else {}
+    wav_dir = data_dir / "wav"
+    converted = _converted_names(foreign, wav_dir) if audio == "convert" else {}
     for p in foreign:
         scp_value[p] = str(converted[p].resolve()) if audio == "convert" else PIPE.format(src=shlex.quote(f"file:{p}"))
     recs: dict[str, str] = {}
@@ -274,6 +282,9 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path, audio: str =
         if any(c in u.text for c in "\n\r"):
             raise InputError(f"utterance {u.id!r}{at}: its transcript holds a line break, which would split Kaldi's "
                              "'text' table; fix the manifest line")
+        if audio == "convert" and Path(path).is_relative_to(wav_dir.resolve()):
+            raise InputError(f"utterance {u.id!r}{at}: its audio {path} lies in {wav_dir}, the folder of converted "
+                             "WAVs this export replaces; export into another folder, or move the audio")
         if use_segments:
             rec = recs.setdefault(path, f"rec{len(recs):06d}")
             start = u.offset or 0.0
@@ -285,14 +296,27 @@ def export_kaldi(utterances: list[Utterance], data_dir: str | Path, audio: str =
         spk2utt[u.speaker].append(uid)
     if use_segments:
         wav = [f"{rec} {scp_value[path]}" for path, rec in recs.items()]
-    if converted:  # decoded once, in parallel; a file that cannot be read stops the export, naming its utterance
-        jobs = [(p, str(dst)) for p, dst in converted.items()]
-        for (p, _), err in zip(jobs, parallel_map(_convert, jobs, workers, "converting to WAV"), strict=True):
-            if err is not None:
-                u = next(u for u in utterances if str(u.audio_path().resolve()) == p)
-                at = f" (manifest line {u.line})" if u.line else ""
-                raise InputError(f"utterance {u.id!r}{at}: cannot convert its audio for Kaldi: {err}")
+    created = not data_dir.exists()
+    staging = temporary_dir_beside(wav_dir) if converted else None  # the WAVs are written here, swapped in below
+    try:
+        if converted:  # decoded once, in parallel; a file that cannot be read stops the export, naming its utterance
+            jobs = [(p, str(staging / dst.name)) for p, dst in converted.items()]
+            for (p, _), err in zip(jobs, parallel_map(_convert, jobs, workers, "converting to WAV"), strict=True):
+                if err is not None:
+                    u = next(u for u in utterances if str(u.audio_path().resolve()) == p)
+                    at = f" (manifest line {u.line})" if u.line else ""
+                    raise InputError(f"utterance {u.id!r}{at}: cannot convert its audio for Kaldi: {err}")
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if created and data_dir.is_dir() and not any(data_dir.iterdir()):
+            data_dir.rmdir()  # made for the temporary folder alone
+        raise
     data_dir.mkdir(parents=True, exist_ok=True)
+    if staging is not None:
+        replace_dir(staging, wav_dir)  # the old WAVs go with their folder; the tables naming the new ones follow
+    elif audio == "convert" and wav_dir.is_dir():
+        shutil.rmtree(wav_dir)  # an earlier export's WAVs, which the new tables do not name
 
     def put(name: str, lines: list[str]) -> None:
         atomic_write_text(data_dir / name, "".join(line + "\n" for line in sorted(lines, key=lambda s: s.encode())))

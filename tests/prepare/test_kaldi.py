@@ -180,13 +180,14 @@ def key(u: Utterance) -> tuple:
 
 
 def same_audio(a: Utterance, b: Utterance) -> None:
-    """``b`` (read back from an export) has ``a``'s samples: its file, or the 16-bit WAV converted from it."""
+    """``b`` (read back from an export) has ``a``'s samples: its file, or the 16 kHz 16-bit WAV converted from it."""
     from speech_tl.audio import load_audio
 
-    if a.audio_path().suffix == ".wav":
+    if a.audio_path().suffix == ".wav" and a.sample_rate == 16000:
         assert b.audio_path().resolve() == a.audio_path().resolve()  # a mono 16-bit WAV is named as it is
-    np.testing.assert_allclose(load_audio(b.audio_path(), a.sample_rate), load_audio(a.audio_path(), a.sample_rate),
-                               rtol=0, atol=1e-4)
+    else:
+        assert b.audio_path().parent.name == "wav" and b.sample_rate == 16000
+    np.testing.assert_allclose(load_audio(b.audio_path()), load_audio(a.audio_path()), rtol=0, atol=1e-4)
 
 
 def test_round_trip_plain(plain_dir, tmp_path):
@@ -195,11 +196,15 @@ def test_round_trip_plain(plain_dir, tmp_path):
     export_kaldi(manifest, tmp_path / "exported")
     for name in ("wav.scp", "text", "utt2spk", "spk2utt"):
         assert_c_sorted(tmp_path / "exported" / name)
-    # the FLAC is converted (Kaldi reads only WAV), the WAVs are named where they are
-    assert sorted(p.name for p in (tmp_path / "exported" / "wav").iterdir()) == ["a2.wav"]
+    # the FLAC is converted (Kaldi reads only WAV), and the 8 kHz WAV (one rate in a data dir: 16 kHz); the 16 kHz
+    # WAVs are named where they are
+    assert sorted(p.name for p in (tmp_path / "exported" / "wav").iterdir()) == ["a2.wav", "b5.wav"]
     again = prepare_kaldi(tmp_path / "exported", tmp_path / "m2", workers=1)
     assert not again.rejected
-    assert sorted(map(key, again.splits["all"])) == sorted(map(key, manifest)) == sorted(map(key, first))
+    assert {u.sample_rate for u in manifest} == {8000, 16000}
+    assert {u.sample_rate for u in again.splits["all"]} == {16000}
+    assert sorted(map(key, manifest)) == sorted(map(key, first))
+    assert sorted(map(key, again.splits["all"])) == sorted((*key(u)[:3], 16000) for u in manifest)
     assert {u.id: u.duration for u in again.splits["all"]} == {u.id: u.duration for u in manifest}
     back = {u.id: u for u in again.splits["all"]}
     for u in manifest:
@@ -322,8 +327,9 @@ def snr_db(reference, decoded) -> float:
 @pytest.fixture
 def compressed(tmp_path):
     """Audio Kaldi cannot read, written by soundfile (MP3 at 16 kHz, MP3 at 44.1 kHz stereo, FLAC, float WAV), a
-    16-bit WAV it can, and a manifest of them (two segments of one MP3). Returns the manifest and each
-    utterance's signal before encoding, mono at 16 kHz (``(samples,)``)."""
+    16-bit WAV at 8 kHz it reads but not at the data dir's rate, a 16-bit WAV at 16 kHz, and a manifest of them (two
+    segments of one MP3). Returns the manifest and each utterance's signal before encoding, mono at 16 kHz
+    (``(samples,)``)."""
     import soundfile as sf
     import torch
 
@@ -337,7 +343,8 @@ def compressed(tmp_path):
                                               ("cv2.mp3", 44100, 2, "MP3", "MPEG_LAYER_III"),
                                               ("book.flac", 22050, 1, "FLAC", "PCM_16"),
                                               ("float.wav", 16000, 1, "WAV", "FLOAT"),
-                                              ("plain.wav", 8000, 1, "WAV", "PCM_16")):
+                                              ("phone.wav", 8000, 1, "WAV", "PCM_16"),  # Kaldi reads it, at 8 kHz
+                                              ("plain.wav", 16000, 1, "WAV", "PCM_16")):
         x = spell("abcab cba", sr=sr, seed=len(signals))
         data = np.stack([x, 0.5 * x], axis=1) if channels == 2 else x
         sf.write(audio / name, data, sr, format=fmt, subtype=subtype)
@@ -352,9 +359,9 @@ def compressed(tmp_path):
 
 @pytest.mark.parametrize("mode", ["convert", pytest.param("pipe", marks=requires_ffmpeg)])
 def test_compressed_audio_is_read_back_by_kaldiio(tmp_path, compressed, mode):
-    """Kaldi reads only integer-PCM WAV: MP3, FLAC and float WAV become converted WAVs or ffmpeg pipes, which
-    kaldiio (Kaldi's formats in Python; it runs the pipes) reads back as the original audio within MP3's
-    tolerance; the 16-bit WAV is named as it is."""
+    """Kaldi reads only integer-PCM WAV, at one rate in a data dir: MP3, FLAC, float WAV and the 8 kHz WAV become
+    converted WAVs or ffmpeg pipes, which kaldiio (Kaldi's formats in Python; it runs the pipes) reads back as the
+    original audio at 16 kHz within MP3's tolerance; the 16 kHz 16-bit WAV is named as it is."""
     import kaldiio
 
     utts, signals = compressed
@@ -362,7 +369,7 @@ def test_compressed_audio_is_read_back_by_kaldiio(tmp_path, compressed, mode):
     data = export_kaldi(whole, tmp_path / "kaldi", audio=mode, workers=1)
     scp = dict(line.split(" ", 1) for line in lines(data / "wav.scp"))
     assert scp["spk-plain"] == str((tmp_path / "clips" / "plain.wav").resolve())
-    for uid in ("cv1", "cv2", "book", "float"):
+    for uid in ("cv1", "cv2", "book", "float", "phone"):
         if mode == "convert":
             assert scp[f"spk-{uid}"] == str((data / "wav" / f"{uid}.wav").resolve())
         else:
@@ -372,7 +379,7 @@ def test_compressed_audio_is_read_back_by_kaldiio(tmp_path, compressed, mode):
         rate, samples = read[f"spk-{u.id}"]
         assert samples.dtype == np.int16 and samples.ndim == 1
         expected = signals[u.id]
-        assert rate == (8000 if u.id == "plain" else 16000)
+        assert rate == 16000  # one rate for Kaldi's feature extraction
         assert abs(samples.size - expected.size) <= 2, u.id
         n = min(samples.size, expected.size)
         floor = {"cv1": 25, "cv2": 20}.get(u.id, 40)  # MP3 at its default bit rate; lossless ones near exact
@@ -398,19 +405,20 @@ def test_export_audio_modes_on_the_command_line(tmp_path, compressed, no_ffmpeg)
     data = tmp_path / "k"
     res = CliRunner().invoke(main, ["manifest", "to-kaldi", str(manifest), str(data), "--workers", "1"])
     assert res.exit_code == 0, res.output
-    assert f"5 utterances -> {data}; 4 file(s) converted to 16 kHz WAV in {data / 'wav'}" in res.output
-    assert sorted(p.name for p in (data / "wav").iterdir()) == ["book.wav", "cv1.wav", "cv2.wav", "float.wav"]
+    assert f"6 utterances -> {data}; 5 file(s) converted to 16 kHz WAV in {data / 'wav'}" in res.output
+    assert sorted(p.name for p in (data / "wav").iterdir()) == ["book.wav", "cv1.wav", "cv2.wav", "float.wav",
+                                                                "phone.wav"]
     for table in ("wav.scp", "text", "utt2spk", "spk2utt"):  # the converted WAVs alone are an output that is there
         (data / table).unlink()
     res = CliRunner().invoke(main, ["manifest", "to-kaldi", str(manifest), str(data)])
     assert res.exit_code == 1 and f"{data / 'wav'}: folder of converted WAVs already exists" in res.output
     res = CliRunner().invoke(main, ["manifest", "to-kaldi", str(manifest), str(data), "--audio", "pipe", "--overwrite"])
-    assert res.exit_code == 0 and "4 file(s) decoded by ffmpeg pipes in wav.scp" in res.output
+    assert res.exit_code == 0 and "5 file(s) decoded by ffmpeg pipes in wav.scp" in res.output
     assert "note: ffmpeg is not installed here" in res.stderr  # PATH has no ffmpeg in this test
     res = CliRunner().invoke(main, ["manifest", "to-kaldi", str(manifest), str(data), "--audio", "path", "--overwrite"])
     assert res.exit_code == 0
     assert sorted(v.split(" ", 1)[1].rsplit("/", 1)[1] for v in lines(data / "wav.scp")) == \
-        ["book.flac", "cv1.mp3", "cv2.mp3", "float.wav", "plain.wav"]  # as before: the files as they are
+        ["book.flac", "cv1.mp3", "cv2.mp3", "float.wav", "phone.wav", "plain.wav"]  # the files as they are
 
 
 def test_export_refuses_audio_it_cannot_convert(tmp_path, make_tone):
@@ -427,3 +435,66 @@ def test_export_refuses_audio_it_cannot_convert(tmp_path, make_tone):
     data = export_kaldi([Utterance("u", str(spaced), 0.3, "t", "s", "de")], tmp_path / "k2", audio="pipe")
     assert lines(data / "wav.scp") == [f"s-u ffmpeg -nostdin -v error -i 'file:{spaced.resolve()}' -f wav -acodec "
                                        "pcm_s16le -ac 1 -ar 16000 - |"]
+
+
+def test_convert_replaces_the_wav_folder_as_a_whole(tmp_path, make_tone):
+    """The WAVs are converted into a temporary folder and swapped in before the tables are written: a file that
+    cannot be converted leaves no partial DATA_DIR/wav/ (so a retry needs no --overwrite), a failing --overwrite
+    leaves the earlier export as it was (tables and WAVs), and a successful one leaves no WAV the new tables do not
+    name."""
+    from speech_tl.manifest import write_manifest
+
+    clips = tmp_path / "clips"
+    good = [make_tone(clips / f"good{i}.flac", seconds=0.3 + 0.1 * i) for i in range(3)]
+    bad = clips / "broken.mp3"
+    bad.write_bytes(b"ID3 not really an mp3")
+    manifest = tmp_path / "m.jsonl"
+    data = tmp_path / "k"
+
+    def export(*paths: Path, overwrite: bool = False):
+        write_manifest(manifest, [Utterance(p.stem, str(p), 0.3, "t", "s", "de") for p in paths])
+        return CliRunner().invoke(main, ["manifest", "to-kaldi", str(manifest), str(data), "--workers", "1",
+                                         *(["--overwrite"] if overwrite else [])])
+
+    def state() -> dict[str, bytes]:
+        return {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in sorted(tmp_path.rglob("*"))
+                if p.is_file() and data in p.parents}
+
+    res = export(good[0], bad)  # good0 is converted first, then broken.mp3 fails
+    assert res.exit_code == 1 and "utterance 'broken' (manifest line 2): cannot convert its audio" in res.output
+    assert not data.exists()  # no partial wav/, no temporary folder, no empty data dir
+    res = export(good[0], good[1])  # the retry needs no --overwrite
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (data / "wav").iterdir()) == ["good0.wav", "good1.wav"]
+    before = state()
+
+    res = export(good[2], bad, overwrite=True)  # fails: the earlier export stays whole
+    assert res.exit_code == 1 and "broken" in res.output
+    assert state() == before and sorted(p.name for p in data.iterdir()) == ["spk2utt", "text", "utt2spk", "wav",
+                                                                            "wav.scp"]
+    res = export(good[2], overwrite=True)  # good0 and good1 are no longer named: their WAVs go
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (data / "wav").iterdir()) == ["good2.wav"]
+    assert lines(data / "wav.scp") == [f"s-good2 {(data / 'wav' / 'good2.wav').resolve()}"]
+    assert sorted(p.name for p in data.iterdir()) == ["spk2utt", "text", "utt2spk", "wav", "wav.scp"]
+
+    # a 16 kHz WAV, named as it is: no WAV is converted, and the earlier export's wav/ goes
+    plain = make_tone(clips / "plain.wav", seconds=0.3)
+    assert export(plain, overwrite=True).exit_code == 0
+    assert not (data / "wav").exists() and lines(data / "wav.scp") == [f"s-plain {plain.resolve()}"]
+
+    # audio inside DATA_DIR/wav/, which the export replaces as a whole: refused before anything is touched
+    inside = make_tone(data / "wav" / "mine.wav", seconds=0.3)
+    kept = state()
+    res = export(inside, good[0], overwrite=True)
+    assert res.exit_code == 1 and f"lies in {data / 'wav'}, the folder of converted WAVs this export replaces" \
+        in res.output, res.output
+    assert state() == kept
+
+    # pipe/path leave wav/ alone, and say so where wav.scp names nothing in it
+    for names, note in (([inside, good[0]], False), ([good[0]], True)):
+        write_manifest(manifest, [Utterance(p.stem, str(p), 0.3, "t", "s", "de") for p in names])
+        res = CliRunner().invoke(main, ["manifest", "to-kaldi", str(manifest), str(data), "--audio", "path",
+                                        "--overwrite"])
+        assert res.exit_code == 0 and inside.is_file()
+        assert (f"note: {data / 'wav'} is left as it was; wav.scp names nothing in it now" in res.stderr) == note
