@@ -90,6 +90,8 @@ class ConvFeatureEncoder(nn.Module):
     padded batch (see :func:`masked_group_norm`).
     """
 
+    traceable = False  # set for ONNX export (speech_tl.export.onnx.traceable): masks always, no data-dependent branch
+
     def __init__(self, conv_layers: nn.ModuleList, torchaudio_blocks: bool = False):
         super().__init__()
         self.conv_layers = conv_layers
@@ -117,7 +119,7 @@ class ConvFeatureEncoder(nn.Module):
             norm = getattr(layer, "layer_norm", None)
             if isinstance(norm, nn.GroupNorm):
                 x = layer.conv(x)
-                if bool((frames < x.shape[-1]).any()):
+                if self.traceable or bool((frames < x.shape[-1]).any()):
                     x = masked_group_norm(x, frames, norm)
                 else:
                     x = norm(x)
@@ -135,6 +137,8 @@ class Wav2Vec2Frontend(nn.Module):
     ``layer_norm`` is the encoder's layer norm for post-norm models (applied after the positional
     convolution, before the first layer) and ``None`` for pre-norm ones.
     """
+
+    traceable = False  # as ConvFeatureEncoder.traceable
 
     def __init__(self, feature_extractor: ConvFeatureEncoder, feature_projection: nn.Module,
                  pos_conv_embed: nn.Module, layer_norm: nn.Module | None, dropout: nn.Module,
@@ -154,7 +158,7 @@ class Wav2Vec2Frontend(nn.Module):
         if self.normalize:
             wave = normalize_waves(wave, lengths, self.norm_eps)
         frames = self.feature_extractor.output_lengths(lengths)
-        if bool((frames < 1).any()):
+        if not self.traceable and bool((frames < 1).any()):
             short = int(lengths[frames < 1].min())
             raise InputError(f"an utterance of {short} samples is shorter than the CNN's receptive field "
                              f"({self.feature_extractor.receptive_field} samples); leave such clips out (e.g. "
@@ -163,7 +167,7 @@ class Wav2Vec2Frontend(nn.Module):
         x = self.feature_projection(x.transpose(1, 2))
         if isinstance(x, tuple):  # transformers' wav2vec2/wavlm also return the normed CNN features
             x = x[0]
-        if bool((frames < x.shape[1]).any()):
+        if self.traceable or bool((frames < x.shape[1]).any()):
             x = x * padding_mask(frames, x.shape[1])[:, :, None].to(x.dtype)
         x = x + self.pos_conv_embed(x)
         if self.layer_norm is not None:
@@ -227,7 +231,7 @@ class Wav2Vec2Backbone(Wav2Vec2FamilyBackbone):
         return {"kind": "hf-wav2vec2", "config": self.config.to_dict(), "normalize": self.normalize}
 
     def run_layer(self, index, hidden, lengths):
-        padded = bool((lengths < hidden.shape[1]).any())
+        padded = self.frontend.traceable or bool((lengths < hidden.shape[1]).any())
         keep = padding_mask(lengths, hidden.shape[1]) if padded else None
         if self.relative_position_bias:
             # WavLM: key padding via the 2-D mask; the bias is recomputed by layer 0 itself
@@ -275,7 +279,7 @@ class TorchaudioWav2Vec2Backbone(Wav2Vec2FamilyBackbone):
                 "normalize": self.normalize}
 
     def run_layer(self, index, hidden, lengths):
-        padded = bool((lengths < hidden.shape[1]).any())
+        padded = self.frontend.traceable or bool((lengths < hidden.shape[1]).any())
         pad = ~padding_mask(lengths, hidden.shape[1]) if padded else None
         if self.relative_position_bias:
             bias = self.position_bias(hidden) if index > 0 else None

@@ -12,17 +12,20 @@ such as ``ge2e:resemblyzer``) writes into DIR:
 
 The graphs (shapes; B utterances, T samples at 16 kHz):
 
-- ASR (Whisper backbones): ``waveform (B, T)`` float32 and ``lengths (B,)`` int64 -> ``log_probs (B, T', V)``
-  float32 (CTC log-probabilities, blank 0) and ``frame_lengths (B,)`` int64; padded rows are masked as in torch.
-  One input is at most ``max_input_seconds`` (Whisper: 30 s); :mod:`.runtime` cuts longer audio into windows.
+- ASR (Whisper and wav2vec 2.0 / HuBERT / WavLM backbones, from transformers or torchaudio): ``waveform (B, T)``
+  float32 and ``lengths (B,)`` int64 -> ``log_probs (B, T', V)`` float32 (CTC log-probabilities, blank 0) and
+  ``frame_lengths (B,)`` int64; padded rows are masked as in torch. One input is at most ``max_input_seconds``
+  (Whisper: 30 s; wav2vec2: no limit); :mod:`.runtime` cuts longer audio into windows.
 - speaker, GE2E backbone (last-frame pooling): ``windows (W, 25840)`` float32, the 1.6 s partial windows with the
   STFT's 200 samples of context either side -> ``embeddings (W, D)``, L2-normalised per window; :mod:`.runtime`
   cuts the windows and averages them per utterance exactly as the torch model does.
-- speaker, mean-pooled Whisper backbone: ``waveform (B, T)``, ``lengths (B,)`` -> ``embeddings (B, D)``.
+- speaker, mean-pooled Whisper or wav2vec2-family backbone: ``waveform (B, T)``, ``lengths (B,)`` ->
+  ``embeddings (B, D)``.
 
 For export the models run in a traceable form (:func:`traceable`): the STFT as two real convolutions (ONNX has no
-complex numbers), masks always applied instead of data-dependent shortcuts, GE2E's LSTMs without packing (its
-windows all have one length). wav2vec2-family and ECAPA models are not exported yet: a clear error says so.
+complex numbers), masks always applied instead of data-dependent shortcuts (Whisper, the wav2vec2 family),
+GE2E's LSTMs without packing (its windows all have one length). ECAPA-TDNN (SpeechBrain) is not exported yet: a
+clear error says so.
 """
 
 from __future__ import annotations
@@ -129,9 +132,6 @@ def _asr_model(folder: Path) -> tuple[nn.Module, dict, dict]:
     from ..asr.evaluate import load_asr_model
 
     model, vocab, meta = load_asr_model(folder)
-    if meta.get("backbone_arch", {}).get("kind") != "whisper" and type(model.backbone).__name__ != "WhisperBackbone":
-        raise ExportError(f"{folder}: ONNX export supports ASR models on Whisper backbones; this one is "
-                          f"{meta['backbone']!r} (wav2vec2-family export is not built yet)")
     bb = model.backbone
     settings = {"graph": "ctc", "vocabulary": vocab.symbols, "frame_samples": bb.frame_samples,
                 "max_input_seconds": bb.max_input_seconds}
@@ -155,11 +155,12 @@ def _speaker_model(model_ref: str) -> tuple[nn.Module, dict, dict]:
     kind = type(model.backbone).__name__
     if model.pooling == "last" and kind == "Ge2eBackbone":
         graph = "ge2e-windows"
-    elif model.pooling == "mean" and kind == "WhisperBackbone":
+    elif model.pooling == "mean" and any(hasattr(type(m), "traceable") for m in model.backbone.modules()):
         graph = "pooled"
     else:
-        raise ExportError(f"{model_ref}: ONNX export supports GE2E speaker models and mean-pooled Whisper ones; "
-                          f"this one is {meta['backbone']!r} with {model.pooling!r} pooling")
+        raise ExportError(f"{model_ref}: ONNX export supports GE2E speaker models and mean-pooled Whisper or "
+                          f"wav2vec2-family ones; this one is {meta['backbone']!r} with {model.pooling!r} pooling "
+                          "(ECAPA-TDNN export is not built yet)")
     settings = {"graph": graph, "embedding_dim": model.embedding_dim}
     if graph == "pooled":
         settings["max_input_seconds"] = model.backbone.max_input_seconds

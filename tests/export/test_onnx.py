@@ -136,7 +136,7 @@ def test_models_it_cannot_export_get_a_clear_error(tmp_path):
 
     source = _ecapa(tmp_path / "ecapa")
     code, _, err = run("export", "onnx", source, "--out", tmp_path / "x")
-    assert code == 1 and "supports GE2E speaker models and mean-pooled Whisper ones" in err
+    assert code == 1 and "supports GE2E speaker models and mean-pooled Whisper or wav2vec2-family ones" in err
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.tmp-*"))
 
 
@@ -306,3 +306,28 @@ def test_overwrite_replaces_an_export_and_leaves_no_old_copy(ge2e_export, tmp_pa
     assert code == 0, err
     assert not (out / "stale.txt").exists() and (out / "model.onnx").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
+
+
+@pytest.mark.parametrize("family", ["hf-wav2vec2", "hf-wavlm-stable", "torchaudio-wavlm"])
+def test_wav2vec2_family_ctc_models_export_and_match_torch(family, tone_corpus, real_clips, tmp_path):
+    """Tiny random wav2vec2-family encoders (group-normed CNN, stable layer norm, WavLM's relative position bias)
+    with a CTC head, 2 steps: exported, then the same log-probs on a padded batch of real speech."""
+    from speech_tl.asr.evaluate import load_asr_model
+    from speech_tl.audio import load_audio
+    from speech_tl.data import pad_waves
+    from tests.backbones.test_arch import SOURCES
+
+    source = SOURCES[family](tmp_path / "src")
+    run_dir = train_tone_asr(tone_corpus, tmp_path / "run", {"backbone": source}, {"bottom_layers": 1},
+                             {"lr": 0.01, "max_steps": 2, "eval_every": 2, "warmup_steps": 1})
+    code, _, err = run("export", "onnx", run_dir, "--out", tmp_path / "exp", "--check-audio", real_clips[0])
+    assert code == 0, err
+    wave, lengths = pad_waves([load_audio(c) for c in real_clips[:3]])
+    torch_model, _, _ = load_asr_model(run_dir)
+    onnx_model, _, _ = load_asr_model(tmp_path / "exp")
+    with torch.no_grad():
+        want, want_len = torch_model(wave=wave, lengths=lengths)
+    got, got_len = onnx_model(wave=wave, lengths=lengths)
+    assert torch.equal(got_len, want_len)
+    for i, n in enumerate(want_len.tolist()):
+        torch.testing.assert_close(got[i, :n], want[i, :n], rtol=0, atol=2e-3)
