@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +214,7 @@ def _check_audio(check_audio: str | Path | None, seconds: float = 4.0) -> tuple[
 def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path | None = None) -> dict:
     """Export ``model_ref`` (checkpoint folder or speaker backbone source) into the new folder ``out``; returns
     the ``export.json`` written. The folder appears only complete (written beside it, then renamed into place)."""
+    from ..atomic import replace_dir, temporary_dir_beside
     from ..checkpoint import read_meta, resolve_checkpoint
 
     out = Path(out)
@@ -235,8 +235,7 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
         wave = wave.repeat(MIN_CHECK_SAMPLES // max(1, wave.numel()) + 1)[:MIN_CHECK_SAMPLES]
     if not bool(torch.isfinite(wave).all()) or float(wave.abs().max()) == 0.0:
         raise InputError(f"{audio_name}: silent or not finite audio; give --check-audio a recording of speech")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = temporary_dir_beside(out)
     try:
         info = _export_into(tmp, model, task, settings, wave)
         export = {"format": FORMAT, "version": VERSION, "task": task, **settings, "sample_rate": 16000,
@@ -253,27 +252,10 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
             for name in ("vocab.json", "config.yaml", "decoder.json", "lm.arpa"):
                 if (folder / name).is_file():
                     shutil.copyfile(folder / name, tmp / name)
-        replace_folder(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return export
-
-
-def replace_folder(new: Path, out: Path) -> None:
-    """Rename the finished folder ``new`` to ``out``; an existing ``out`` (the CLI has checked --overwrite) is first
-    renamed aside and removed only once the new one is in place, so a failure or a kill never leaves neither."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{new.name.rsplit('-', 1)[-1]}")
-        out.rename(old)
-    try:
-        new.rename(out)
-    except OSError:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor) -> dict:
