@@ -32,7 +32,11 @@ def save_tiny_whisper(path, positions: int = 1500) -> str:
                         decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80,
                         max_source_positions=positions, vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                         decoder_start_token_id=1)
-    WhisperModel(cfg).save_pretrained(path)
+    import torch
+
+    with torch.random.fork_rng():  # the same weights whatever ran before (the global RNG is not touched)
+        torch.manual_seed(0)
+        WhisperModel(cfg).save_pretrained(path)
     return f"hf:{path}"
 
 
