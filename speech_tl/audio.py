@@ -35,7 +35,7 @@ from .errors import InputError, SpeechTlError
 
 TARGET_SAMPLE_RATE = 16000
 FFMPEG_SUFFIXES = (".m4a", ".aac", ".mp4")  # AAC audio libsndfile cannot read: decoded by ffmpeg
-SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", *FFMPEG_SUFFIXES)
+SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", *FFMPEG_SUFFIXES)
 FFMPEG_HINT = ("install ffmpeg (apt install ffmpeg), or convert it first on a machine that has it, e.g. "
                "`ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav`")
 MAX_SECONDS_ENV = "SPEECH_TL_MAX_AUDIO_SECONDS"

@@ -14,7 +14,7 @@ from ..audio import SUPPORTED_SUFFIXES
 from ..errors import InputError
 from .common import PrepareResult, Rejection, Row, already_done, check_text, dedupe_ids, probe_rows, write_outputs
 
-OTHER_AUDIO = (".wma", ".aiff", ".au")  # audio speech-tl does not read: rejected with the reason, not skipped
+OTHER_AUDIO = (".wma",)  # audio speech-tl does not read: rejected with the reason, not skipped
 # (.m4a/.aac/.mp4 are among SUPPORTED_SUFFIXES: decoded by ffmpeg, rejected by the header probe without it)
 
 

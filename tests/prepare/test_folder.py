@@ -209,3 +209,23 @@ def test_m4a_in_a_folder_is_read_through_ffmpeg(tmp_path, make_tone):
                                                          pytest.approx(0.7, abs=1e-3))
     (bad,) = result.rejected
     assert (bad.id, bad.reason) == ("anna-broken", "unreadable audio") and "ffprobe" in bad.detail
+
+
+def test_aiff_and_au_files_are_prepared(tmp_path):
+    """libsndfile reads AIFF and Sun/NeXT AU: they are audio like WAV, not rejected as an unknown format."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.conftest import tone
+
+    root = tmp_path / "corpus" / "bert"
+    root.mkdir(parents=True)
+    for name, fmt in (("a.aiff", "AIFF"), ("b.aif", "AIFF"), ("c.au", "AU")):
+        sf.write(root / name, tone(0.6, 22050), 22050, format=fmt, subtype="PCM_16")
+        (root / name).with_suffix(".txt").write_text(f"Datei {name}.", encoding="utf-8")
+    result = prepare_folder(tmp_path / "corpus", tmp_path / "out", workers=1)
+    got = sorted((u.id, u.text, u.sample_rate, round(u.duration, 3)) for u in result.splits["all"])
+    assert got == [("bert-a", "Datei a.aiff.", 22050, 0.6), ("bert-b", "Datei b.aif.", 22050, 0.6),
+                   ("bert-c", "Datei c.au.", 22050, 0.6)]
+    assert not result.rejected
+    assert np.abs(sf.read(root / "c.au")[0] - tone(0.6, 22050)).max() < 1e-4
