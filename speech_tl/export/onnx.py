@@ -45,9 +45,10 @@ from . import EXPORT_FILE, ONNX_FILE
 FORMAT = "speech-tl-onnx"
 VERSION = 1
 OPSET = 18
-# ONNX Runtime against torch on the check audio: the largest absolute difference accepted (log-probabilities for
-# ASR, embedding components for speakers); measured differences are about 1e-5 (export.json keeps them)
-TOLERANCE = {"asr": 2e-3, "speaker": 1e-4}
+# ONNX Runtime against torch on the check audio: |onnx - torch| <= atol + rtol * |torch| everywhere (log-probabilities
+# for ASR: float32 rounding grows with the magnitude of a rare label's log-probability; embedding components for
+# speakers); export.json keeps the largest differences measured (about 1e-4 for tiny.en's log-probs, 1e-7 for GE2E)
+TOLERANCE = {"asr": {"atol": 2e-3, "rtol": 1e-3}, "speaker": {"atol": 1e-4, "rtol": 0.0}}
 MIN_CHECK_SAMPLES = 4 * 16000  # shorter check audio is repeated to 4 s
 GE2E_CONTEXT = 200  # samples of STFT context on each side of a GE2E partial window (n_fft // 2)
 
@@ -243,9 +244,11 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
                   "meta": {k: v for k, v in meta.items() if k != "folder"},
                   "source": str(Path(model_ref).resolve()) if folder is not None else str(model_ref),
                   "verified": {"audio": audio_name, **info, "tolerance": TOLERANCE[task]}}
-        if not info["max_abs_diff"] <= TOLERANCE[task]:  # NaN fails too
-            raise ExportError(f"{model_ref}: ONNX Runtime differs from torch by {info['max_abs_diff']:.3g} on "
-                              f"{audio_name} (tolerance {TOLERANCE[task]:g}); the export is not written")
+        if not info["within_tolerance"]:  # NaN fails too
+            tol = TOLERANCE[task]
+            raise ExportError(f"{model_ref}: ONNX Runtime differs from torch by up to {info['max_abs_diff']:.3g} on "
+                              f"{audio_name} (tolerance {tol['atol']:g} + {tol['rtol']:g} x |torch|); the export is "
+                              "not written")
         _write_metadata(tmp / ONNX_FILE, export)
         (tmp / EXPORT_FILE).write_text(json.dumps(export, ensure_ascii=False, indent=1), encoding="utf-8")
         if task == "asr":
@@ -260,7 +263,7 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
 
 def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor) -> dict:
     """Export the graph into ``tmp/model.onnx`` and compare ONNX Runtime with torch on ``wave``; returns
-    ``{"max_abs_diff", "inputs"}``."""
+    ``{"max_abs_diff", "within_tolerance", "seconds"}`` (see :data:`TOLERANCE`)."""
     path = tmp / ONNX_FILE
     graph_kind = settings["graph"]
     with traceable(model), torch.no_grad():
@@ -299,8 +302,12 @@ def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: t
         else:
             want = [model(wave=torch.from_numpy(feeds["waveform"]), lengths=torch.from_numpy(feeds["lengths"])).numpy()]
             got = [_session(path).run(None, feeds)[0]]
+    tol = TOLERANCE[task]
     diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
-    return {"max_abs_diff": diff, "seconds": round(wave.numel() / 16000, 2)}
+    within = all(bool((np.abs(g - w) <= tol["atol"] + tol["rtol"] * np.abs(w)).all())
+                 for g, w in zip(got, want, strict=True))
+    return {"max_abs_diff": diff, "within_tolerance": within and diff == diff,
+            "seconds": round(wave.numel() / 16000, 2)}
 
 
 def average(windows: np.ndarray) -> np.ndarray:
