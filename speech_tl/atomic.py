@@ -25,18 +25,8 @@ def _temporary(path: Path, suffix: str) -> tuple[int, str]:
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """``with atomic_open(p) as f: f.write(...)``: ``p`` appears only when the block ends without error."""
-    path = Path(path)
-    fd, tmp = _temporary(path, ".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        yield f
 
 
 @contextlib.contextmanager

@@ -290,8 +290,10 @@ def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: t
     with torch.no_grad():
         if graph_kind == "ge2e-windows":
             want = [model.embed_batch([wave])[0].numpy()]
+            from ..speaker.model import average_windows
+
             got_w = _session(path).run(None, feeds)[0]
-            got = [average(got_w)]
+            got = [average_windows(torch.from_numpy(got_w), [got_w.shape[0]])[0].numpy()]
         elif task == "asr":
             lp, fl = model(wave=torch.from_numpy(feeds["waveform"]), lengths=torch.from_numpy(feeds["lengths"]))
             want = [lp[i, : int(fl[i])].numpy() for i in range(2)]
@@ -308,13 +310,6 @@ def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: t
                  for g, w in zip(got, want, strict=True))
     return {"max_abs_diff": diff, "within_tolerance": within and diff == diff,
             "seconds": round(wave.numel() / 16000, 2)}
-
-
-def average(windows: np.ndarray) -> np.ndarray:
-    """L2-normalised mean of window embeddings ``(W, D)`` -> ``(D,)`` (as :func:`~speech_tl.speaker.model.
-    average_windows` does)."""
-    mean = windows.mean(0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def _write_metadata(path: Path, export: dict) -> None:

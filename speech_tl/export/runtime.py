@@ -19,7 +19,6 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from ..errors import InputError
@@ -142,13 +141,13 @@ def onnx_embedder(folder: str | Path, device: torch.device):
     session = ort_session(folder / ONNX_FILE, device)
 
     if export["graph"] == "ge2e-windows":
-        from .onnx import average, ge2e_windows
+        from ..speaker.model import average_windows
+        from .onnx import ge2e_windows
 
         def embed(waves: list[torch.Tensor]) -> torch.Tensor:
             windows = [ge2e_windows(w.reshape(-1).cpu().float()) for w in waves]
             out = session.run(None, {"windows": torch.cat(windows).numpy()})[0]
-            parts = np.split(out, np.cumsum([w.shape[0] for w in windows])[:-1])
-            return torch.from_numpy(np.stack([average(p) for p in parts]))
+            return average_windows(torch.from_numpy(out), [w.shape[0] for w in windows])
     else:
         from ..data import pad_waves
 
