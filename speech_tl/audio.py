@@ -39,6 +39,8 @@ SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif",
 FFMPEG_HINT = ("install ffmpeg (apt install ffmpeg), or convert it first on a machine that has it, e.g. "
                "`ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav`")
 MAX_SECONDS_ENV = "SPEECH_TL_MAX_AUDIO_SECONDS"
+LIMIT_HINT = ("cut it into pieces, or give segments with offset and duration in the manifest, or raise the limit "
+              f"with ${MAX_SECONDS_ENV}")
 DEFAULT_MAX_SECONDS = 3 * 3600.0  # 3 h at 48 kHz stereo is 4 GB of float32: more is a mistake, not a clip
 
 
@@ -211,8 +213,7 @@ def _ffmpeg_read(path: Path, info: AudioInfo, offset: float, duration: float | N
     if data.shape[0] > most:
         raise AudioError(path, f"more than {limit:.0f} s of audio to decode at once, the limit (ffprobe estimated "
                                f"{info.duration:.0f} s for the whole file)",
-                         "cut it into pieces, or give segments with offset and duration in the manifest, or raise "
-                         f"the limit with ${MAX_SECONDS_ENV}")
+                         LIMIT_HINT)
     return np.array(data)
 
 
@@ -234,8 +235,7 @@ def read_audio(path: str | os.PathLike, offset: float = 0.0, duration: float | N
     limit = max_decode_seconds()
     if span > limit:
         raise AudioError(path, f"{span:.0f} s of audio to decode at once, more than the limit of {limit:.0f} s",
-                         "cut it into pieces, or give segments with offset and duration in the manifest, or raise "
-                         f"the limit with ${MAX_SECONDS_ENV}")
+                         LIMIT_HINT)
     if path.suffix.lower() in FFMPEG_SUFFIXES:
         if offset >= info.duration:
             raise AudioError(path, f"no samples at offset {offset:g} s", f"the file lasts {info.duration:.2f} s")
