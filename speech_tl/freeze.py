@@ -33,6 +33,10 @@ class FreezeConfig:
     freeze_frontend: bool | None = None  # None: frozen in every mode but "full"
     unfreeze_every: int = 200
     layer_lr_decay: float = 1.0
+    # an encoder-decoder model (model.head: decoder): its decoder's bottom layers and its token embeddings (tied
+    # to the output projection) and positions; see speech_tl.asr.seq2seq_freeze
+    decoder_layers: int = 0
+    embeddings: bool = True  # frozen
 
     def validate(self, num_layers: int) -> None:
         if self.mode not in MODES:

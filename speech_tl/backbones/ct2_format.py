@@ -27,14 +27,23 @@ def _bf16_to_f32(raw: bytes) -> np.ndarray:
     return (u16.astype(np.uint32) << 16).view(np.float32)
 
 
-def read_ct2_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+def read_ct2_model(path: str | Path | list[Path] | tuple[Path, ...]) -> tuple[dict[str, np.ndarray], dict]:
     """All variables of a CTranslate2 model as numpy arrays (aliases resolved), plus header info.
+
+    ``path``: ``model.bin``, or the files whose concatenation is ``model.bin`` (a model split into parts to fit a
+    package index's size limit; see :mod:`speech_tl.backbones.ct2_sources`). Anything left after the aliases, or
+    missing inside a variable, is an error naming the file(s).
 
     bfloat16 variables are widened to float32; quantised (int8/int16) weights are scaled back to float32 with
     their ``*_scale`` variables (:func:`dequantize`); other dtypes are kept as stored.
     """
-    path = Path(path)
-    data = path.read_bytes()
+    if isinstance(path, list | tuple):
+        parts = [Path(p) for p in path]
+        data = b"".join(p.read_bytes() for p in parts)
+        path = Path(" + ".join(str(p) for p in parts)) if len(parts) > 1 else parts[0]
+    else:
+        path = Path(path)
+        data = path.read_bytes()
     pos = 0
 
     def take(fmt: str):
@@ -84,6 +93,9 @@ def read_ct2_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
             alias, target = string(), string()
             if target in variables:
                 variables[alias] = variables[target]
+    if pos != len(data):
+        raise CT2FormatError(f"{path}: {len(data) - pos} bytes after the model's end; a part is repeated or from "
+                             "another model")
     return dequantize(variables, path), info
 
 

