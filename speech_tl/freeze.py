@@ -17,13 +17,14 @@ layer gets the base rate, each lower one ``decay`` times the one above.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from .config import ConfigError
 
 MODES = ("bottom", "feature_extraction", "full", "gradual")
+SEQ2SEQ_MODES = MODES + ("lora",)  # a Whisper decoder model (speech_tl.asr.seq2seq_freeze)
 
 
 @dataclass
@@ -37,9 +38,23 @@ class FreezeConfig:
     # to the output projection) and positions; see speech_tl.asr.seq2seq_freeze
     decoder_layers: int = 0
     embeddings: bool = True  # frozen
+    # mode lora (a Whisper decoder model): every pretrained weight frozen, low-rank adapters (peft) on the
+    # ``lora_targets`` linear layers of the decoder and of the encoder layers above ``bottom_layers``; merged into
+    # plain weights in the checkpoint's model.pt (speech_tl.asr.seq2seq_lora)
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
-    def validate(self, num_layers: int) -> None:
-        if self.mode not in MODES:
+    def validate(self, num_layers: int, lora: bool = False) -> None:
+        if self.mode == "lora" and not lora:
+            raise ConfigError("freeze.mode=lora adapts a Whisper decoder model (model.head: decoder); for this model "
+                              f"use one of {', '.join(MODES)}")
+        if self.mode == "lora":
+            if self.lora_rank < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1 or not self.lora_targets:
+                raise ConfigError("freeze.mode=lora needs lora_rank >= 1, lora_alpha > 0, lora_dropout in [0, 1) and "
+                                  "at least one of lora_targets (e.g. [q_proj, v_proj])")
+        elif self.mode not in MODES:
             raise ConfigError(f"freeze.mode {self.mode!r} is not one of {', '.join(MODES)}")
         if not 0 <= self.bottom_layers <= num_layers:
             raise ConfigError(f"freeze.bottom_layers={self.bottom_layers} but the backbone has {num_layers} layers "
@@ -53,8 +68,10 @@ class FreezeConfig:
 class FreezePlan:
     """Applies a :class:`FreezeConfig` to a backbone, step by step."""
 
+    lora = False  # whether freeze.mode=lora is allowed (a subclass that injects adapters)
+
     def __init__(self, backbone: nn.Module, config: FreezeConfig):
-        config.validate(len(backbone.layers))
+        config.validate(len(backbone.layers), lora=self.lora)
         self.backbone = backbone
         self.config = config
         self.num_layers = len(backbone.layers)
@@ -65,7 +82,7 @@ class FreezePlan:
     def frozen_layers(self, step: int = 0) -> int:
         """How many bottom layers are frozen at ``step``."""
         c = self.config
-        if c.mode == "bottom":
+        if c.mode in ("bottom", "lora"):  # lora: the layers above carry adapters (frozen weights, trained adapters)
             return c.bottom_layers
         if c.mode == "feature_extraction":
             return self.num_layers

@@ -10,12 +10,16 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ConfigError
-from ..freeze import FreezeConfig, FreezePlan, _set_frozen
+from ..freeze import SEQ2SEQ_MODES, FreezeConfig, FreezePlan, _set_frozen
 
 
 class Seq2SeqFreezePlan(FreezePlan):
+    lora = True
+
     def __init__(self, backbone: nn.Module, decoder: nn.Module, config: FreezeConfig):
         self.decoder = decoder
+        if config.mode not in SEQ2SEQ_MODES:
+            raise ConfigError(f"freeze.mode {config.mode!r} is not one of {', '.join(SEQ2SEQ_MODES)}")
         n = len(decoder.layers)
         if not 0 <= config.decoder_layers <= n:
             raise ConfigError(f"freeze.decoder_layers={config.decoder_layers} but the decoder has {n} layers "
@@ -30,6 +34,13 @@ class Seq2SeqFreezePlan(FreezePlan):
 
     def apply(self, step: int) -> bool:
         changed = super().apply(step)
+        if self.config.mode == "lora":  # pretrained weights frozen everywhere; only the adapters train
+            from .seq2seq_lora import is_lora_parameter
+
+            for module in (self.backbone, self.decoder):
+                for name, p in module.named_parameters():
+                    p.requires_grad_(is_lora_parameter(name))
+            return changed
         _set_frozen(self.decoder, False)
         for m in self._decoder_frozen():
             _set_frozen(m, True)
@@ -37,8 +48,9 @@ class Seq2SeqFreezePlan(FreezePlan):
 
     def restore_eval(self) -> None:
         super().restore_eval()
-        for m in self._decoder_frozen():
-            m.eval()
+        if self.config.mode != "lora":
+            for m in self._decoder_frozen():
+                m.eval()
 
     def state(self, head: nn.Module | None = None) -> dict:
         return {**super().state(head), "decoder_frozen_layers": self.config.decoder_layers,
@@ -46,5 +58,9 @@ class Seq2SeqFreezePlan(FreezePlan):
 
     def summary(self, head: nn.Module | None = None) -> str:
         c = self.config
+        if c.mode == "lora":
+            return (super().summary(head) + f"; LoRA rank {c.lora_rank} (alpha {c.lora_alpha:g}) on "
+                    f"{', '.join(c.lora_targets)} of the decoder and encoder layers {c.bottom_layers}+, every "
+                    "pretrained weight frozen")
         return (super().summary(head) + f"; decoder {c.decoder_layers}/{len(self.decoder.layers)} layers frozen, "
                 f"token embeddings {'frozen' if c.embeddings else 'trainable'}")

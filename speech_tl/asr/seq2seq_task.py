@@ -51,6 +51,13 @@ class Seq2SeqTask(Task):
         if cfg.model.backbone_dropout is not None:
             set_dropout(parts.encoder, cfg.model.backbone_dropout)
             set_dropout(parts.decoder, cfg.model.backbone_dropout)
+        self.lora = cfg.freeze.mode == "lora"
+        if self.lora:
+            from .seq2seq_lora import add_lora
+
+            cfg.freeze.validate(len(parts.encoder.layers), lora=True)
+            n = add_lora(parts.encoder, parts.decoder, cfg.freeze)
+            log(f"LoRA: adapters of rank {cfg.freeze.lora_rank} on {n} linear layers")
         self.model = Seq2SeqModel(parts.encoder, parts.decoder, tokens, cfg.language, cfg.model.pad_seconds)
         self.plan = Seq2SeqFreezePlan(parts.encoder, parts.decoder, cfg.freeze)
         train = load_training_manifest(cfg.data.train, cfg.data, need_text=True, out_dir=out, name="train")
@@ -92,5 +99,33 @@ class Seq2SeqTask(Task):
         return {"wer": c.words.rate(), "cer": c.chars.rate()}
 
     def checkpoint_files(self) -> dict:
-        return {"tokenizer.json": self.tokenizer_json, "whisper_generation.json": self.generation,
-                "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
+        files = {"tokenizer.json": self.tokenizer_json, "whisper_generation.json": self.generation,
+                 "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
+        if self.lora:
+            from .seq2seq_lora import adapter_state
+
+            files["lora.pt"] = adapter_state(self.model)
+        return files
+
+    def model_state(self) -> dict:
+        """model.pt: plain weights, LoRA adapters merged in (the checkpoint loads into the plain model)."""
+        if self.lora:
+            from .seq2seq_lora import merged_state
+
+            return merged_state(self.model)
+        return self.model.state_dict()
+
+    def load_model_state(self, state: dict, folder: Path) -> None:
+        """Resume: with LoRA, the adapters of ``folder/lora.pt`` on top of the pretrained weights (model.pt holds
+        them merged, which the adapters cannot be recovered from)."""
+        if not self.lora:
+            self.model.load_state_dict(state)
+            return
+        from ..checkpoint import load_tensors
+
+        adapters = load_tensors(folder / "lora.pt")
+        missing = set(adapter_keys := [k for k in self.model.state_dict() if ".lora_" in k]) - set(adapters)
+        if missing:
+            raise ConfigError(f"{folder / 'lora.pt'}: lacks {len(missing)} of the run's {len(adapter_keys)} adapter "
+                              "tensors (another freeze.lora_* setting?)")
+        self.model.load_state_dict(adapters, strict=False)
