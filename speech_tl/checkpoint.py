@@ -92,7 +92,8 @@ def save_checkpoint(folder: str | Path, files: dict[str, object]) -> Path:
     """Write ``files`` into ``folder`` so that a kill at any moment leaves a complete checkpoint.
 
     Values: tensors/state dicts (``.pt``, saved with torch.save), dicts (``.json``), strings
-    (written as text), or a :class:`pathlib.Path` to copy.
+    (written as text, also for a ``.json`` name: already JSON, e.g. a ``tokenizer.json``), or a
+    :class:`pathlib.Path` to copy.
 
     The new folder is written and synced under a temporary name. Then the current folder becomes
     ``.<name>.old``, the new one takes the name, and ``.old`` is removed. At every moment either
@@ -111,7 +112,7 @@ def save_checkpoint(folder: str | Path, files: dict[str, object]) -> Path:
                 shutil.copyfile(value, target)
             elif name.endswith(".pt"):
                 torch.save(value, target)
-            elif name.endswith(".json"):
+            elif name.endswith(".json") and not isinstance(value, str):
                 target.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
             else:
                 target.write_text(str(value), encoding="utf-8")

@@ -192,22 +192,6 @@ class AsrTask(Task):
         return files
 
 
-def zero_shot_dev(trainer: Trainer, out: Path, log=info) -> dict:
-    """The dev metrics of the model before its first step (a decoder head's zero-shot starting point), computed once
-    per run folder (``zero_shot_dev.json``; a resumed run reads it)."""
-    path = out / "zero_shot_dev.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    metrics = trainer.evaluate()
-    if metrics and is_main_process():
-        from ..atomic import atomic_write_text
-
-        atomic_write_text(path, json.dumps(metrics, indent=1))
-        log("zero-shot dev (before training): " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                                                            if isinstance(v, float)))
-    return metrics
-
-
 def train_asr(cfg: AsrConfig, log=info) -> dict:
     """Adapt a backbone to ASR as configured; returns the training summary (see ``summary.json``)."""
     out = Path(cfg.out_dir)
@@ -220,15 +204,17 @@ def train_asr(cfg: AsrConfig, log=info) -> dict:
             raise ConfigError("decode.lm_order / decode.tune_on tune a CTC head's beam search with an n-gram LM; a "
                               "Whisper decoder has its own language model: leave them unset with model.head=decoder")
         task = Seq2SeqTask(cfg, log)
-        trainer = Trainer(task, cfg.train, out, cfg.data, log)
-        zero_shot = zero_shot_dev(trainer, out, log) if cfg.model.pretrained else {}
-        summary = trainer.run()
-        if zero_shot and is_main_process() and "steps" in summary:
+        summary = Trainer(task, cfg.train, out, cfg.data, log).run()
+        if "start_dev" in summary and cfg.model.pretrained and is_main_process():
+            # the whole pretrained Whisper before any step is the zero-shot model: say whether adapting beat it
             from ..atomic import atomic_write_text
 
-            summary["zero_shot_dev"] = zero_shot
-            best = summary.get("best_dev_wer")
-            summary["beats_zero_shot"] = best is not None and best < zero_shot.get("wer", float("inf"))
+            summary["zero_shot_dev"] = summary["start_dev"]
+            summary["beats_zero_shot"] = not summary["best_is_start"]
+            log("the adapted model " + ("beats" if summary["beats_zero_shot"] else "does NOT beat") + " zero-shot on "
+                f"the dev set ({cfg.data.dev}): best dev WER {summary['best_dev_wer']:.4f} vs zero-shot "
+                f"{summary['start_dev'].get('wer', float('nan')):.4f}" + ("" if summary["beats_zero_shot"] else
+                                                                       "; the checkpoint kept is the zero-shot model"))
             atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
         return summary
     task = AsrTask(cfg, log)

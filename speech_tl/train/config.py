@@ -16,6 +16,10 @@ class TrainConfig:
     max_epochs: int | None = None
     max_minutes: float | None = None  # a wall-clock budget; recipes set one, a real run usually does not
     eval_every: int = 200
+    # score the model on the dev set before the first step too (a pretrained model's zero-shot point, in
+    # summary.json as start_dev) and keep it as a candidate for the best checkpoint: a run whose steps never beat
+    # it on the dev set keeps the starting model
+    eval_at_start: bool = False
     log_every: int = 20
     checkpoint_every: int = 200
     seed: int = 0
@@ -46,8 +50,9 @@ class TrainConfig:
 
 # settings a resumed run may change: limits, logging and evaluation cadence, where it runs, how it decodes
 RESUMABLE_SETTINGS = ("out_dir", "train.max_steps", "train.max_epochs", "train.max_minutes", "train.eval_every",
-                      "train.log_every", "train.checkpoint_every", "train.num_workers", "train.resume", "train.device",
-                      "train.tensorboard", "data.dev", "data.dev_max_utterances", "decode.")
+                      "train.log_every", "train.checkpoint_every", "train.eval_at_start", "train.num_workers",
+                      "train.resume", "train.device", "train.tensorboard", "data.dev", "data.dev_max_utterances",
+                      "decode.")
 
 
 def run_settings(cfg) -> dict:

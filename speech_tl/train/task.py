@@ -35,6 +35,14 @@ class Task:
     def set_progress(self, progress: float) -> None:
         """Training progress 0..1 before each step, for schedules inside the task (domain confusion)."""
 
+    def model_state(self) -> dict:
+        """What a checkpoint's ``model.pt`` holds: the model's state dict (a task with adapters merges them in)."""
+        return self.model.state_dict()
+
+    def load_model_state(self, state: dict, folder) -> None:
+        """Resume: put ``model.pt``'s ``state`` (of checkpoint ``folder``) back into the model."""
+        self.model.load_state_dict(state)
+
     def model_inputs(self, indices: list[int]) -> dict:
         """More keyword arguments of the model's forward for the batch ``indices`` (e.g. the decoder's teacher-forced
         input tokens); none by default."""

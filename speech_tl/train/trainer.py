@@ -129,7 +129,7 @@ class Trainer:
     def save(self, name: str, metrics: dict | None = None, resumable: bool = True) -> None:
         if not self.dist.main:
             return
-        files = {"model.pt": self.model.state_dict(), "meta.json": self._meta(metrics),
+        files = {"model.pt": self.task.model_state(), "meta.json": self._meta(metrics),
                  **self.task.checkpoint_files()}
         if resumable:
             files["optimizer.pt"] = self.optimizer.state_dict()
@@ -156,7 +156,7 @@ class Trainer:
                 problems.append(str(e))
                 self.log_fn(f"warning: {e}" + ("; trying the previous copy" if found is not candidates[-1] else ""))
                 continue
-            self.model.load_state_dict(loaded["model"])
+            self.task.load_model_state(loaded["model"], found)
             self.optimizer.load_state_dict(loaded["optimizer"])
             if "scaler" in loaded:
                 self.scaler.load_state_dict(loaded["scaler"])
@@ -463,6 +463,13 @@ class Trainer:
         needs_audio = (lambda i: i not in self.cache) if self.cache is not None else None
         window = {"loss": 0.0, "n": 0, "utts": 0, "audio": 0.0, "t": time.time()}
         metrics: dict = {}
+        start_file = self.out_dir / "start_dev.json"
+        if self.cfg.eval_at_start and s.step == 0:  # not counted in the training budget: nothing trains
+            metrics = self._eval_and_keep_best()
+            if self.dist.main:
+                from ..atomic import atomic_write_text
+
+                atomic_write_text(start_file, json.dumps(metrics, indent=1))
         while not self.done(steps_per_epoch):
             batches = self._epoch_batches(s.epoch)
             plan.set(batches[s.position:], s.epoch, needs_audio)
@@ -518,6 +525,9 @@ class Trainer:
                    "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})",
                    "nonfinite_steps": s.nonfinite_steps, "empty_steps": s.empty_steps,
                    "rejected_audio": len(self.rejected), **self.task.report()}
+        if self.cfg.eval_at_start and start_file.is_file():
+            summary["start_dev"] = json.loads(start_file.read_text(encoding="utf-8"))
+            summary["best_is_start"] = s.best_step == 0
         if s.nonfinite_steps:
             self.log_fn(f"{s.nonfinite_steps} step(s) skipped for a non-finite loss")
         if self.rejected:
