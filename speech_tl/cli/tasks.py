@@ -34,7 +34,7 @@ def train() -> None:
 
 # what a run writes into out_dir (and multitask's single-task views): a fresh start with --overwrite removes them
 RUN_RECORDS = ("train_log.jsonl", "summary.json", "best", "checkpoint", ".checkpoint.old")
-RUN_OUTPUTS = RUN_RECORDS + ("tensorboard", ".best.old", "speakers.json")
+RUN_OUTPUTS = RUN_RECORDS + ("tensorboard", ".best.old", "speakers.json", "start_dev.json")
 
 
 def check_run_folder(out_dir: str | Path, resume, overwrite: bool, views: tuple[str, ...] = ()) -> None:

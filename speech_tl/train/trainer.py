@@ -101,8 +101,11 @@ class Trainer:
         reason = self.task.input_varies or self._augmenting()
         if reason:
             return None, reason
-        size = estimate_bytes(self.task.train_set.durations, self._frames_per_second(),
-                              self.task.model.backbone.output_dim)
+        durations, fps = self.task.train_set.durations, self._frames_per_second()
+        pad = getattr(self.task.model.backbone, "pad_seconds", None)
+        if pad:  # every input is padded to pad seconds (a Whisper decoder model): that many frames each
+            durations, fps = [max(d, pad) for d in durations], fps / pad
+        size = estimate_bytes(durations, fps, self.task.model.backbone.output_dim)
         if mode == "auto":
             mode = "memory" if size < 4 * 2**30 else "disk"
         cache = PrefixCache(mode, self.out_dir / "prefix_cache")
