@@ -171,12 +171,16 @@ def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[
 # --------------------------------------------------------------------------- augmentation
 
 def speed_perturb(wave: torch.Tensor, factor: float, sample_rate: int = 16000) -> torch.Tensor:
-    """Kaldi-style speed perturbation: resample by ``factor`` (tempo and pitch change together)."""
+    """Kaldi-style speed perturbation: resample by ``factor`` (tempo and pitch change together).
+
+    Computed in float64: torch's convolution sums in an order that depends on its thread count, and a loader
+    worker runs one thread while the training process runs several; in float64 the differences vanish when the
+    result is rounded to float32, so an item is the same wherever it is made."""
     if factor == 1.0:
         return wave
     from .audio import resample
 
-    return resample(wave, int(round(sample_rate * factor)), sample_rate)
+    return resample(wave.double(), int(round(sample_rate * factor)), sample_rate).to(wave.dtype)
 
 
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None,
