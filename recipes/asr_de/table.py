@@ -18,8 +18,9 @@ from speech_tl.report.readme import load_result as load
 LABELS = {"full": "full fine-tuning (all trainable)", "bottom0": "frontend frozen",
           "feature_extraction": "feature extraction (encoder frozen, head only)",
           "scratch": "random init, all trainable (no transfer)",
-          "recommended": "recommended transfer (conf/transfer.yaml)",
-          "recommended_scratch": "the same network from random init, all trainable (no transfer)"}
+          "recommended": "recommended transfer (conf/transfer.yaml: Whisper base with its decoder)",
+          "ctc": "tiny.en + CTC head (conf/transfer_ctc.yaml)",
+          "ctc_scratch": "the same network from random init, all trainable (no transfer)"}
 DEPTH = {"full": 0, "bottom0": 0, "bottom1": 1, "bottom2": 2, "bottom3": 3, "feature_extraction": 4}
 
 
@@ -32,11 +33,11 @@ def label(c: str) -> str:
 def asr_row(name: str, d: Path) -> str:
     """Synthetic test (greedy, beam + LM) and real dev speech (greedy, beam + LM) of one run folder."""
     s, g, b = load(d / "summary.json"), load(d / "test_greedy.json"), load(d / "test_beam.json")
-    if s is None or g is None or b is None:
+    if s is None:
         return f"| {name} | missing results in {d} |" + " |" * 10
     rg, rb = load(d / "real_greedy.json"), load(d / "real_beam.json")
     return (f"| {name} | {s['trainable_parameters']:,} | {s['steps']} | {s['train_minutes']:.1f} | "
-            f"{g['cer']:.3f} | {g['wer']:.3f} | {b['cer']:.3f} | {b['wer']:.3f} | "
+            f"{fmt(g, 'cer')} | {fmt(g, 'wer')} | {fmt(b, 'cer')} | {fmt(b, 'wer')} | "
             f"{fmt(rg, 'cer')} | {fmt(rg, 'wer')} | {fmt(rb, 'cer')} | {fmt(rb, 'wer')} |")
 
 

@@ -30,16 +30,19 @@ def main() -> None:
     a = ap.parse_args()
     exp, reports = Path(a.exp), Path(a.reports)
     lines = []
-    for run, what in (("recommended", "transfer (recommended)"), ("recommended_scratch", "no transfer (random init)")):
+    for run, what in (("zeroshot_base", "Whisper base zero-shot (no training)"),
+                      ("recommended", "transfer (recommended, adapted)"), ("ctc", "tiny.en + CTC transfer"),
+                      ("ctc_scratch", "no transfer (random init)")):
         d = exp / "asr_de" / run
-        if not (d / "test_greedy.json").is_file():
-            continue
-        g = json.loads((d / "test_greedy.json").read_text())
-        line = f"ASR (German) {what}: held-out synthetic voices CER {g['cer']:.3f}, WER {g['wer']:.3f}"
+        parts = []
+        if (d / "test_greedy.json").is_file():
+            g = json.loads((d / "test_greedy.json").read_text())
+            parts.append(f"held-out synthetic voices CER {g['cer']:.3f}, WER {g['wer']:.3f}")
         if (d / "real_beam.json").is_file():
             r = json.loads((d / "real_beam.json").read_text())
-            line += f"; real speech (Common Voice dev) CER {r['cer']:.3f}, WER {r['wer']:.3f} ({r['decoding']})"
-        lines.append(line)
+            parts.append(f"real speech (Common Voice dev) CER {r['cer']:.3f}, WER {r['wer']:.3f} ({r['decoding']})")
+        if parts:
+            lines.append(f"ASR (German) {what}: " + "; ".join(parts))
     spk = best(sorted((exp / "speaker_id").glob("*/")), "test.json", "eer")
     if spk:
         lines.append(f"Speakers (held-out synthetic voices): best {spk[0]}: EER {spk[1]['eer']:.3f}, "
