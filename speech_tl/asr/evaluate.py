@@ -125,7 +125,9 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     no_ref = len(utts) - len(scored)
     dataset = UtteranceDataset(scored)
     t0 = time.time()
-    hyps, decoding = run_transcription(model, vocab, meta, dataset, dev, beam, batch_size, window_seconds)
+    texts, decoding = run_transcription(model, vocab, meta, dataset, dev, beam, batch_size, window_seconds)
+    # both sides scored in the same normal form: a Whisper decoder writes case and punctuation, a CTC head does not
+    hyps = [normalize(t) for t in texts]
     seconds = time.time() - t0
     refs = [normalize(u.text) for u in scored]
     c = error_counts(refs, hyps)
@@ -155,8 +157,8 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     out = Path(out)
     atomic_write_text(out, json.dumps(results, ensure_ascii=False, indent=1))
     write_jsonl(out.with_name(out.stem + ".hypotheses.jsonl"),
-                ({"id": u.id, "speaker": u.speaker, "ref": r, "hyp": h} for u, r, h in zip(scored, refs, hyps,
-                                                                                        strict=True)))
+                ({"id": u.id, "speaker": u.speaker, "ref": r, "hyp": h, **({"text": t} if t != h else {})}
+                 for u, r, h, t in zip(scored, refs, hyps, texts, strict=True)))
     return results
 
 
