@@ -84,6 +84,9 @@ def tune_decoder(checkpoint: str | Path, manifest: str | Path, beam: int = 16,
                          f"{tuple(word_scores)}")
     dev = resolve_device(device)
     model, vocab, meta = load_asr_model(checkpoint, dev)
+    if vocab is None:  # a Whisper decoder: no CTC posteriors, no n-gram LM
+        raise InputError(f"{checkpoint}: a Whisper decoder model; tune-decoder tunes a CTC head's beam search with its "
+                         "n-gram LM. A decoder model decodes with its own beam search (evaluate asr --beam N)")
     folder = Path(meta["folder"])
     utts = [u for u in read_manifest(manifest) if normalize(u.text)]
     if not utts:
