@@ -132,6 +132,12 @@ def _asr_model(folder: Path) -> tuple[nn.Module, dict, dict]:
     from ..asr.evaluate import load_asr_model
 
     model, vocab, meta = load_asr_model(folder)
+    if vocab is None:  # a Whisper decoder model
+        from ..errors import InputError
+
+        raise InputError(f"{folder}: a Whisper decoder model (model.head: decoder); export it where Whisper runs: "
+                         f"`speech-tl export ct2 {folder} --out DIR` (faster-whisper) or `speech-tl export "
+                         "hf` (transformers). `export onnx` exports CTC and speaker models")
     bb = model.backbone
     settings = {"graph": "ctc", "vocabulary": vocab.symbols, "frame_samples": bb.frame_samples,
                 "max_input_seconds": bb.max_input_seconds}
