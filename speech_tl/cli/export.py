@@ -1,4 +1,5 @@
-"""``speech-tl export onnx MODEL --out DIR``: a model for another runtime (see :mod:`speech_tl.export.onnx`)."""
+"""``speech-tl export onnx|hf|ct2 MODEL --out DIR``: a model for another runtime (see :mod:`speech_tl.export.onnx`,
+:mod:`speech_tl.export.hf`, :mod:`speech_tl.export.ct2`)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,58 @@ def export_onnx_cmd(model, out, check_audio, overwrite):
     v = info["verified"]
     click.echo(f"{model} -> {out / 'model.onnx'} ({info['task']}, graph {info['graph']}; ONNX Runtime within "
                f"{v['max_abs_diff']:.2g} of torch on {v['seconds']} s of audio)")
+
+
+@export.command("hf")
+@click.argument("checkpoint", metavar="CHECKPOINT")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write: a transformers WhisperForConditionalGeneration (config.json, model.safetensors, "
+                   "generation_config.json, tokenizer and feature extractor).")
+@overwrite_option(help_text="Replace the --out folder if it exists.")
+@user_errors
+def export_hf_cmd(checkpoint, out, overwrite):
+    """Export CHECKPOINT (trained with model.head: decoder) as a Hugging Face transformers Whisper folder.
+
+    Load it with `WhisperForConditionalGeneration.from_pretrained(DIR)` and `WhisperProcessor.from_pretrained(DIR)`,
+    or `pipeline("automatic-speech-recognition", model=DIR)`.
+    """
+    from ..export.hf import decoder_checkpoint, export_hf
+
+    decoder_checkpoint(checkpoint)
+    check_outputs([out], overwrite, inputs=[Path(checkpoint)], what="export folder", nested=True)
+    info = export_hf(checkpoint, out)
+    _report(checkpoint, out, info, "transformers")
+
+
+@export.command("ct2")
+@click.argument("checkpoint", metavar="CHECKPOINT")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write: a CTranslate2 Whisper model (model.bin, config.json, tokenizer.json, ...).")
+# CTranslate2's weight types, as speech_tl.export.ct2.QUANTIZATIONS (not imported here: it imports torch)
+@click.option("--quantization", type=click.Choice(["int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                                                   "float16", "bfloat16", "float32"]),
+              default=None, help="Weight type CTranslate2 stores (default: float32, as trained).")
+@overwrite_option(help_text="Replace the --out folder if it exists.")
+@user_errors
+def export_ct2_cmd(checkpoint, out, quantization, overwrite):
+    """Export CHECKPOINT (trained with model.head: decoder) as a CTranslate2 Whisper folder, what faster-whisper runs.
+
+    Load it with `faster_whisper.WhisperModel(DIR)` or `ctranslate2.models.Whisper(DIR)`, or run it here with
+    `speech-tl transcribe DIR ...` / `evaluate asr DIR ...` (--backend ct2).
+    """
+    from ..export.ct2 import export_ct2
+    from ..export.hf import decoder_checkpoint
+
+    decoder_checkpoint(checkpoint)
+    check_outputs([out], overwrite, inputs=[Path(checkpoint)], what="export folder", nested=True)
+    info = export_ct2(checkpoint, out, quantization)
+    _report(checkpoint, out, info, f"CTranslate2 ({info['quantization']})")
+
+
+def _report(checkpoint, out, info: dict, what: str) -> None:
+    verified = info["verified"]
+    verified = verified.get("transformers", verified)
+    click.echo(f"{checkpoint} -> {out} ({what}; transformers' logits within {verified['max_abs_diff']:.2g} of "
+               f"speech-tl's; language {info['language'] or 'none (English-only)'})")
+    for note in info["notes"]:
+        click.echo(f"note: {note}", err=True)
