@@ -33,12 +33,15 @@ class DecoderCache:
         self.cross_mask: torch.Tensor | None = None  # (B, 1, 1, T') True at real encoder frames; None: all real
         self.length = 0
 
-    def select(self, index: torch.Tensor) -> None:
-        """Keep rows ``index`` (beam search's reordering); cross-attention rows follow the same index."""
+    def select(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Keep rows ``index`` (beam search's reordering). ``cross=False`` leaves the cross-attention keys, values and
+        mask as they are: beam search only reorders the beams of one utterance, whose cross-attention rows are equal,
+        and copying them (``(B * K, H, 1500, Dh)`` per layer) would cost more than the decoding step itself."""
         self.self_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv]
-        self.cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
-        if self.cross_mask is not None:
-            self.cross_mask = self.cross_mask.index_select(0, index)
+        if cross:
+            self.cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
+            if self.cross_mask is not None:
+                self.cross_mask = self.cross_mask.index_select(0, index)
 
 
 def _heads(x: torch.Tensor, n: int) -> torch.Tensor:

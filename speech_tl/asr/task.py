@@ -211,10 +211,17 @@ def train_asr(cfg: AsrConfig, log=info) -> dict:
 
             summary["zero_shot_dev"] = summary["start_dev"]
             summary["beats_zero_shot"] = not summary["best_is_start"]
+            best = json.loads((out / "best" / "meta.json").read_text(encoding="utf-8")).get("metrics", {}) \
+                if (out / "best" / "meta.json").is_file() else {}
+            summary["best_dev"] = best
+
+            def show(m: dict) -> str:
+                return ", ".join(f"{k.upper()} {m[k]:.4f}" for k in ("wer", "cer") if k in m)
+
             log("the adapted model " + ("beats" if summary["beats_zero_shot"] else "does NOT beat") + " zero-shot on "
-                f"the dev set ({cfg.data.dev}): best dev WER {summary['best_dev_wer']:.4f} vs zero-shot "
-                f"{summary['start_dev'].get('wer', float('nan')):.4f}" + ("" if summary["beats_zero_shot"] else
-                                                                       "; the checkpoint kept is the zero-shot model"))
+                f"the dev set {cfg.data.dev} (WER first, CER breaks ties): best (step {summary['best_step']}) "
+                f"{show(best)}; zero-shot {show(summary['start_dev'])}"
+                + ("" if summary["beats_zero_shot"] else "; the checkpoint kept is the zero-shot model"))
             atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
         return summary
     task = AsrTask(cfg, log)

@@ -85,7 +85,7 @@ def beam_search(model: Seq2SeqModel, encoded: torch.Tensor, enc_lengths: torch.T
             done[b] = done[b] or len(finished[b]) >= need
         if all(done) or seqs.shape[1] >= limit:
             break
-        cache.select(index)
+        cache.select(index, cross=False)  # beams move within their utterance: its cross-attention rows are equal
         logits = run_decoder(decoder, seqs[:, -1:], None, None, cache)[:, -1].float()
     out = []
     for b in range(B):
