@@ -319,3 +319,21 @@ def test_eval_at_start_scores_the_starting_model_and_keeps_it_as_a_candidate(ton
     assert [r["step"] for r in log if "dev_wer" in r] == [0, 2]
     assert log[0]["dev_wer"] == summary["start_dev"]["wer"]
     assert (tmp_path / "run" / "best" / "model.pt").is_file()
+
+
+def test_wise_ft_of_a_decoder_model_moves_encoder_and_decoder_towards_zero_shot(
+        lora_run, tiny_whisper_seq2seq, tmp_path):  # noqa: F811
+    from speech_tl.interpolate import interpolate_checkpoint
+
+    out, _, _ = lora_run
+    tuned = load_tensors(out / "checkpoint" / "model.pt")
+    before = pretrained_state(tiny_whisper_seq2seq)
+    interpolate_checkpoint(out / "checkpoint", 0.0, tmp_path / "zero")
+    interpolate_checkpoint(out / "checkpoint", 0.5, tmp_path / "half")
+    zero, half = load_tensors(tmp_path / "zero" / "model.pt"), load_tensors(tmp_path / "half" / "model.pt")
+    assert zero.keys() == before.keys() == half.keys()
+    assert all(torch.equal(zero[k], before[k]) for k in before)  # alpha 0: exactly the zero-shot model
+    moved = [k for k in before if not torch.equal(tuned[k], before[k])]
+    assert any(k.startswith("head.") for k in moved)  # the merged adapters changed decoder weights
+    for k in moved:
+        torch.testing.assert_close(half[k], before[k] + 0.5 * (tuned[k] - before[k]))
