@@ -472,7 +472,8 @@ class Trainer:
             if self.dist.main:
                 from ..atomic import atomic_write_text
 
-                atomic_write_text(start_file, json.dumps(metrics, indent=1))
+                # nested: a results file (a top-level "wer") would be read by `speech-tl report` as an evaluation
+                atomic_write_text(start_file, json.dumps({"before_first_step": metrics}, indent=1))
         while not self.done(steps_per_epoch):
             batches = self._epoch_batches(s.epoch)
             plan.set(batches[s.position:], s.epoch, needs_audio)
@@ -529,7 +530,7 @@ class Trainer:
                    "nonfinite_steps": s.nonfinite_steps, "empty_steps": s.empty_steps,
                    "rejected_audio": len(self.rejected), **self.task.report()}
         if self.cfg.eval_at_start and start_file.is_file():
-            summary["start_dev"] = json.loads(start_file.read_text(encoding="utf-8"))
+            summary["start_dev"] = json.loads(start_file.read_text(encoding="utf-8"))["before_first_step"]
             summary["best_is_start"] = s.best_step == 0
         if s.nonfinite_steps:
             self.log_fn(f"{s.nonfinite_steps} step(s) skipped for a non-finite loss")
