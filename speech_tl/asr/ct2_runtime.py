@@ -9,10 +9,9 @@ consecutive 30 s windows whose texts are joined; the log-mel is speech-tl's
 :class:`~speech_tl.asr.whisper_tokens.WhisperTokens` on the folder's ``tokenizer.json``; beam search is CTranslate2's
 (``ctranslate2.models.Whisper.generate``) with the token lists speech-tl's beam search suppresses (the folder's
 ``suppress_ids`` and every special token but end-of-text; ``suppress_ids_begin`` at the first step), patience 1,
-length penalty 1, no timestamps (CTranslate2 generates at most 224 tokens in a window). So a checkpoint trained with
-``model.pad_seconds: 30`` and its CTranslate2 export give the same greedy transcripts, up to float rounding, and the
-same beam-search ones as far as :mod:`speech_tl.asr.whisper_search` follows CTranslate2's search (the tests say how
-far).
+length penalty 1, no timestamps (CTranslate2 generates at most 224 tokens in a window).
+:mod:`speech_tl.asr.whisper_search` follows the same search, so a checkpoint trained with ``model.pad_seconds: 30``
+and its CTranslate2 export give the same transcripts, up to float rounding tipping a near tie.
 
 Why CTranslate2's ``Whisper`` model directly and not faster-whisper's ``WhisperModel.transcribe``: faster-whisper
 pads the log-mel of a short clip with zeros rather than the audio with silence (SYSTRAN/faster-whisper#1084 kept it
