@@ -49,8 +49,8 @@ def main() -> int:
     from speech_tl.backbones import load_backbone
     from speech_tl.data import pad_waves
     from speech_tl.export.onnx import _export_into, _speaker_model
-    from speech_tl.export.runtime import OnnxCtcModel, onnx_embedder
-    from speech_tl.speaker.embedder import load_embedder
+    from speech_tl.runtime.onnx import OnnxCtcModel
+    from speech_tl.speaker.embedder import load_embedder, onnx_embedder
 
     clips = sorted(CV_DE.glob("*.mp3"))[: args.clips]
     if not clips:

@@ -64,10 +64,10 @@ def main() -> int:
     import faster_whisper
     from faster_whisper import WhisperModel
 
-    from speech_tl.asr.ct2_runtime import Ct2Whisper
     from speech_tl.asr.seq2seq_infer import pretrained_seq2seq, transcribe_seq2seq
     from speech_tl.backbones.ct2_sources import resolve_ct2_dir
     from speech_tl.metrics import error_counts
+    from speech_tl.runtime.ct2 import Ct2Whisper
     from speech_tl.text import normalize
 
     data, refs = load_clips(args.clips)

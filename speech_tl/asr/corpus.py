@@ -18,7 +18,7 @@ from ..manifest import ManifestError, Utterance, read_manifest
 from ..text import Vocabulary, normalize
 
 if TYPE_CHECKING:
-    from .task import DecodeConfig
+    from .config import DecodeConfig
 
 
 @dataclass

@@ -44,10 +44,12 @@ def load_asr_model(path: str | Path, device: torch.device | str = "cpu", backend
     """Rebuild the ASR model of a checkpoint folder (architecture from ``meta.json``'s ``backbone_arch``, weights
     from model.pt): a :class:`CtcModel` with its vocabulary, or a :class:`Seq2SeqModel` (``model.head: decoder``;
     vocabulary None: its tokenizer is ``model.tokens``). A pretrained Whisper source (``whisper-ct2:...``,
-    ``hf:...``) gives the whole pretrained model, zero-shot. An exported folder (``speech-tl export onnx``) runs
-    through ONNX Runtime instead (``backend``: auto, torch or onnx; see :func:`speech_tl.export.runtime.use_onnx`).
+    ``hf:...``) gives the whole pretrained model, zero-shot. An exported folder runs on its own engine
+    (:func:`speech_tl.runtime.choose_backend`; ``backend`` auto, torch, onnx or ct2): a ``speech-tl export onnx``
+    folder through ONNX Runtime, a CTranslate2 folder (``speech-tl export ct2``, any faster-whisper model) through
+    CTranslate2 (:class:`speech_tl.runtime.ct2.Ct2Whisper`, vocabulary None).
     ``language``: the speech's language for a Whisper decoder (default: the checkpoint's)."""
-    from ..export.runtime import load_onnx_asr, use_onnx
+    from ..runtime import choose_backend
 
     if is_pretrained_source(path):
         from .seq2seq_infer import pretrained_seq2seq
@@ -56,8 +58,18 @@ def load_asr_model(path: str | Path, device: torch.device | str = "cpu", backend
         meta = {"folder": str(path), "backbone": str(path), "zero_shot": True,
                 "config": {"language": language, "model": {"head": "decoder", "backbone": str(path)}}}
         return model.to(device).eval(), None, meta
-    if use_onnx(path, backend):
+    engine = choose_backend(path, backend)
+    if engine == "onnx":
+        from ..runtime.onnx import load_onnx_asr
+
         return load_onnx_asr(path, torch.device(device))
+    if engine == "ct2":
+        from ..runtime.ct2 import Ct2Whisper
+
+        model = Ct2Whisper(path, device, language)
+        meta = {"folder": str(path), "backbone": model.info.get("source", str(path)), "backend": "ct2",
+                "config": {"language": model.language, "model": {"head": "decoder"}}}
+        return model, None, meta
     folder = resolve_checkpoint(path)
     meta = read_meta(folder, task="asr")
     cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
@@ -166,12 +178,15 @@ def run_transcription(model, vocab, meta: dict, dataset, device, beam: int | Non
                       window_seconds: float | None, desc: str | None = "transcribe") -> tuple[list[str], str]:
     """Hypotheses for ``dataset`` and the decoding's name: CTC posteriors (greedy, or beam search with the
     checkpoint's LM) or a Whisper decoder's beam search (``beam`` None: the checkpoint's decode.beam, else 5)."""
-    if isinstance(model, Seq2SeqModel):
+    if vocab is None:  # a Whisper decoder: the torch model, or its CTranslate2 export
         from .seq2seq_infer import DEFAULT_BEAM, transcribe_seq2seq
 
         if beam is None:
             beam = (meta["config"].get("decode") or {}).get("beam") or DEFAULT_BEAM
-        hyps = transcribe_seq2seq(model, dataset, device, beam, min(batch_size, 8), window_seconds, desc)
+        if isinstance(model, Seq2SeqModel):
+            hyps = transcribe_seq2seq(model, dataset, device, beam, min(batch_size, 8), window_seconds, desc)
+        else:
+            hyps = model.transcribe(dataset, beam, min(batch_size, 8), window_seconds, desc)
         return hyps, "greedy" if beam <= 1 else f"beam {beam}"
     decoder = make_decoder(vocab, beam, meta["config"], Path(meta["folder"]))
     hyps = transcribe_dataset(model, dataset, vocab, device, decoder, batch_size, desc=desc,

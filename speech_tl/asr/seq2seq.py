@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..backbones.base import Backbone, padding_mask
-from .whisper_tokens import WhisperTokens
+from ..backbones.whisper_tokens import WhisperTokens
 
 
 class DecoderCache:

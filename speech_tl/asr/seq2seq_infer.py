@@ -1,26 +1,20 @@
 """Encoder-decoder ASR models in use: loading them (a pretrained Whisper source, zero-shot, or a checkpoint trained
 with ``model.head: decoder``) and transcribing many utterances with beam search.
 
-**Batches.** Utterances sorted by duration, longest first, ``batch_size`` inputs per encoder pass; the decoder's beam
-search (:func:`speech_tl.asr.whisper_search.beam_search`) runs on the whole batch.
-
-**Long audio.** As faster-whisper does without timestamps: audio longer than the window (Whisper: 30 s) is cut into
-consecutive 30 s windows, each transcribed on its own, and their texts joined. (Windows do not overlap: unlike CTC
-posteriors, decoded text cannot be stitched frame by frame.)
+Batches and long audio as :mod:`speech_tl.runtime.windows` says (the same loop runs the CTranslate2 export); the
+decoder's beam search (:func:`speech_tl.asr.whisper_search.beam_search`) runs on a whole batch.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
+from ..backbones.whisper_tokens import WhisperTokens
 from ..data import pad_waves
 from ..errors import InputError
 from .seq2seq import Seq2SeqModel
-from .whisper_tokens import WhisperTokens
 
 DEFAULT_BEAM = 5  # faster-whisper's default
 PAD_SECONDS = 30.0
@@ -57,44 +51,20 @@ def seq2seq_from_checkpoint(folder: Path, meta: dict, cfg: dict) -> Seq2SeqModel
 def transcribe_seq2seq(model: Seq2SeqModel, dataset, device: torch.device | str, beam: int = DEFAULT_BEAM,
                        batch_size: int = 8, window_seconds: float | None = None, desc: str | None = None
                        ) -> list[str]:
-    """Hypotheses for every utterance of ``dataset`` (``dataset[i]`` = ``(wave (T,), i)`` at 16 kHz), in order."""
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    """Hypotheses for every utterance of ``dataset`` (``dataset[i]`` = ``(wave (T,), i)`` at 16 kHz), in order:
+    :func:`speech_tl.runtime.windows.transcribe_in_windows` with the torch model's beam search."""
+    from ..runtime.windows import transcribe_in_windows
+    from .whisper_search import beam_search
+
     device = torch.device(device)
     rate = model.backbone.sample_rate
     limit = model.backbone.max_input_seconds or PAD_SECONDS
-    window = int(min(window_seconds or limit, limit) * rate)
-    order = sorted(range(len(dataset)), key=lambda i: -dataset.durations[i])
-    pieces: dict[int, list[str | None]] = {}
-    pending: list[tuple[int, int, torch.Tensor]] = []
-    bar = tqdm(total=len(order), desc=desc, unit="utt", disable=desc is None or not sys.stderr.isatty())
+    model.eval()
 
-    def run() -> None:
-        wave, lengths = pad_waves([w for _, _, w in pending])
+    def decode(waves: list[torch.Tensor]) -> list[str]:
+        wave, lengths = pad_waves(waves)
         with torch.no_grad():
             encoded, enc_lengths = model.encode(wave.to(device), lengths.to(device))
-            from .whisper_search import beam_search
+            return [model.tokens.decode(ids) for ids in beam_search(model, encoded, enc_lengths, max(1, beam))]
 
-            for (i, k, _), ids in zip(pending, beam_search(model, encoded, enc_lengths, max(1, beam)), strict=True):
-                pieces[i][k] = model.tokens.decode(ids)
-                if all(p is not None for p in pieces[i]):
-                    bar.update(1)
-        pending.clear()
-
-    model.eval()
-    try:
-        for i in order:
-            wave = dataset[i][0].reshape(-1)
-            if wave.numel() == 0:
-                raise InputError(f"utterance {i}: empty audio")
-            spans = [(a, min(a + window, wave.numel())) for a in range(0, wave.numel(), window)]
-            pieces[i] = [None] * len(spans)
-            for k, (a, b) in enumerate(spans):
-                pending.append((i, k, wave[a:b]))
-                if len(pending) >= batch_size:
-                    run()
-        if pending:
-            run()
-    finally:
-        bar.close()
-    return [" ".join(p for p in pieces[i] if p) for i in range(len(dataset))]
+    return transcribe_in_windows(dataset, decode, batch_size, int(min(window_seconds or limit, limit) * rate), desc)

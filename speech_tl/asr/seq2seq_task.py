@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..backbones.whisper_tokens import WhisperTokens
 from ..config import ConfigError, to_dict
 from ..data import UtteranceDataset, load_training_manifest, subset
 from ..logs import info
@@ -26,7 +27,6 @@ from ..text import normalize
 from ..train import Task
 from .seq2seq import Seq2SeqModel, pad_targets, seq2seq_loss
 from .seq2seq_freeze import Seq2SeqFreezePlan
-from .whisper_tokens import WhisperTokens
 
 
 class Seq2SeqTask(Task):

@@ -6,85 +6,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..backbones import DEFAULT_ASR_BACKBONE, load_backbone
+from ..backbones import load_backbone
 from ..backbones.base import set_dropout
 from ..config import ConfigError, to_dict
-from ..data import DataConfig, UtteranceDataset, load_training_manifest
-from ..domain import DomainConfig, DomainConfusion, mark_target
-from ..freeze import FreezeConfig, FreezePlan
+from ..data import UtteranceDataset, load_training_manifest
+from ..domain import DomainConfusion, mark_target
+from ..freeze import FreezePlan
 from ..logs import info
 from ..text import Vocabulary, normalize
-from ..train import Task, TrainConfig, Trainer, is_main_process
+from ..train import Task, Trainer, is_main_process
+from .config import AsrConfig, DecodeConfig, ModelConfig  # noqa: F401  (imported from here by recipes and tests)
 from .corpus import load_asr_corpus, train_decoder_lm
 from .model import CtcModel, ctc_impossible, ctc_loss
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = DEFAULT_ASR_BACKBONE
-    pretrained: bool = True  # false: the same architecture from random initialisation
-    dropout: float = 0.1  # before the head
-    backbone_dropout: float | None = None  # dropout inside the backbone's layers (None: as pretrained)
-    # ctc: a new character head on the encoder; decoder: Whisper's own decoder and tokenizer (speech_tl.asr.seq2seq)
-    head: str = "ctc"
-    # decoder head: pad every input with silence to this many seconds (30: as Whisper was trained); None: each input
-    # at its own length
-    pad_seconds: float | None = None
-
-    def check(self) -> None:
-        if self.head not in ("ctc", "decoder"):
-            raise ConfigError(f"model.head must be ctc or decoder, got {self.head!r}")
-        if self.head == "decoder" and not self.backbone.startswith(("whisper-ct2:", "hf:")):
-            raise ConfigError(f"model.head=decoder needs a Whisper source (whisper-ct2:... or hf:...), got "
-                              f"{self.backbone!r}")
-        if self.pad_seconds is not None and not 0 < self.pad_seconds <= 30:
-            raise ConfigError(f"model.pad_seconds must be in (0, 30] or null, got {self.pad_seconds}")
-
-
-@dataclass
-class DecodeConfig:
-    beam: int = 0  # how `evaluate` and `transcribe` decode by default: 0 greedy, N beam search of width N
-    lm_order: int = 0  # n-gram LM trained on the training text (0: none)
-    lm_unit: str = "word"  # word | char
-    lm_weight: float = 0.5
-    word_score: float = 0.0
-    lm_texts: list[str] = field(default_factory=list)  # more LM text: "fortunes-de" or files (see asr/lm_text.py)
-    lm_unigrams: str = ""  # "wordfreq": background unigram distribution (and lexicon) from the wordfreq package
-    lm_vocab_size: int = 200_000  # most frequent background words kept
-    tune_on: str = ""  # a dev manifest: after training, choose greedy/beam, lm_weight and word_score on it
-    tune_metric: str = "cer"
-
-    def check(self) -> None:
-        if self.lm_unit not in ("word", "char"):
-            raise ConfigError(f"decode.lm_unit must be word or char, got {self.lm_unit!r}")
-        if self.beam < 0 or self.lm_order < 0:
-            raise ConfigError("decode.beam and decode.lm_order must be >= 0")
-        if self.lm_unigrams not in ("", "wordfreq"):
-            raise ConfigError(f"decode.lm_unigrams must be '' or 'wordfreq', got {self.lm_unigrams!r}")
-        if self.lm_unigrams and self.lm_unit != "word":
-            raise ConfigError("decode.lm_unigrams needs a word LM (decode.lm_unit=word)")
-        if (self.lm_texts or self.lm_unigrams) and self.lm_order <= 0:
-            raise ConfigError("decode.lm_texts / decode.lm_unigrams need an LM: set decode.lm_order (e.g. 3)")
-        if self.tune_metric not in ("cer", "wer"):
-            raise ConfigError(f"decode.tune_metric must be cer or wer, got {self.tune_metric!r}")
-
-
-@dataclass
-class AsrConfig:
-    out_dir: str = "exp/asr"
-    language: str = "de"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    freeze: FreezeConfig = field(default_factory=FreezeConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    domain: DomainConfig = field(default_factory=DomainConfig)  # domain confusion on the encoder output (off)
 
 
 def transcribe_batches(model: CtcModel, dataset: UtteranceDataset, vocab: Vocabulary, device: torch.device,

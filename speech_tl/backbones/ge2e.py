@@ -239,3 +239,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+GE2E_CONTEXT = 200  # samples of STFT context on each side of a partial window (n_fft // 2)
+
+
+def waveform_windows(wave: torch.Tensor) -> torch.Tensor:
+    """One utterance ``(T,)`` -> its GE2E partial windows ``(W, 25840)`` with STFT context, cut where
+    :func:`speech_tl.speaker.model.ge2e_windows` takes its mel frames (resemblyzer's windows)."""
+    slices = partial_slices(wave.numel())
+    need = slices[-1][1] * HOP
+    if need >= wave.numel():
+        wave = torch.nn.functional.pad(wave, (0, need - wave.numel()))
+    padded = torch.nn.functional.pad(wave, (GE2E_CONTEXT, GE2E_CONTEXT))
+    span = (PARTIAL_FRAMES - 1) * HOP + 2 * GE2E_CONTEXT
+    return torch.stack([padded[a * HOP: a * HOP + span] for a, _ in slices])

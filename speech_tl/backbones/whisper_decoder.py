@@ -6,7 +6,7 @@ CTranslate2 ``model.bin`` is mapped into them: the decoder's fused self-attentio
 cross-attention k/v (``linear_1``) are split apart, the missing k biases are zero, and the output projection is the
 token embedding (tied, as in Whisper).
 
-The tokenizer comes from the model's ``tokenizer.json`` (read by :mod:`speech_tl.asr.whisper_tokens`) with the
+The tokenizer comes from the model's ``tokenizer.json`` (read by :mod:`speech_tl.backbones.whisper_tokens`) with the
 suppression lists CTranslate2 keeps in ``config.json`` (``suppress_ids``, ``suppress_ids_begin``) or transformers in
 ``generation_config.json``; all of it travels with a checkpoint, which needs neither the package nor the hub again.
 """

@@ -134,11 +134,15 @@ def device_option(fn):
                         help="Where the model runs: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")(fn)
 
 
-def backend_option(fn):
-    """``--backend auto|torch|onnx``: what runs the model (:func:`speech_tl.export.runtime.use_onnx`)."""
-    return click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
-                        help="auto: a folder written by `speech-tl export onnx` runs through ONNX Runtime, a "
-                             "checkpoint through torch; torch or onnx insist on one.")(fn)
+def backend_option(fn=None, *, engines: tuple[str, ...] = ("auto", "torch", "onnx")):
+    """``--backend auto|torch|onnx[|ct2]``: what runs the model (:func:`speech_tl.runtime.choose_backend`)."""
+    def deco(f):
+        ct2 = ", a CTranslate2 folder (`export ct2`, faster-whisper) through CTranslate2" if "ct2" in engines else ""
+        return click.option("--backend", type=click.Choice(list(engines)), default="auto", show_default=True,
+                            help=f"auto: a folder written by `speech-tl export onnx` runs through ONNX Runtime{ct2}, "
+                                 "a checkpoint through torch; the others insist on one.")(f)
+
+    return deco(fn) if fn is not None else deco
 
 
 def batch_size_option(fn=None, *, default: int = 16):

@@ -168,7 +168,7 @@ def evaluate() -> None:
               help="Beam width (0: greedy). Default: as the checkpoint says (its tuned decoder.json, else its "
                    "config's decode.beam).")
 @device_option
-@backend_option
+@backend_option(engines=("auto", "torch", "onnx", "ct2"))
 @batch_size_option
 @window_opt
 @language_opt
@@ -207,7 +207,7 @@ def evaluate_asr_cmd(checkpoint, manifest_path, out, beam, device, backend, batc
               help='Print one JSON object per line: {"audio", "duration", "text"} (and "id" first for manifest '
                    "utterances).")
 @device_option
-@backend_option
+@backend_option(engines=("auto", "torch", "onnx", "ct2"))
 @batch_size_option
 @window_opt
 @language_opt

@@ -1,9 +1,9 @@
-"""Models that leave speech-tl: ONNX export of ASR and speaker models, and running the exported folders.
+"""Models that leave speech-tl: ONNX export of ASR and speaker models (:mod:`.onnx`), and Whisper decoder models as
+transformers (:mod:`.hf`) and CTranslate2 / faster-whisper (:mod:`.ct2`) folders.
 
-``speech-tl export onnx CHECKPOINT_DIR --out DIR`` writes ``DIR/model.onnx`` and what it needs beside it
-(:mod:`.onnx`); ``speech-tl transcribe DIR``, ``evaluate asr DIR``, ``enroll/identify --model DIR`` run such a
-folder through ONNX Runtime (:mod:`.runtime`), with the same batching, windowing and decoding as the torch model.
+``speech-tl export onnx|hf|ct2 CHECKPOINT_DIR --out DIR`` writes DIR; :mod:`speech_tl.runtime` runs such folders
+(``speech-tl transcribe DIR``, ``evaluate asr DIR``, ``enroll/identify --model DIR``). The exporters import the tasks;
+the tasks never import the exporters.
 """
 
-EXPORT_FILE = "export.json"  # what an exported folder says about itself (kind, inputs, settings, provenance)
-ONNX_FILE = "model.onnx"
+from ..runtime import CT2_INFO_FILE, EXPORT_FILE, ONNX_FILE, ONNX_FORMAT, ONNX_VERSION  # noqa: F401

@@ -3,7 +3,7 @@
 ``speech-tl export ct2 CHECKPOINT --out DIR [--quantization int8]`` writes ``model.bin``, ``config.json``,
 ``vocabulary.json``, ``tokenizer.json`` and ``preprocessor_config.json``: ``faster_whisper.WhisperModel(DIR)`` and
 ``ctranslate2.models.Whisper(DIR)`` load it, and so do ``speech-tl evaluate asr DIR`` / ``transcribe DIR`` (through
-:class:`speech_tl.asr.ct2_runtime.Ct2Whisper`).
+:class:`speech_tl.runtime.ct2.Ct2Whisper`).
 
 The conversion is CTranslate2's own: the checkpoint is first exported as a transformers folder (:mod:`.hf`, checked
 against speech-tl's logits there) and ``ctranslate2.converters.TransformersConverter`` converts that, as it converts

@@ -36,10 +36,11 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..runtime import CT2_INFO_FILE as INFO_FILE  # not export.json: that name marks an ONNX folder
 from .onnx import ExportError
 
 FORMAT = "speech-tl-hf"
-INFO_FILE = "speech_tl_export.json"  # not export.json: that name marks an ONNX folder (speech_tl.export.runtime)
+
 # transformers' logits against speech-tl's on the check signal: |hf - ours| <= atol + rtol * |ours|
 TOLERANCE = {"atol": 2e-3, "rtol": 1e-3}
 NOT_DECODER = "export hf/ct2 needs a model.head: decoder checkpoint; CTC models export with `export onnx`"

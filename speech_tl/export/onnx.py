@@ -39,18 +39,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backbones.ge2e import waveform_windows as ge2e_windows
 from ..errors import InputError, SpeechTlError
-from . import EXPORT_FILE, ONNX_FILE
+from ..runtime import EXPORT_FILE, ONNX_FILE, ONNX_FORMAT, ONNX_VERSION
 
-FORMAT = "speech-tl-onnx"
-VERSION = 1
+FORMAT, VERSION = ONNX_FORMAT, ONNX_VERSION
 OPSET = 18
 # ONNX Runtime against torch on the check audio: |onnx - torch| <= atol + rtol * |torch| everywhere (log-probabilities
 # for ASR: float32 rounding grows with the magnitude of a rare label's log-probability; embedding components for
 # speakers); export.json keeps the largest differences measured (about 1e-4 for tiny.en's log-probs, 1e-7 for GE2E)
 TOLERANCE = {"asr": {"atol": 2e-3, "rtol": 1e-3}, "speaker": {"atol": 1e-4, "rtol": 0.0}}
 MIN_CHECK_SAMPLES = 4 * 16000  # shorter check audio is repeated to 4 s
-GE2E_CONTEXT = 200  # samples of STFT context on each side of a GE2E partial window (n_fft // 2)
 
 
 class ExportError(SpeechTlError, ValueError):
@@ -110,20 +109,6 @@ class Ge2eWindowGraph(nn.Module):
             hidden = lstm(hidden)[0]
         emb = self.project(self.backbone.finish(hidden[:, -1]))
         return nn.functional.normalize(emb, dim=1)
-
-
-def ge2e_windows(wave: torch.Tensor) -> torch.Tensor:
-    """One utterance ``(T,)`` -> its GE2E partial windows ``(W, 25840)`` with STFT context, cut where
-    :func:`speech_tl.speaker.model.ge2e_windows` takes its mel frames (resemblyzer's windows)."""
-    from ..backbones.ge2e import HOP, PARTIAL_FRAMES, partial_slices
-
-    slices = partial_slices(wave.numel())
-    need = slices[-1][1] * HOP
-    if need >= wave.numel():
-        wave = nn.functional.pad(wave, (0, need - wave.numel()))
-    padded = nn.functional.pad(wave, (GE2E_CONTEXT, GE2E_CONTEXT))
-    span = (PARTIAL_FRAMES - 1) * HOP + 2 * GE2E_CONTEXT
-    return torch.stack([padded[a * HOP: a * HOP + span] for a, _ in slices])
 
 
 # --------------------------------------------------------------------------- loading what is exported
@@ -199,7 +184,7 @@ def _export_graph(graph: nn.Module, args: tuple, path: Path, input_names: list[s
 
 
 def _session(path: Path):
-    from .runtime import ort_session
+    from ..runtime.onnx import ort_session
 
     return ort_session(path, torch.device("cpu"))
 

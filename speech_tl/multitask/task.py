@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..asr.config import DecodeConfig, ModelConfig
 from ..asr.corpus import load_asr_corpus, train_decoder_lm
 from ..asr.model import ctc_loss
-from ..asr.task import DecodeConfig, ModelConfig, transcribe_batches
+from ..asr.task import transcribe_batches
 from ..backbones import load_backbone
 from ..backbones.base import set_dropout
 from ..checkpoint import load_tensors, save_checkpoint

@@ -17,6 +17,7 @@ import torch
 from ..audio import load_checked
 from ..checkpoint import fingerprint
 from ..device import resolve_device
+from ..errors import InputError
 
 
 @dataclass
@@ -59,9 +60,9 @@ class Embedder:
 def load_embedder(model: str, device: str | torch.device = "cpu", backend: str = "auto") -> Embedder:
     """A backbone source string (unadapted), a speaker checkpoint folder (adapted) or a folder exported by
     ``speech-tl export onnx`` (run by ONNX Runtime), on ``device`` (``auto``, ``cpu``, ``cuda``: see
-    :func:`speech_tl.device.resolve_device`); ``backend``: auto, torch or onnx (:func:`speech_tl.export.runtime.
-    use_onnx`)."""
-    from ..export.runtime import onnx_embedder, use_onnx
+    :func:`speech_tl.device.resolve_device`); ``backend``: auto, torch or onnx
+    (:func:`speech_tl.runtime.onnx.use_onnx`)."""
+    from ..runtime.onnx import use_onnx
 
     dev = resolve_device(device)
     path = Path(model)
@@ -108,3 +109,39 @@ def ge2e_embed_batch(backbone, waves: list[torch.Tensor]) -> torch.Tensor:
     partial = backbone.finish(hidden[:, -1])
     partial = partial / partial.norm(dim=1, keepdim=True)
     return average_windows(partial, [w.shape[0] for w in windows])
+
+
+def onnx_embedder(folder: str | Path, device: torch.device):
+    """An :class:`Embedder` running a speaker folder written by ``speech-tl export onnx`` through ONNX Runtime; its
+    fingerprint is the exported model's, so a database enrolled with the checkpoint accepts its export and the other
+    way round (``identify/verify --model EXPORTED``, ``enroll --model EXPORTED``)."""
+    from ..runtime import ONNX_FILE
+    from ..runtime.onnx import ort_session, read_export
+
+    folder = Path(folder)
+    export = read_export(folder, "speaker")
+    session = ort_session(folder / ONNX_FILE, device)
+
+    if export["graph"] == "ge2e-windows":
+        from ..backbones.ge2e import waveform_windows as ge2e_windows
+        from .model import average_windows
+
+        def embed(waves: list[torch.Tensor]) -> torch.Tensor:
+            windows = [ge2e_windows(w.reshape(-1).cpu().float()) for w in waves]
+            out = session.run(None, {"windows": torch.cat(windows).numpy()})[0]
+            return average_windows(torch.from_numpy(out), [w.shape[0] for w in windows])
+    else:
+        from ..data import pad_waves
+
+        limit = export["max_input_seconds"]
+
+        def embed(waves: list[torch.Tensor]) -> torch.Tensor:
+            longest = max(w.numel() for w in waves) / export["sample_rate"]
+            if limit and longest > limit:  # what the torch model says (the graph would fail inside ONNX Runtime)
+                raise InputError(f"input of {longest:.1f} s is longer than this model's {limit:g} s; cut it into "
+                                 "shorter segments")
+            wave, lengths = pad_waves([w.reshape(-1).cpu().float() for w in waves])
+            return torch.from_numpy(session.run(None, {"waveform": wave.numpy(), "lengths": lengths.numpy()})[0])
+
+    return Embedder(str(folder.resolve()), str(export["meta"]["fingerprint"]), int(export["embedding_dim"]), embed,
+                    torch.device("cpu"))

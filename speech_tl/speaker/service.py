@@ -75,7 +75,7 @@ class SpeakerService:
     GE2E (Common Voice EER 0.114 -> 0.119, FSDD 0.171 -> 0.172: ``recipes/speaker_id/real_speech.py``).
     ``serving``: many threads will call (a web server); forward passes then run on one thread of their own.
     ``backend``: ``auto`` (an exported ONNX folder through ONNX Runtime, anything else through torch), ``torch`` or
-    ``onnx`` (:func:`speech_tl.export.runtime.use_onnx`).
+    ``onnx`` (:func:`speech_tl.runtime.choose_backend`).
     """
 
     def __init__(self, db: str | os.PathLike, model: str | None = None, device: str = "auto",

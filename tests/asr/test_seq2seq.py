@@ -13,9 +13,9 @@ import torch
 
 from speech_tl.asr.seq2seq import DecoderCache, Seq2SeqModel, pad_targets, run_decoder, seq2seq_loss
 from speech_tl.asr.task import AsrConfig, train_asr
-from speech_tl.asr.whisper_tokens import WhisperTokens
 from speech_tl.backbones.base import BackboneError
 from speech_tl.backbones.whisper_decoder import load_whisper_parts
+from speech_tl.backbones.whisper_tokens import WhisperTokens
 from speech_tl.checkpoint import load_tensors
 from speech_tl.config import ConfigError, build
 from speech_tl.train import Trainer

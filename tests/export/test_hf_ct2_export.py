@@ -132,7 +132,7 @@ def torch_hyps(torch_model, clips) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ct2_model(ct2_export):
-    from speech_tl.asr.ct2_runtime import Ct2Whisper
+    from speech_tl.runtime.ct2 import Ct2Whisper
 
     return Ct2Whisper(ct2_export, "cpu")  # the language the export recorded
 
@@ -215,8 +215,8 @@ def test_transformers_generate_reads_the_exported_generation_config(hf_export, h
 
 @needs_commonvoice
 def test_the_ct2_folder_carries_the_checkpoints_settings(ct2_export, checkpoint):
-    from speech_tl.asr.ct2_runtime import is_ct2_folder
     from speech_tl.backbones.ct2_sources import resolve_ct2_dir
+    from speech_tl.runtime.ct2 import is_ct2_folder
 
     names = {p.name for p in ct2_export.iterdir()}
     assert {"model.bin", "config.json", "tokenizer.json", "vocabulary.json", "preprocessor_config.json",
@@ -316,9 +316,9 @@ def test_the_command_lines_quantizations_are_ctranslate2s(tmp_path):
 
 
 def test_ct2_whisper_refuses_what_it_cannot_run(tmp_path):
-    from speech_tl.asr.ct2_runtime import Ct2Whisper
     from speech_tl.backbones.ct2_sources import resolve_ct2_dir
     from speech_tl.errors import InputError
+    from speech_tl.runtime.ct2 import Ct2Whisper
 
     with pytest.raises(InputError, match="not a CTranslate2 Whisper folder"):
         Ct2Whisper(tmp_path)

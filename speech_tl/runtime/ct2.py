@@ -6,8 +6,8 @@ with the torch model: utterances longest first, ``batch_size`` inputs per call; 
 consecutive 30 s windows whose texts are joined; the log-mel is speech-tl's
 :class:`~speech_tl.backbones.whisper.WhisperLogMel` on the audio padded with silence to 30 s (what a
 :class:`~speech_tl.asr.seq2seq.Seq2SeqModel` with ``pad_seconds`` 30 computes); the prompt comes from
-:class:`~speech_tl.asr.whisper_tokens.WhisperTokens` on the folder's ``tokenizer.json``; beam search is CTranslate2's
-(``ctranslate2.models.Whisper.generate``) with the token lists speech-tl's beam search suppresses (the folder's
+:class:`~speech_tl.backbones.whisper_tokens.WhisperTokens` on the folder's ``tokenizer.json``; beam search is
+CTranslate2's (``ctranslate2.models.Whisper.generate``) with the token lists speech-tl suppresses (the folder's
 ``suppress_ids`` and every special token but end-of-text; ``suppress_ids_begin`` at the first step), patience 1,
 length penalty 1, no timestamps (CTranslate2 generates at most 224 tokens in a window).
 :mod:`speech_tl.asr.whisper_search` follows the same search, so a checkpoint trained with ``model.pad_seconds: 30``
@@ -26,14 +26,12 @@ A CTranslate2 folder is told from a speech-tl checkpoint (``meta.json``) and an 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
+from ..backbones.whisper_tokens import WhisperTokens
 from ..errors import InputError
-from .whisper_tokens import WhisperTokens
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0  # Whisper's input: 3000 log-mel frames
@@ -121,7 +119,7 @@ class Ct2Whisper:
         return Tokenizer.from_str(tokenizer_json).get_vocab_size(with_added_tokens=True)
 
     def _export_info(self) -> dict:
-        from ..export.hf import INFO_FILE
+        from . import CT2_INFO_FILE as INFO_FILE
 
         path = self.folder / INFO_FILE
         try:
@@ -155,39 +153,15 @@ class Ct2Whisper:
     def transcribe(self, dataset, beam: int = DEFAULT_BEAM, batch_size: int = 8, window_seconds: float | None = None,
                    desc: str | None = None) -> list[str]:
         """Hypotheses for every utterance of ``dataset`` (``dataset[i]`` = ``(wave (T,), i)`` at 16 kHz, with
-        ``dataset.durations``), in order."""
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+        ``dataset.durations``), in order: :func:`speech_tl.runtime.windows.transcribe_in_windows` with CTranslate2's
+        beam search."""
+        from .windows import transcribe_in_windows
+
+        def decode(waves: list[torch.Tensor]) -> list[str]:
+            return [self.tokens.decode(ids) for ids in self.generate(self.features(waves), beam)]
+
         window = int(min(window_seconds or WINDOW_SECONDS, WINDOW_SECONDS) * SAMPLE_RATE)
-        order = sorted(range(len(dataset)), key=lambda i: -dataset.durations[i])
-        pieces: dict[int, list[str | None]] = {}
-        pending: list[tuple[int, int, torch.Tensor]] = []
-        bar = tqdm(total=len(order), desc=desc, unit="utt", disable=desc is None or not sys.stderr.isatty())
-
-        def run() -> None:
-            ids = self.generate(self.features([w for _, _, w in pending]), beam)
-            for (i, k, _), got in zip(pending, ids, strict=True):
-                pieces[i][k] = self.tokens.decode(got)
-                if all(p is not None for p in pieces[i]):
-                    bar.update(1)
-            pending.clear()
-
-        try:
-            for i in order:
-                wave = dataset[i][0].reshape(-1)
-                if wave.numel() == 0:
-                    raise InputError(f"utterance {i}: empty audio")
-                spans = [(a, min(a + window, wave.numel())) for a in range(0, wave.numel(), window)]
-                pieces[i] = [None] * len(spans)
-                for k, (a, b) in enumerate(spans):
-                    pending.append((i, k, wave[a:b]))
-                    if len(pending) >= batch_size:
-                        run()
-            if pending:
-                run()
-        finally:
-            bar.close()
-        return [" ".join(p for p in pieces[i] if p) for i in range(len(dataset))]
+        return transcribe_in_windows(dataset, decode, batch_size, window, desc)
 
     def eval(self) -> Ct2Whisper:  # the torch models' idiom, so callers may treat both alike
         return self

@@ -1,4 +1,4 @@
-"""Whisper's tokenizer for training and decoding (:class:`speech_tl.asr.whisper_tokens.WhisperTokens`) on the real
+"""Whisper's tokenizer for training and decoding (:class:`speech_tl.backbones.whisper_tokens.WhisperTokens`) on the real
 tokenizer.json files of a multilingual checkpoint (Whisper base, vocabulary 51865) and an English-only one (tiny.en,
 51864): prompts, German text, languages the checkpoint lacks, transcripts too long, teacher-forcing targets."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from speech_tl.asr.whisper_tokens import MAX_TARGET_POSITIONS, TranscriptTooLongError, WhisperTokens
 from speech_tl.backbones.ct2_sources import ct2_files
+from speech_tl.backbones.whisper_tokens import MAX_TARGET_POSITIONS, TranscriptTooLongError, WhisperTokens
 from speech_tl.errors import InputError
 
 GERMAN = "Größere Äpfel für Jürgen, süße Straße: Öl, Übermaß und Maß."

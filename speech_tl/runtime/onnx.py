@@ -1,12 +1,11 @@
-"""Run an exported folder (:mod:`.onnx`) through ONNX Runtime, behind the interfaces the torch models have.
+"""Run a folder written by ``speech-tl export onnx`` through ONNX Runtime, behind the interfaces the torch models have.
 
 - :class:`OnnxCtcModel`: called like a :class:`~speech_tl.asr.model.CtcModel` (``wave (B, T)``, ``lengths (B,)``
   -> ``log_probs (B, T', V)``, ``frame_lengths (B,)``), with a ``backbone`` that tells
   :func:`speech_tl.asr.infer.ctc_posteriors` the frame size and the longest input; so batching, windows for long
   audio and beam search with the LM are the torch model's own.
-- :func:`onnx_embedder`: an :class:`~speech_tl.speaker.embedder.Embedder` whose fingerprint is the exported
-  model's, so a database enrolled with the checkpoint accepts its export and the other way round
-  (``identify/verify --model EXPORTED``, ``enroll --model EXPORTED``).
+- :func:`ort_session` and :func:`read_export` for the speaker models' runner
+  (:func:`speech_tl.speaker.embedder.onnx_embedder`, which lives with the speaker code).
 
 ``backend``: ``auto`` runs an exported folder through ONNX Runtime and a checkpoint through torch; ``torch`` and
 ``onnx`` insist, and say what to do when the folder is of the other kind.
@@ -22,7 +21,7 @@ from types import SimpleNamespace
 import torch
 
 from ..errors import InputError
-from . import EXPORT_FILE, ONNX_FILE
+from . import EXPORT_FILE, ONNX_FILE, ONNX_FORMAT, ONNX_VERSION
 
 BACKENDS = ("auto", "torch", "onnx")
 # what every export.json holds, and what each graph adds
@@ -54,16 +53,15 @@ def use_onnx(path: str | Path, backend: str) -> bool:
 
 def read_export(path: str | Path, task: str) -> dict:
     """``export.json`` of an exported folder, refusing another task's or an unknown format."""
-    from .onnx import FORMAT, VERSION
-
     file = Path(path) / EXPORT_FILE
     try:
         export = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputError(f"{file}: cannot read the export description ({e}); export the model again") from None
-    if not isinstance(export, dict) or export.get("format") != FORMAT or int(export.get("version", 0)) > VERSION:
-        raise InputError(f"{file}: not a {FORMAT} description of version <= {VERSION} (written by another tool, or "
-                         "a newer speech-tl?)")
+    if (not isinstance(export, dict) or export.get("format") != ONNX_FORMAT
+            or int(export.get("version", 0)) > ONNX_VERSION):
+        raise InputError(f"{file}: not a {ONNX_FORMAT} description of version <= {ONNX_VERSION} (written by another "
+                         "tool, or a newer speech-tl?)")
     if export.get("task") != task:
         raise InputError(f"{path}: an exported {export.get('task')!r} model, not {task!r}")
     graph = export.get("graph")
@@ -130,36 +128,3 @@ def load_onnx_asr(folder: str | Path, device: torch.device) -> tuple[OnnxCtcMode
     cfg = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else {}
     meta = {**export["meta"], "folder": str(folder), "config": cfg or {}, "backend": "onnx"}
     return OnnxCtcModel(folder, export, device), vocab, meta
-
-
-def onnx_embedder(folder: str | Path, device: torch.device):
-    """An :class:`~speech_tl.speaker.embedder.Embedder` running an exported speaker folder."""
-    from ..speaker.embedder import Embedder
-
-    folder = Path(folder)
-    export = read_export(folder, "speaker")
-    session = ort_session(folder / ONNX_FILE, device)
-
-    if export["graph"] == "ge2e-windows":
-        from ..speaker.model import average_windows
-        from .onnx import ge2e_windows
-
-        def embed(waves: list[torch.Tensor]) -> torch.Tensor:
-            windows = [ge2e_windows(w.reshape(-1).cpu().float()) for w in waves]
-            out = session.run(None, {"windows": torch.cat(windows).numpy()})[0]
-            return average_windows(torch.from_numpy(out), [w.shape[0] for w in windows])
-    else:
-        from ..data import pad_waves
-
-        limit = export["max_input_seconds"]
-
-        def embed(waves: list[torch.Tensor]) -> torch.Tensor:
-            longest = max(w.numel() for w in waves) / export["sample_rate"]
-            if limit and longest > limit:  # what the torch model says (the graph would fail inside ONNX Runtime)
-                raise InputError(f"input of {longest:.1f} s is longer than this model's {limit:g} s; cut it into "
-                                 "shorter segments")
-            wave, lengths = pad_waves([w.reshape(-1).cpu().float() for w in waves])
-            return torch.from_numpy(session.run(None, {"waveform": wave.numpy(), "lengths": lengths.numpy()})[0])
-
-    return Embedder(str(folder.resolve()), str(export["meta"]["fingerprint"]), int(export["embedding_dim"]), embed,
-                    torch.device("cpu"))
