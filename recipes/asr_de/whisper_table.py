@@ -16,6 +16,7 @@ from speech_tl.report.readme import load_result as load
 LABELS = {
     "zeroshot_base": "Whisper base, zero-shot (no training)",
     "base_lora": "Whisper base, LoRA rank 16 on the decoder's attention (encoder frozen)",
+    "base_lora_13min": "the same LoRA run again at 13 minutes (`conf/whisper.yaml` run by hand)",
     "base_dec2": "Whisper base, top 2 of 6 decoder layers trained (encoder, embeddings frozen)",
     "base_ctc": "Whisper base encoder + new CTC head (bottom 4 of 6 blocks frozen)",
     "tinyen_ctc": "Whisper tiny.en encoder + CTC head (the previous recommendation)",
