@@ -293,6 +293,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
       $st train asr --overwrite $ov out_dir=$w/$c train.max_minutes=$whisper_minutes > "$w/$c.log" 2>&1 \
         || { tail -20 "$w/$c.log"; exit 1; }
       mv "$w/$c.log" "$w/$c/train.log"
+      rm -rf "$w/$c/prefix_cache"  # the cached 30 s encoder outputs (1.5 MB an utterance): only a resume reads them
     fi
     [ -f "$w/$c/real.json" ] || $st evaluate asr "$w/$c" "$real_dev" --out "$w/$c/real.json"
   done
