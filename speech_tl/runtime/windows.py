@@ -22,6 +22,21 @@ from tqdm import tqdm
 from ..errors import InputError
 
 
+class Waves:
+    """``dataset[i]`` = ``(wave (T,), i)`` with ``durations``: waveforms already in memory (16 kHz, ``(T,)`` each) as
+    the dataset :func:`transcribe_in_windows` takes (``transcribe_seq2seq``, ``Ct2Whisper.transcribe``)."""
+
+    def __init__(self, waves: list[torch.Tensor], sample_rate: int = 16000):
+        self.waves = waves
+        self.durations = [w.numel() / sample_rate for w in waves]
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.waves[i], i
+
+
 def transcribe_in_windows(dataset, decode: Callable[[list[torch.Tensor]], list[str]], batch_size: int,
                           window_samples: int, desc: str | None = None) -> list[str]:
     """Text for every utterance of ``dataset`` (``dataset[i]`` = ``(wave (T,), i)``, ``dataset.durations``), in order.

