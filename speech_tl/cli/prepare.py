@@ -232,9 +232,10 @@ def prepare_speechbrain_csv_cmd(csv_file, out_dir, data_root, segment_unit, lang
 @click.option("--sentences", type=click.Path(exists=True, dir_okay=False), default=None,
               help="One sentence per line (default: sentences of Debian's trans-de-en in --lang, de or en).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--channel", type=click.Choice(["clean", "realistic"]), default="clean", show_default=True,
+@click.option("--channel", type=click.Choice(["clean", "realistic", "phone"]), default="clean", show_default=True,
               help="realistic: each training and dev utterance through a simulated recording channel (room, noise, "
-                   "microphone, level, MP3/Opus coding); the test set stays clean.")
+                   "microphone, level, MP3/Opus coding); phone: through a phone call at 8 kHz (noise, band, level, "
+                   "AMR-NB/GSM/G.711/Opus/Speex, packet loss); the test set stays clean.")
 @click.option("--voices", type=click.Choice(["few", "many"]), default="few", show_default=True,
               help="many: train on MBROLA, pico and ~50 espeak-ng speaker variants instead of 7 voices.")
 @click.option("--name", default="synth-asr", show_default=True,
@@ -288,3 +289,28 @@ def prepare_synth_crosslingual_cmd(out_dir, utterances_per_language, num_test_sp
 
     _report(prepare_synth_crosslingual(out_dir, utterances_per_language, num_test_speakers, seed, workers, force,
                                        overwrite=overwrite))
+
+
+@prepare.command("channel")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--channel", "kind", type=click.Choice(["phone"]), default="phone", show_default=True,
+              help="phone: 8 kHz telephone calls (talker noise or babble, handset band, level and clipping, a real "
+                   "AMR-NB / GSM / G.711 / Opus / Speex round trip, packet loss), one draw per utterance.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The twin manifest (…jsonl); its audio goes to <out stem>_audio/.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same draws and audio.")
+@click.option("--codec", type=click.Choice(["amr-nb", "gsm", "mulaw", "alaw", "opus", "speex"]), default=None,
+              help="Every call through this codec (at a drawn bit rate) instead of the usual mix.")
+@click.option("--babble", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Take babble talkers from this manifest (default: the other utterances of MANIFEST).")
+@click.option("--max-utterances", type=int, default=None,
+              help="The twin of a seeded sample of this many utterances (default: all).")
+@workers_opt
+@overwrite_opt
+@user_errors
+def prepare_channel_cmd(manifest, kind, out, seed, codec, babble, max_utterances, workers, force, overwrite):
+    """The telephone twin of MANIFEST (real or synthetic, any language): the same utterances, through phone calls."""
+    from ..prepare.channel_twin import prepare_channel_twin
+
+    _report(prepare_channel_twin(manifest, out, kind, seed, codec, babble, workers, force, overwrite,
+                                 max_utterances))

@@ -67,7 +67,7 @@ ASR_MANY_TRAIN_VOICES = {
 # with many voices, each training utterance first draws an engine: espeak-ng's many variants would otherwise
 # make the corpus mostly formant synthesis, the least natural of the three
 ENGINE_WEIGHTS = {"mbrola": 0.4, "pico": 0.25, "espeak": 0.35}
-CHANNELS = ("clean", "realistic")
+CHANNELS = ("clean", "realistic", "phone")
 ESPEAK_SPEAKER_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
                            "klatt2", "klatt3", "croak", "grandma", "grandpa", "Andy", "Annie", "steph", "max")
 PROBE_TEXT = {"de": "Der Zug fährt heute später ab als gestern.", "en": "The birch canoe slid on the smooth planks."}
@@ -137,14 +137,19 @@ def render(item: SynthItem, root: str) -> tuple[str, float, str | None]:
         wave = telephone(wave, SAMPLE_RATE)
     if aug.get("noise_snr") is not None:
         wave = add_noise(wave, aug["noise_snr"], rng)
-    if item.channel:
+    rate = SAMPLE_RATE
+    if item.channel and item.channel.get("kind") == "phone":
+        from ..channel import PHONE_RATE, apply_phone
+
+        wave, rate = apply_phone(wave, SAMPLE_RATE, item.channel, item.seed), PHONE_RATE
+    elif item.channel:
         from ..channel import apply_channel
 
         wave = apply_channel(wave, SAMPLE_RATE, item.channel, item.seed)
     else:
         wave = peak_normalize(wave, float(rng.uniform(0.5, 0.9)))
-    write_audio(path, wave, SAMPLE_RATE)
-    return item.id, wave.numel() / SAMPLE_RATE, None
+    write_audio(path, wave, rate)
+    return item.id, wave.numel() / rate, None
 
 
 def _render_star(args: tuple[SynthItem, str]) -> tuple[str, float, str | None]:
@@ -188,7 +193,7 @@ def collect(items: Sequence[SynthItem], results, root: Path, language_of=None, i
             id=id_prefix + uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4),
             text=item.text,
             speaker=item.speaker or item.voice.id, language=language_of(item) if language_of else item.voice.language,
-            sample_rate=SAMPLE_RATE, extra=extra))
+            sample_rate=8000 if (item.channel or {}).get("kind") == "phone" else SAMPLE_RATE, extra=extra))
     return splits, rejected
 
 
@@ -229,14 +234,17 @@ def voice_schedule(voices: Sequence[Voice], n: int, rng: random.Random | None = 
 
 def plan_asr(sentences: Sequence[str], voices: dict[str, list[Voice]], num_utterances: int, seed: int,
              shares: dict[str, float] | None = None, channel_splits: Sequence[str] = (),
-             engine_weights: dict[str, float] | None = None) -> list[SynthItem]:
+             engine_weights: dict[str, float] | None = None, channel_kind: str = "realistic") -> list[SynthItem]:
     """Seeded plan: sentences partitioned into disjoint train/dev/test pools, voices per split.
 
     Utterances of ``channel_splits`` get a recording channel drawn by :func:`speech_tl.channel.draw_channel`
+    (``channel_kind="phone"``: a phone call by :func:`speech_tl.channel.draw_phone_channel`, rendered at 8 kHz)
     (from their own random stream, so the rest of the plan is the same with or without channels). With
     ``engine_weights`` the training voices are drawn engine by engine (see :func:`voice_schedule`).
     """
-    from ..channel import draw_channel
+    from ..channel import draw_channel, draw_phone_channel
+
+    draw = draw_phone_channel if channel_kind == "phone" else draw_channel
 
     shares = shares or {"train": 0.8, "dev": 0.1, "test": 0.1}
     rng = random.Random(seed)
@@ -260,7 +268,7 @@ def plan_asr(sentences: Sequence[str], voices: dict[str, list[Voice]], num_utter
             items.append(SynthItem(id=f"{split}-{k:06d}-{voice.id}", voice=voice, text=text, split=split,
                                    rate=rng.uniform(0.8, 1.25), pitch=rng.uniform(0.75, 1.3),
                                    seed=rng.randrange(2**31),
-                                   channel=draw_channel(channel_rng) if split in channel_splits else None))
+                                   channel=draw(channel_rng) if split in channel_splits else None))
     return items
 
 
@@ -271,8 +279,9 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
     """Write ``<name>_<lang>_{train,dev,test,rejected}.jsonl`` and audio under ``out_dir/<name>/``.
 
     ``channel="realistic"`` renders every training and dev utterance through a recording channel drawn
-    per utterance (room, noise, microphone, level, codec: :mod:`speech_tl.channel`); the test set stays
-    clean, so held-out results stay comparable. ``voices="many"`` trains on the many-voice set
+    per utterance (room, noise, microphone, level, codec: :mod:`speech_tl.channel`), ``channel="phone"``
+    through a phone call (8 kHz, a speech codec, noise, packet loss: :mod:`speech_tl.channel.phone`); the test set
+    stays clean, so held-out results stay comparable. ``voices="many"`` trains on the many-voice set
     (:data:`ASR_MANY_TRAIN_VOICES`, engines drawn by :data:`ENGINE_WEIGHTS`) instead of the 7 default voices.
     """
     if language not in ASR_VOICES:
@@ -291,6 +300,11 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
         params["id_prefix"] = f"{name}-"
     if not force and (done := already_done(out_dir, name, language, params, overwrite)):
         return done
+    if channel == "phone":
+        from ..channel.codecs import check_codecs
+        from ..channel.phone import CODEC_SHARES
+
+        check_codecs([c for c, _ in CODEC_SHARES])
     texts = file_sentences(sentences) if sentences else dictionary_sentences(language)
     plan_voices = dict(ASR_VOICES[language])
     if voices == "many":
@@ -300,7 +314,7 @@ def prepare_synth_asr(out_dir: str | Path, language: str = "de", num_utterances:
     if bad:
         raise ToolMissing(f"some voices of {name} are not usable:\n  " + "\n  ".join(bad))
     items = plan_asr(texts, plan_voices, num_utterances, seed,
-                     channel_splits=("train", "dev") if channel == "realistic" else (),
+                     channel_splits=("train", "dev") if channel != "clean" else (), channel_kind=channel,
                      engine_weights=ENGINE_WEIGHTS if voices == "many" else None)
     root = out_dir / name
     results = render_all(items, root, workers, desc="synth-asr")

@@ -1,4 +1,4 @@
-"""Channel simulation: what a real recording does to speech that a text-to-speech voice never has.
+"""Recording channels: what a real recording does to speech that a text-to-speech voice never has.
 
 A synthetic voice comes out of the engine clean, at full level, with 150 ms of digital silence
 around it. Real recordings (Common Voice, a phone, a meeting room) have a room, background
@@ -42,7 +42,8 @@ import random
 import numpy as np
 import torch
 
-from .augment import coloured_noise, peak_normalize, rms, telephone
+from ..augment import coloured_noise, peak_normalize, rms, telephone
+from .codecs import best_lag
 
 NUM_ROOMS = 200  # rooms per seed: each worker process simulates one the first time it is drawn
 
@@ -171,21 +172,13 @@ def codec_round_trip(wave: torch.Tensor, sample_rate: int, codec: dict) -> torch
     y, sr = sf.read(buf, dtype="float32", always_2d=True)
     y = torch.from_numpy(y.mean(axis=1))
     if sr != sample_rate:
-        from .audio import resample
+        from ..audio import resample
 
         y = resample(y, sr, sample_rate)
     if y.numel() > wave.numel():  # the MP3 encoder's delay (about 70 ms at 16 kHz): align on the best lag
-        lag = _best_lag(wave, y, int(0.15 * sample_rate))
+        lag = best_lag(wave, y, int(0.15 * sample_rate))
         y = y[lag:lag + wave.numel()]
     return torch.nn.functional.pad(y, (0, wave.numel() - y.numel()))
-
-
-def _best_lag(ref: torch.Tensor, y: torch.Tensor, max_lag: int) -> int:
-    n = min(ref.numel(), y.numel() - max_lag, 16000)
-    if n <= 0:
-        return 0
-    scores = [float(torch.dot(ref[:n], y[lag:lag + n])) for lag in range(0, min(max_lag, y.numel() - n) + 1)]
-    return int(np.argmax(scores))
 
 
 def apply_channel(wave: torch.Tensor, sample_rate: int, channel: dict, seed: int) -> torch.Tensor:
@@ -196,7 +189,7 @@ def apply_channel(wave: torch.Tensor, sample_rate: int, channel: dict, seed: int
     rng = np.random.default_rng(seed)
     x = wave.float()
     if channel.get("speed") and channel["speed"] != 1.0:
-        from .audio import resample
+        from ..audio import resample
 
         x = resample(x, int(round(sample_rate * float(channel["speed"]))), sample_rate)
     if channel.get("pad"):

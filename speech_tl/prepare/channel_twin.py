@@ -1,0 +1,190 @@
+"""The telephone twin of a manifest: every utterance through its own phone channel, written once.
+
+``speech-tl prepare channel MANIFEST --channel phone --out OUT.jsonl`` reads any manifest (real
+or synthetic, any language), draws one phone channel per utterance (:mod:`speech_tl.channel.phone`)
+from a stream seeded by ``--seed`` and the utterance id (so a line's draw does not depend on
+the others, and the same seed gives the same audio), renders it, and writes:
+
+- ``OUT.jsonl``: the same utterances (id, text, speaker, language kept), ``audio`` the 8 kHz
+  WAV of the call, ``channel`` the draw and ``source_audio`` the file it came from;
+- ``OUT_audio/<id>-<hash>.wav``: the audio, each file written atomically and skipped when a
+  resumed run finds it (the hash covers source, channel and seed);
+- ``OUT_rejected.jsonl``: utterances whose audio could not be read, with the manifest line;
+- ``.OUT.jsonl.done``: the parameters, written last. The same parameters again are skipped,
+  other parameters are refused unless ``--overwrite`` (or ``--force``).
+
+Babble noise mixes other utterances of the manifest (or of ``--babble MANIFEST``), never the
+utterance itself; their ids are in the draw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..atomic import atomic_write_text
+from ..errors import InputError, OutputExistsError
+from ..manifest import Utterance, read_manifest, write_jsonl, write_manifest
+from .common import PrepareResult, Rejection, default_workers
+
+CHANNEL_KINDS = ("phone",)
+
+
+def _source(u: Utterance) -> dict:
+    return {"audio": str(u.audio_path()), "offset": u.offset or 0.0,
+            "duration": u.duration if u.offset else None}
+
+
+def _load(src: dict):
+    from ..audio import load_audio
+
+    return load_audio(src["audio"], offset=src["offset"], duration=src["duration"])
+
+
+def _render(job: dict) -> tuple[str, float, str | None]:
+    """Worker: render one call into ``job["out"]`` (kept if there); ``(id, seconds, error)``."""
+    import soundfile as sf
+
+    from ..audio import AudioError, write_audio
+    from ..channel import PHONE_RATE, apply_phone
+
+    out = Path(job["out"])
+    if out.is_file():
+        try:
+            info = sf.info(str(out))
+            if info.frames > 0:
+                return job["id"], info.frames / info.samplerate, None
+        except RuntimeError:
+            pass  # a damaged leftover: render again
+    try:
+        wave = _load(job["source"])
+        talkers = [_load(s) for s in job["talkers"]]
+    except AudioError as e:
+        return job["id"], 0.0, str(e)
+    phone = apply_phone(wave, 16000, job["channel"], job["seed"], talkers)
+    write_audio(out, phone, PHONE_RATE)
+    return job["id"], phone.numel() / PHONE_RATE, None
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _file_name(uid: str, key: dict) -> str:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', uid)[:80]}-{digest}.wav"
+
+
+def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "phone", seed: int = 0,
+                         codec: str | None = None, babble: str | Path | None = None, workers: int | None = None,
+                         force: bool = False, overwrite: bool = False, max_utterances: int | None = None
+                         ) -> PrepareResult:
+    """Write the ``channel`` twin of ``manifest`` to ``out`` (see the module docstring); with ``max_utterances``,
+    of a seeded sample of that many utterances (in manifest order)."""
+    from ..channel import CODECS, draw_phone_channel
+    from ..channel.codecs import check_codecs
+    from ..channel.phone import CODEC_SHARES
+
+    if channel not in CHANNEL_KINDS:
+        raise InputError(f"--channel must be one of {', '.join(CHANNEL_KINDS)}, got {channel!r}")
+    if codec is not None and codec not in CODECS:
+        raise InputError(f"--codec must be one of {', '.join(CODECS)}, got {codec!r}")
+    manifest, out = Path(manifest), Path(out)
+    if out.suffix != ".jsonl":
+        raise InputError(f"{out}: the twin manifest's name must end in .jsonl")
+    if out.resolve() == manifest.resolve():
+        raise InputError(f"{out}: the twin cannot replace its own source manifest; choose another --out")
+    if max_utterances is not None and max_utterances < 1:
+        raise InputError(f"--max-utterances must be at least 1, got {max_utterances}")
+    utts = read_manifest(manifest)
+    pool_utts = read_manifest(babble) if babble else utts
+    if max_utterances is not None and max_utterances < len(utts):
+        keep = set(random.Random(f"{seed}/sample").sample(range(len(utts)), max_utterances))
+        utts = [u for i, u in enumerate(utts) if i in keep]
+    audio_dir = out.with_name(out.stem + "_audio")
+    rejected_path = out.with_name(out.stem + "_rejected.jsonl")
+    marker = out.with_name(f".{out.name}.done")
+    params = {"manifest": str(manifest.resolve()), "channel": channel, "seed": seed, "codec": codec,
+              "babble": str(Path(babble).resolve()) if babble else None, "max_utterances": max_utterances}
+    if not force and (done := _already_done(marker, params, overwrite)):
+        return done
+    check_codecs([codec] if codec else [c for c, _ in CODEC_SHARES])
+    by_id = {u.id: u for u in pool_utts}
+    ids = list(by_id)
+    jobs = []
+    for u in utts:
+        rng = random.Random(f"{seed}/{channel}/{u.id}")
+        draw = draw_phone_channel(rng, talkers=[t for t in rng.sample(ids, min(len(ids), 7)) if t != u.id],
+                                  codec=codec)
+        talkers = (draw.get("noise") or {}).get("talkers", [])
+        call_seed = rng.randrange(2**31)
+        src = _source(u)
+        name = _file_name(u.id, {"source": src, "channel": draw, "seed": call_seed})
+        jobs.append({"id": u.id, "source": src, "channel": draw, "seed": call_seed,
+                     "talkers": [_source(by_id[t]) for t in talkers], "out": str(audio_dir / name)})
+    results = _render_all(jobs, workers)
+    kept, rejected = [], []
+    for u, job, (_, seconds, error) in zip(utts, jobs, results, strict=True):
+        if error:
+            rejected.append(Rejection("unreadable audio", error, str(manifest), u.line, u.id, str(u.audio_path())))
+            continue
+        extra = {**u.extra, "channel": job["channel"], "source_audio": job["source"]["audio"], "domain": channel}
+        kept.append(Utterance(id=u.id, audio=str(Path(job["out"]).resolve()), duration=round(seconds, 4),
+                              text=u.text, speaker=u.speaker, language=u.language, sample_rate=8000, extra=extra))
+    write_manifest(out, kept)
+    written = {Path(j["out"]).name for j in jobs}
+    for old in audio_dir.glob("*.wav"):  # calls of an earlier draw (--overwrite, --force): only this run's stay
+        if old.name not in written:
+            old.unlink()
+    write_jsonl(rejected_path, (r.to_dict() for r in rejected))
+    files = {"twin": out, "rejected": rejected_path}
+    atomic_write_text(marker, json.dumps({"params": params, "files": {k: str(v) for k, v in files.items()}},
+                                         ensure_ascii=False, indent=1))
+    languages = ",".join(sorted({u.language for u in utts})) or "no utterances"
+    return PrepareResult(f"{channel} twin of {manifest.name}", languages, {"twin": kept}, rejected, files)
+
+
+def _render_all(jobs: list[dict], workers: int | None) -> list[tuple[str, float, str | None]]:
+    import sys
+
+    workers = workers or default_workers()
+    bar = dict(total=len(jobs), desc="phone calls", unit="utt", disable=not sys.stderr.isatty())
+    if workers == 1 or len(jobs) < 8:
+        return [_render(j) for j in tqdm(jobs, **bar)]
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        return list(tqdm(pool.map(_render, jobs, chunksize=2), **bar))
+
+
+def _already_done(marker: Path, params: dict, overwrite: bool) -> PrepareResult | None:
+    """The earlier result when ``marker`` holds the same ``params`` and its files are there; a finished twin with
+    other parameters is refused unless ``overwrite``."""
+    if not marker.is_file():
+        return None
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    files = {k: Path(v) for k, v in (info.get("files") or {}).items()}
+    if not all(p.is_file() for p in files.values()):
+        return None
+    if info.get("params") != params:
+        if overwrite:
+            return None
+        old = info.get("params") or {}
+        changed = "; ".join(f"{k}: {old.get(k)!r} -> {params.get(k)!r}" for k in sorted(set(old) | set(params))
+                            if old.get(k) != params.get(k))
+        raise OutputExistsError(f"{files['twin']}: written earlier with other parameters ({changed}); give "
+                                "--overwrite to replace it, or another --out")
+    rejected = []
+    with open(files["rejected"], encoding="utf-8") as f:
+        rejected = [Rejection(**json.loads(line)) for line in f if line.strip()]
+    return PrepareResult(f"{params['channel']} twin of {Path(params['manifest']).name}", "",
+                         {"twin": read_manifest(files["twin"])}, rejected, files, skipped=True)
