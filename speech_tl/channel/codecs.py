@@ -161,5 +161,6 @@ def best_lag(ref: torch.Tensor, y: torch.Tensor, max_lag: int) -> int:
     n = min(ref.numel(), y.numel() - max_lag, 16000)
     if n <= 0:
         return 0
-    scores = [abs(float(torch.dot(ref[:n], y[lag:lag + n]))) for lag in range(0, min(max_lag, y.numel() - n) + 1)]
+    r, v = ref[:n].double().numpy(), y.double().numpy()
+    scores = [abs(float(np.dot(r, v[lag:lag + n]))) for lag in range(0, min(max_lag, y.numel() - n) + 1)]
     return int(np.argmax(scores))

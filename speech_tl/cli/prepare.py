@@ -314,3 +314,20 @@ def prepare_channel_cmd(manifest, kind, out, seed, codec, babble, max_utterances
 
     _report(prepare_channel_twin(manifest, out, kind, seed, codec, babble, workers, force, overwrite,
                                  max_utterances))
+
+
+@prepare.command("pack")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The packed manifest (…jsonl); its audio goes to <out stem>_audio/.")
+@click.option("--min-seconds", type=float, default=5.0, show_default=True, help="Shortest window drawn.")
+@click.option("--max-seconds", type=float, default=28.0, show_default=True, help="Longest window drawn (at most 30).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_opt
+@overwrite_opt
+@user_errors
+def prepare_pack_cmd(manifest, out, min_seconds, max_seconds, seed, workers, force, overwrite):
+    """Pack utterances of one language and domain into Whisper windows (several per 30 s encoder pass)."""
+    from ..prepare.pack import prepare_pack
+
+    _report(prepare_pack(manifest, out, min_seconds, max_seconds, seed, workers, force, overwrite))

@@ -47,8 +47,8 @@ def _load(src: dict):
     return load_audio(src["audio"], offset=src["offset"], duration=src["duration"])
 
 
-def _render(job: dict) -> tuple[str, float, str | None]:
-    """Worker: render one call into ``job["out"]`` (kept if there); ``(id, seconds, error)``."""
+def _render(job: dict) -> tuple[str, float, str | None, dict | None]:
+    """Worker: render one call into ``job["out"]`` (kept if there); ``(id, seconds, error, channel as rendered)``."""
     import soundfile as sf
 
     from ..audio import AudioError, write_audio
@@ -59,17 +59,28 @@ def _render(job: dict) -> tuple[str, float, str | None]:
         try:
             info = sf.info(str(out))
             if info.frames > 0:
-                return job["id"], info.frames / info.samplerate, None
+                return job["id"], info.frames / info.samplerate, None, None
         except RuntimeError:
             pass  # a damaged leftover: render again
     try:
         wave = _load(job["source"])
-        talkers = [_load(s) for s in job["talkers"]]
     except AudioError as e:
-        return job["id"], 0.0, str(e)
-    phone = apply_phone(wave, 16000, job["channel"], job["seed"], talkers)
+        return job["id"], 0.0, str(e), None
+    talkers, used = [], []
+    for tid, src in zip(job["talker_ids"], job["talkers"], strict=True):
+        try:  # a babble talker that cannot be read is left out of the mix (and of the recorded draw)
+            talkers.append(_load(src))
+            used.append(tid)
+        except AudioError:
+            continue
+    channel = job["channel"]
+    if job["talkers"] and len(used) < len(job["talkers"]):
+        if not used:
+            return job["id"], 0.0, f"none of its babble talkers could be read ({', '.join(job['talker_ids'])})", None
+        channel = {**channel, "noise": {**channel["noise"], "talkers": used}}
+    phone = apply_phone(wave, 16000, channel, job["seed"], talkers)
     write_audio(out, phone, PHONE_RATE)
-    return job["id"], phone.numel() / PHONE_RATE, None
+    return job["id"], phone.numel() / PHONE_RATE, None, channel
 
 
 def _init_worker() -> None:
@@ -129,14 +140,16 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
         src = _source(u)
         name = _file_name(u.id, {"source": src, "channel": draw, "seed": call_seed})
         jobs.append({"id": u.id, "source": src, "channel": draw, "seed": call_seed,
-                     "talkers": [_source(by_id[t]) for t in talkers], "out": str(audio_dir / name)})
+                     "talker_ids": list(talkers), "talkers": [_source(by_id[t]) for t in talkers],
+                     "out": str(audio_dir / name)})
     results = _render_all(jobs, workers)
     kept, rejected = [], []
-    for u, job, (_, seconds, error) in zip(utts, jobs, results, strict=True):
+    for u, job, (_, seconds, error, rendered) in zip(utts, jobs, results, strict=True):
         if error:
             rejected.append(Rejection("unreadable audio", error, str(manifest), u.line, u.id, str(u.audio_path())))
             continue
-        extra = {**u.extra, "channel": job["channel"], "source_audio": job["source"]["audio"], "domain": channel}
+        extra = {**u.extra, "channel": rendered or job["channel"], "source_audio": job["source"]["audio"],
+                 "domain": channel}
         kept.append(Utterance(id=u.id, audio=str(Path(job["out"]).resolve()), duration=round(seconds, 4),
                               text=u.text, speaker=u.speaker, language=u.language, sample_rate=8000, extra=extra))
     write_manifest(out, kept)
@@ -152,13 +165,20 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
     return PrepareResult(f"{channel} twin of {manifest.name}", languages, {"twin": kept}, rejected, files)
 
 
-def _render_all(jobs: list[dict], workers: int | None) -> list[tuple[str, float, str | None]]:
+def _render_all(jobs: list[dict], workers: int | None) -> list[tuple[str, float, str | None, dict | None]]:
     import sys
 
     workers = workers or default_workers()
     bar = dict(total=len(jobs), desc="phone calls", unit="utt", disable=not sys.stderr.isatty())
     if workers == 1 or len(jobs) < 8:
-        return [_render(j) for j in tqdm(jobs, **bar)]
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return [_render(j) for j in tqdm(jobs, **bar)]
+        finally:
+            torch.set_num_threads(threads)
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
         return list(tqdm(pool.map(_render, jobs, chunksize=2), **bar))
 

@@ -1,0 +1,153 @@
+"""Pack short utterances into Whisper-length windows: the same speech, several times fewer encoder passes.
+
+Whisper's encoder always runs on 30 s (inputs are padded with silence to 30 s, as it was trained),
+so a 4 s utterance costs as much as a 30 s one, and training on short clips spends most of its
+time encoding silence. ``speech-tl prepare pack MANIFEST --out OUT.jsonl`` concatenates
+utterances of one language and one domain (the manifest's ``language`` and ``domain``, so a
+pack has one language token and one kind of channel) with short pauses between them into
+windows of a length drawn per window between ``--min-seconds`` and ``--max-seconds`` (an
+utterance longer than the drawn length is a window of its own), and writes:
+
+- ``OUT.jsonl``: one line per window: the transcripts joined by spaces, speaker ``pack``,
+  ``parts`` the utterance ids in order;
+- ``OUT_audio/<id>.wav`` (16 kHz), each written atomically and skipped when a resumed run finds it;
+- ``.OUT.jsonl.done``: the parameters, written last (the same parameters again are skipped,
+  other parameters refused unless ``--overwrite``).
+
+This is how Whisper was trained (30 s windows of running speech with several sentences) and what
+Whisper fine-tuning setups do to fill the window; the grouping and file writing are written here
+because no library packs a manifest into audio files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..errors import InputError, OutputExistsError
+from ..manifest import Utterance, read_manifest, write_manifest
+from .common import PrepareResult, default_workers
+
+RATE = 16000
+
+
+def plan_packs(utts: list[Utterance], seed: int, min_seconds: float, max_seconds: float
+               ) -> list[tuple[list[Utterance], list[float]]]:
+    """Seeded windows: ``[(utterances, pauses before each but the first), ...]``, one language and domain each."""
+    rng = random.Random(seed)
+    groups: dict[tuple, list[Utterance]] = {}
+    for u in utts:
+        groups.setdefault((u.language, u.extra.get("domain", "")), []).append(u)
+    packs = []
+    for key in sorted(groups):
+        group = list(groups[key])
+        rng.shuffle(group)
+        current, pauses, length, target = [], [], 0.0, rng.uniform(min_seconds, max_seconds)
+        for u in group:
+            pause = round(rng.uniform(0.2, 0.8), 3)
+            if current and length + pause + u.duration > target:
+                packs.append((current, pauses))
+                current, pauses, length, target = [], [], 0.0, rng.uniform(min_seconds, max_seconds)
+            if current:
+                pauses.append(pause)
+                length += pause
+            current.append(u)
+            length += u.duration
+        if current:
+            packs.append((current, pauses))
+    return packs
+
+
+def _write_pack(job: dict) -> tuple[str, float, str | None]:
+    import soundfile as sf
+    import torch
+
+    from ..audio import AudioError, load_audio, write_audio
+
+    out = Path(job["out"])
+    if out.is_file():
+        try:
+            info = sf.info(str(out))
+            if info.frames > 0:
+                return job["id"], info.frames / info.samplerate, None
+        except RuntimeError:
+            pass
+    pieces = []
+    try:
+        for k, part in enumerate(job["parts"]):
+            if k:
+                pieces.append(torch.zeros(int(job["pauses"][k - 1] * RATE)))
+            pieces.append(load_audio(part["audio"], RATE, offset=part["offset"], duration=part["duration"]))
+    except AudioError as e:
+        return job["id"], 0.0, str(e)
+    wave = torch.cat(pieces)
+    write_audio(out, wave, RATE)
+    return job["id"], wave.numel() / RATE, None
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0, max_seconds: float = 28.0,
+                 seed: int = 0, workers: int | None = None, force: bool = False, overwrite: bool = False
+                 ) -> PrepareResult:
+    """Write the packed twin of ``manifest`` to ``out`` (see the module docstring)."""
+    if not 0 < min_seconds <= max_seconds <= 30:
+        raise InputError(f"need 0 < --min-seconds <= --max-seconds <= 30 (Whisper's window), got {min_seconds} and "
+                         f"{max_seconds}")
+    manifest, out = Path(manifest), Path(out)
+    if out.suffix != ".jsonl" or out.resolve() == manifest.resolve():
+        raise InputError(f"{out}: the packed manifest needs its own name ending in .jsonl")
+    audio_dir, marker = out.with_name(out.stem + "_audio"), out.with_name(f".{out.name}.done")
+    params = {"manifest": str(manifest.resolve()), "min_seconds": min_seconds, "max_seconds": max_seconds,
+              "seed": seed}
+    if marker.is_file() and out.is_file() and not force:
+        old = json.loads(marker.read_text(encoding="utf-8")).get("params")
+        if old == params:
+            packs = read_manifest(out)
+            return PrepareResult(f"packs of {manifest.name}", "mixed", {"packed": packs}, [], {"packed": out},
+                                 skipped=True)
+        if not overwrite:
+            raise OutputExistsError(f"{out}: packed earlier with other parameters ({old}); give --overwrite to "
+                                    "replace it, or another --out")
+    utts = read_manifest(manifest)
+    too_long = [u for u in utts if u.duration > 30.0]
+    if too_long:
+        u = too_long[0]
+        raise InputError(f"{manifest}:{u.line}: utterance {u.id!r} is {u.duration:.1f} s, longer than Whisper's "
+                         f"30 s window ({len(too_long)} such); filter them out first (speech-tl manifest filter)")
+    jobs, lines = [], []
+    for k, (parts, pauses) in enumerate(plan_packs(utts, seed, min_seconds, max_seconds)):
+        lang, domain = parts[0].language, parts[0].extra.get("domain", "")
+        pid = f"pack-{lang}-{k:06d}"
+        jobs.append({"id": pid, "out": str(audio_dir / f"{pid}.wav"), "pauses": pauses,
+                     "parts": [{"audio": str(u.audio_path()), "offset": u.offset or 0.0,
+                                "duration": u.duration if u.offset else None} for u in parts]})
+        extra = {"parts": [u.id for u in parts]} | ({"domain": domain} if domain else {})
+        lines.append(Utterance(id=pid, audio=jobs[-1]["out"], duration=0.0, text=" ".join(u.text for u in parts),
+                               speaker="pack", language=lang, sample_rate=RATE, extra=extra))
+    workers = workers or default_workers()
+    if workers == 1 or len(jobs) < 4:
+        results = [_write_pack(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            results = list(pool.map(_write_pack, jobs, chunksize=2))
+    errors = [(j["id"], e) for j, (_, _, e) in zip(jobs, results, strict=True) if e]
+    if errors:
+        raise InputError(f"{manifest}: {len(errors)} pack(s) could not be read, e.g. {errors[0][0]}: {errors[0][1]}; "
+                         "check the manifest (speech-tl manifest validate --check-audio) and run again")
+    for line, (_, seconds, _) in zip(lines, results, strict=True):
+        line.duration = round(seconds, 4)
+    write_manifest(out, lines)
+    keep = {Path(j["out"]).name for j in jobs}
+    for old_file in audio_dir.glob("*.wav"):
+        if old_file.name not in keep:
+            old_file.unlink()
+    atomic_write_text(marker, json.dumps({"params": params, "files": {"packed": str(out)}}, indent=1))
+    return PrepareResult(f"packs of {manifest.name}", "mixed", {"packed": lines}, [], {"packed": out})
