@@ -5,8 +5,9 @@ or synthetic, any language), draws one phone channel per utterance (:mod:`speech
 from a stream seeded by ``--seed`` and the utterance id (so a line's draw does not depend on
 the others, and the same seed gives the same audio), renders it, and writes:
 
-- ``OUT.jsonl``: the same utterances (id, text, speaker, language kept), ``audio`` the 8 kHz
-  WAV of the call, ``channel`` the draw and ``source_audio`` the file it came from;
+- ``OUT.jsonl``: the same utterances (text, speaker, language kept; id ``<id>-phone``, so a manifest can
+  hold both twins, with ``source_id`` the original), ``audio`` the 8 kHz WAV of the call, ``channel`` the
+  draw and ``source_audio`` the file it came from;
 - ``OUT_audio/<id>-<hash>.wav``: the audio, each file written atomically and skipped when a
   resumed run finds it (the hash covers source, channel and seed);
 - ``OUT_rejected.jsonl``: utterances whose audio could not be read, with the manifest line;
@@ -149,8 +150,8 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
             rejected.append(Rejection("unreadable audio", error, str(manifest), u.line, u.id, str(u.audio_path())))
             continue
         extra = {**u.extra, "channel": rendered or job["channel"], "source_audio": job["source"]["audio"],
-                 "domain": channel}
-        kept.append(Utterance(id=u.id, audio=str(Path(job["out"]).resolve()), duration=round(seconds, 4),
+                 "source_id": u.id, "domain": channel}
+        kept.append(Utterance(id=f"{u.id}-{channel}", audio=str(Path(job["out"]).resolve()), duration=round(seconds, 4),
                               text=u.text, speaker=u.speaker, language=u.language, sample_rate=8000, extra=extra))
     write_manifest(out, kept)
     written = {Path(j["out"]).name for j in jobs}

@@ -130,8 +130,9 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
                      "parts": [{"audio": str(u.audio_path()), "offset": u.offset or 0.0,
                                 "duration": u.duration if u.offset else None} for u in parts]})
         extra = {"parts": [u.id for u in parts]} | ({"domain": domain} if domain else {})
-        lines.append(Utterance(id=pid, audio=jobs[-1]["out"], duration=0.0, text=" ".join(u.text for u in parts),
-                               speaker="pack", language=lang, sample_rate=RATE, extra=extra))
+        lines.append(Utterance(id=pid, audio=str(Path(jobs[-1]["out"]).resolve()), duration=0.0,
+                               text=" ".join(u.text for u in parts), speaker="pack", language=lang, sample_rate=RATE,
+                               extra=extra))
     workers = workers or default_workers()
     if workers == 1 or len(jobs) < 4:
         results = [_write_pack(j) for j in jobs]

@@ -58,9 +58,10 @@ def test_twin_keeps_the_utterances_and_writes_8khz_calls(tmp_path):
     res = prepare_channel_twin(manifest, out, seed=1, workers=1)
     assert not res.skipped and not res.rejected
     src, twin = read_manifest(manifest), read_manifest(out)
-    assert [(u.id, u.text, u.speaker, u.language) for u in twin] == [(u.id, u.text, u.speaker, u.language)
+    assert [(u.id, u.text, u.speaker, u.language) for u in twin] == [(f"{u.id}-phone", u.text, u.speaker, u.language)
                                                                       for u in src]
-    assert [u.id for u in res.splits["twin"]] == [u.id for u in src]
+    assert [u.id for u in res.splits["twin"]] == [f"{u.id}-phone" for u in src]
+    assert [u.extra["source_id"] for u in res.splits["twin"]] == [u.id for u in src]
     for s, u in zip(src, twin, strict=True):
         assert u.sample_rate == 8000 and u.extra["gender"] == s.extra["gender"] and u.extra["domain"] == "phone"
         assert u.extra["channel"]["kind"] == "phone" and u.extra["channel"]["codec"]["name"] in CODECS
@@ -77,7 +78,7 @@ def test_twin_keeps_the_utterances_and_writes_8khz_calls(tmp_path):
     # the same parameters again: skipped, nothing rewritten
     before = {p: p.stat().st_mtime_ns for p in out.parent.rglob("*") if p.is_file()}
     again = prepare_channel_twin(manifest, out, seed=1, workers=1)
-    assert again.skipped and [u.id for u in again.splits["twin"]] == [u.id for u in src]
+    assert again.skipped and [u.id for u in again.splits["twin"]] == [f"{u.id}-phone" for u in src]
     assert {p: p.stat().st_mtime_ns for p in out.parent.rglob("*") if p.is_file()} == before
 
 
@@ -134,7 +135,7 @@ def test_unreadable_or_missing_audio_is_rejected_with_its_line(tmp_path):
     by_id = {r["id"]: r["detail"] for r in rejected}
     assert "gone.wav" in by_id["utt-01"] and "not found" in by_id["utt-01"] and "junk.wav" in by_id["utt-03"]
     assert {r.id for r in res.rejected} == set(by_id)
-    kept = {u.id for u in read_manifest(out)}
+    kept = {u.extra["source_id"] for u in read_manifest(out)}
     assert "utt-00" in kept and kept | set(by_id) == {f"utt-{i:02d}" for i in range(4)}  # none dropped silently
     assert not kept & set(by_id)
     for u in read_manifest(out):  # the recorded draw names only talkers that were mixed
@@ -149,7 +150,8 @@ def test_max_utterances_takes_a_seeded_sample_in_manifest_order(tmp_path):
     assert res.exit_code == 0, res.output
     two = read_manifest(tmp_path / "two.jsonl")
     ids = [u.id for u in read_manifest(manifest)]
-    assert len(two) == 2 and [u.id for u in two] == [i for i in ids if i in {u.id for u in two}]
+    assert len(two) == 2 and [u.extra["source_id"] for u in two] == [i for i in ids if i in
+                                                                     {u.extra["source_id"] for u in two}]
     assert len(wav_bytes(tmp_path / "two.jsonl")) == 2 and "kept       2 utterances" in res.output
     again = prepare_channel_twin(manifest, tmp_path / "again.jsonl", seed=3, codec="mulaw", max_utterances=2,
                                  workers=1)
