@@ -1,8 +1,9 @@
-"""Stage 8's table: whole-Whisper transfer against zero-shot Whisper base on real German speech.
+"""Stage 8's and 9's tables: whole-Whisper transfer against zero-shot Whisper base on real German speech.
 
 Reads ``<exp>/<condition>/real.json`` (``speech-tl evaluate asr``) and ``summary.json`` of each condition and
 prints a Markdown table (written into the README between ``<!-- whisper:start -->`` and ``<!-- whisper:end -->``
-with ``--readme``).
+with ``--readme``). With ``--phone`` (stage 9), also ``phone.json``, the same clips through telephone channels, as
+two more columns and the ratio to zero-shot there (table between ``<!-- phone:start -->`` and ``<!-- phone:end -->``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ LABELS = {
     "base_ctc": "Whisper base encoder + new CTC head (bottom 4 of 6 blocks frozen)",
     "tinyen_ctc": "Whisper tiny.en encoder + CTC head (the previous recommendation)",
     "tinyen_decoder": "Whisper tiny.en with its own decoder learning German (no language token)",
+    "clean_dec2": "the previous recommendation: top 2 decoder layers on clean synthetic German (stage 8's base_dec2)",
+    "phone_b3": "phone mix, packed; top 3 encoder + top 2 decoder layers trained",
 }
 
 
@@ -36,6 +39,25 @@ def row(name: str, d: Path) -> str:
             f"{fmt(r, 'wer')} |")
 
 
+def phone_row(name: str, d: Path, zero_shot_phone: float | None) -> str:
+    r, p, s = load(d / "real.json"), load(d / "phone.json"), load(d / "summary.json")
+    steps = "-" if s is None else str(s.get("steps", "-"))
+    minutes = "-" if s is None else f"{s.get('train_minutes', 0):.1f}"
+    kept = "-" if s is None or "best_is_start" not in s else ("zero-shot" if s["best_is_start"]
+                                                               else f"step {s.get('best_step')}")
+    ratio = "-" if p is None or not zero_shot_phone else f"{p['cer'] / zero_shot_phone:.2f}"
+    clean = "- | -" if r is None else f"{fmt(r, 'cer')} | {fmt(r, 'wer')}"
+    phone = "- | -" if p is None else f"{fmt(p, 'cer')} | {fmt(p, 'wer')}"
+    return f"| {LABELS.get(name, name)} | {steps} | {minutes} | {kept} | {clean} | {phone} | {ratio} |"
+
+
+def phone_table(exp: Path, conditions: list[str]) -> str:
+    zs = load(exp / "zeroshot_base" / "phone.json")
+    lines = ["| condition | steps | minutes | checkpoint kept | clean CER | clean WER | phone CER | phone WER | "
+             "phone CER / zero-shot |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    return "\n".join(lines + [phone_row(c, exp / c, None if zs is None else zs["cer"]) for c in conditions])
+
+
 def table(exp: Path, conditions: list[str]) -> str:
     lines = ["| condition | steps | minutes | checkpoint kept | decoding | real dev CER | real dev WER |",
              "|---|---:|---:|---|---|---:|---:|"]
@@ -47,11 +69,12 @@ def main() -> None:
     ap.add_argument("--exp", type=Path, required=True)
     ap.add_argument("--conditions", required=True, help="space-separated condition names")
     ap.add_argument("--readme", type=Path, default=None)
+    ap.add_argument("--phone", action="store_true", help="clean and telephone columns (stage 9)")
     a = ap.parse_args()
-    text = table(a.exp, a.conditions.split())
+    text = (phone_table if a.phone else table)(a.exp, a.conditions.split())
     print(text)
     if a.readme is not None:
-        update_readme(a.readme, {"whisper": text})
+        update_readme(a.readme, {"phone" if a.phone else "whisper": text})
 
 
 if __name__ == "__main__":

@@ -161,6 +161,8 @@ def best_lag(ref: torch.Tensor, y: torch.Tensor, max_lag: int) -> int:
     n = min(ref.numel(), y.numel() - max_lag, 16000)
     if n <= 0:
         return 0
-    r, v = ref[:n].double().numpy(), y.double().numpy()
-    scores = [abs(float(np.dot(r, v[lag:lag + n]))) for lag in range(0, min(max_lag, y.numel() - n) + 1)]
-    return int(np.argmax(scores))
+    lags = min(max_lag, y.numel() - n) + 1
+    a, b = ref[:n].double().numpy(), y[: n + lags - 1].double().numpy()
+    size = 1 << int(np.ceil(np.log2(a.size + b.size)))
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)[:lags]  # corr[k] = a . b[k:k+n]
+    return int(np.argmax(np.abs(corr)))

@@ -10,7 +10,8 @@ utterance longer than the drawn length is a window of its own), and writes:
 
 - ``OUT.jsonl``: one line per window: the transcripts joined by spaces, speaker ``pack``,
   ``parts`` the utterance ids in order;
-- ``OUT_audio/<id>.wav`` (16 kHz), each written atomically and skipped when a resumed run finds it;
+- ``OUT_audio/<id>-<digest of its parts and pauses>.wav`` (16 kHz), each written atomically and
+  skipped when a resumed run finds it;
 - ``.OUT.jsonl.done``: the parameters, written last (the same parameters again are skipped,
   other parameters refused unless ``--overwrite``).
 
@@ -21,6 +22,7 @@ because no library packs a manifest into audio files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -126,9 +128,14 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
     for k, (parts, pauses) in enumerate(plan_packs(utts, seed, min_seconds, max_seconds)):
         lang, domain = parts[0].language, parts[0].extra.get("domain", "")
         pid = f"pack-{lang}-{k:06d}"
-        jobs.append({"id": pid, "out": str(audio_dir / f"{pid}.wav"), "pauses": pauses,
-                     "parts": [{"audio": str(u.audio_path()), "offset": u.offset or 0.0,
-                                "duration": u.duration if u.offset else None} for u in parts]})
+        # a span (offset given, 0 included) is read for its duration, a whole file whole
+        job = {"id": pid, "pauses": pauses,
+               "parts": [{"audio": str(u.audio_path()), "offset": u.offset or 0.0,
+                          "duration": u.duration if u.offset is not None else None} for u in parts]}
+        # the file name names its content, so a WAV left by a run with other parameters (--overwrite, an
+        # interrupted run) is never taken for this pack; a resumed run with the same plan keeps its files
+        digest = hashlib.sha1(json.dumps(job, sort_keys=True).encode()).hexdigest()[:8]
+        jobs.append(job | {"out": str(audio_dir / f"{pid}-{digest}.wav")})
         extra = {"parts": [u.id for u in parts]} | ({"domain": domain} if domain else {})
         lines.append(Utterance(id=pid, audio=str(Path(jobs[-1]["out"]).resolve()), duration=0.0,
                                text=" ".join(u.text for u in parts), speaker="pack", language=lang, sample_rate=RATE,
