@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .audio import AudioError, check_waveform
+from .audio import AudioChecks, AudioError, check_waveform
 from .data import UtteranceDataset, collate, speed_perturb
 
 
@@ -50,12 +50,16 @@ class BatchPlan(torch.utils.data.Sampler):
         return len(self.batches)
 
 
+INTENDED_CLIPPING = AudioChecks(max_clipped_fraction=1.0)  # a simulated channel that clips on purpose
+
+
 class TrainingItems(torch.utils.data.Dataset):
     """``(index, epoch)`` -> ``(wave (T,), index, rejection)``: the dataset's item for that epoch,
     speed-perturbed by a factor drawn from ``(seed, epoch, index)`` when ``speed_factors`` is given.
 
     Each waveform is checked (:func:`speech_tl.audio.check_waveform`: unreadable, NaN/Inf, silent,
-    heavily clipped) before augmentation; a bad one comes back as an empty wave and ``rejection``, a
+    heavily clipped; not clipping where the manifest line says ``"clipping": "intended"``, as a simulated
+    overdriven phone call does) before augmentation; a bad one comes back as an empty wave and ``rejection``, a
     message naming the file and the reason (None for a good item), so the trainer can leave it out and
     list it instead of stopping the run.
     """
@@ -70,7 +74,9 @@ class TrainingItems(torch.utils.data.Dataset):
         index, epoch = key
         try:
             wave, _ = self.dataset.load(index, epoch)
-            check_waveform(wave, self.dataset.sample_rate, self.dataset.utterances[index].audio_path())
+            utt = self.dataset.utterances[index]
+            check_waveform(wave, self.dataset.sample_rate, utt.audio_path(),
+                           INTENDED_CLIPPING if utt.extra.get("clipping") == "intended" else AudioChecks())
         except AudioError as e:
             return torch.zeros(0), index, str(e)
         if self.speed_factors:

@@ -52,3 +52,22 @@ def test_the_plan_leaves_out_cached_utterances_and_keys_carry_the_epoch(tone_cor
     assert torch.equal(batches[0]["wave"][0, : again.numel()], again)
     other_epochs = {items[(0, e)][0].numel() for e in range(8)}
     assert len(other_epochs) == 2  # the speed factor is drawn per (epoch, utterance)
+
+
+def test_a_clipped_recording_is_left_out_unless_its_line_says_the_clipping_is_intended(tmp_path):
+    """A simulated overdriven phone call (``"clipping": "intended"``, written by ``prepare channel``) is training
+    data; the same samples on a line without that mark are a damaged recording and are left out, with the reason."""
+    import numpy as np
+    import soundfile as sf
+
+    from speech_tl.manifest import Utterance
+
+    t = np.arange(16000) / 16000
+    wave = np.clip(3.0 * np.sin(2 * np.pi * 220 * t), -1.0, 1.0).astype(np.float32)  # ~60% of samples clipped
+    sf.write(str(tmp_path / "call.wav"), wave, 16000, subtype="PCM_16")
+    utts = [Utterance(id=i, audio=str(tmp_path / "call.wav"), duration=1.0, text="a", speaker="s", language="de",
+                      extra=extra) for i, extra in (("damaged", {}), ("call", {"clipping": "intended"}))]
+    items = TrainingItems(UtteranceDataset(utts), seed=0)
+    damaged, call = items[(0, 0)], items[(1, 0)]
+    assert damaged[0].numel() == 0 and "heavily clipped" in damaged[2]
+    assert call[2] is None and call[0].numel() == 16000

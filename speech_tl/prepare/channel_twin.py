@@ -151,6 +151,8 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
             continue
         extra = {**u.extra, "channel": rendered or job["channel"], "source_audio": job["source"]["audio"],
                  "source_id": u.id, "domain": channel}
+        if "clip_db" in extra["channel"]:
+            extra["clipping"] = "intended"  # training does not leave it out as a damaged recording
         kept.append(Utterance(id=f"{u.id}-{channel}", audio=str(Path(job["out"]).resolve()), duration=round(seconds, 4),
                               text=u.text, speaker=u.speaker, language=u.language, sample_rate=8000, extra=extra))
     write_manifest(out, kept)

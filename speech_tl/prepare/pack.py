@@ -136,7 +136,9 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
         # interrupted run) is never taken for this pack; a resumed run with the same plan keeps its files
         digest = hashlib.sha1(json.dumps(job, sort_keys=True).encode()).hexdigest()[:8]
         jobs.append(job | {"out": str(audio_dir / f"{pid}-{digest}.wav")})
-        extra = {"parts": [u.id for u in parts]} | ({"domain": domain} if domain else {})
+        extra = {"parts": [u.id for u in parts], "pauses": pauses} | ({"domain": domain} if domain else {})
+        if any(u.extra.get("clipping") == "intended" for u in parts):
+            extra["clipping"] = "intended"
         lines.append(Utterance(id=pid, audio=str(Path(jobs[-1]["out"]).resolve()), duration=0.0,
                                text=" ".join(u.text for u in parts), speaker="pack", language=lang, sample_rate=RATE,
                                extra=extra))

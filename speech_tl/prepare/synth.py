@@ -189,6 +189,8 @@ def collect(items: Sequence[SynthItem], results, root: Path, language_of=None, i
             extra["augment"] = item.augment
         if item.channel:
             extra["channel"] = item.channel
+            if "clip_db" in item.channel:
+                extra["clipping"] = "intended"  # training does not leave it out as a damaged recording
         splits[item.split].append(Utterance(
             id=id_prefix + uid, audio=str((root / item.rel_path()).resolve()), duration=round(seconds, 4),
             text=item.text,
