@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write_text
 from ..errors import InputError, OutputExistsError
 from ..manifest import Utterance, read_manifest, write_jsonl, write_manifest
-from .common import PrepareResult, Rejection, default_workers
+from .common import PrepareResult, Rejection, default_workers, file_sha1
 
 CHANNEL_KINDS = ("phone",)
 
@@ -124,7 +124,8 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
     audio_dir = out.with_name(out.stem + "_audio")
     rejected_path = out.with_name(out.stem + "_rejected.jsonl")
     marker = out.with_name(f".{out.name}.done")
-    params = {"manifest": str(manifest.resolve()), "channel": channel, "seed": seed, "codec": codec,
+    params = {"manifest": str(manifest.resolve()), "manifest_sha1": file_sha1(manifest), "channel": channel,
+              "seed": seed, "codec": codec,
               "babble": str(Path(babble).resolve()) if babble else None, "max_utterances": max_utterances}
     if not force and (done := _already_done(marker, params, overwrite)):
         return done

@@ -61,6 +61,17 @@ def reject(row: Row, reason: str, detail: str) -> Rejection:
                      audio=str(row.audio))
 
 
+def file_sha1(path: str | os.PathLike) -> str:
+    """SHA-1 of a file's bytes: a derived preparation (a twin, packs) records it, so a changed source is redone."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..errors import InputError, OutputExistsError
 from ..manifest import Utterance, read_manifest, write_manifest
-from .common import PrepareResult, default_workers
+from .common import PrepareResult, default_workers, file_sha1
 
 RATE = 16000
 
@@ -107,8 +107,8 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
     if out.suffix != ".jsonl" or out.resolve() == manifest.resolve():
         raise InputError(f"{out}: the packed manifest needs its own name ending in .jsonl")
     audio_dir, marker = out.with_name(out.stem + "_audio"), out.with_name(f".{out.name}.done")
-    params = {"manifest": str(manifest.resolve()), "min_seconds": min_seconds, "max_seconds": max_seconds,
-              "seed": seed}
+    params = {"manifest": str(manifest.resolve()), "manifest_sha1": file_sha1(manifest), "min_seconds": min_seconds,
+              "max_seconds": max_seconds, "seed": seed}
     if marker.is_file() and out.is_file() and not force:
         old = json.loads(marker.read_text(encoding="utf-8")).get("params")
         if old == params:

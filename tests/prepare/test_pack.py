@@ -6,6 +6,7 @@ The sources are seeded noise bursts (16 kHz, PCM 16), so each part can be found 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -171,7 +172,7 @@ def test_packs_cover_each_utterance_once_and_hold_its_audio(tmp_path):
     assert {p.audio_path().name for p in packs} == set(wav_bytes(out))
     marker = json.loads(out.with_name(".train.jsonl.done").read_text())
     assert marker["params"] == {"manifest": str(manifest.resolve()), "min_seconds": 3.0, "max_seconds": 6.0,
-                                "seed": 1}
+                                "seed": 1, "manifest_sha1": hashlib.sha1(manifest.read_bytes()).hexdigest()}
 
 
 def test_resampled_input_and_segments_are_placed_at_their_offsets(tmp_path):
@@ -336,3 +337,22 @@ def test_an_interrupted_run_keeps_the_finished_wavs_and_redoes_a_damaged_one(tmp
     plan = {tuple(u.id for u in ps): pauses for ps, pauses in plan_packs(read_manifest(manifest), 3, 3, 6)}
     for p in read_manifest(out):
         assert_pack_audio(p, plan[tuple(p.extra["parts"])], expected)
+
+
+def test_a_changed_source_manifest_is_packed_again(tmp_path):
+    """The done-marker holds the source's SHA-1: the same path with other lines is not 'already prepared'."""
+    manifest = tmp_path / "src.jsonl"
+    rows = [{"id": f"u{i}", "audio": str(tmp_path / f"u{i}.wav"), "duration": 1.0, "text": f"t{i}", "speaker": "s",
+             "language": "de"} for i in range(4)]
+    for r in rows:
+        sf.write(r["audio"], np.zeros(16000, dtype=np.float32) + 0.01, 16000)
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    out = tmp_path / "p.jsonl"
+    first = prepare_pack(manifest, out, 1.0, 3.0, workers=1)
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(OutputExistsError, match="other parameters"):
+        prepare_pack(manifest, out, 1.0, 3.0, workers=1)
+    again = prepare_pack(manifest, out, 1.0, 3.0, workers=1, overwrite=True)
+    assert not again.skipped
+    assert sum(len(p.extra["parts"]) for p in again.splits["packed"]) == 4
+    assert sum(len(p.extra["parts"]) for p in first.splits["packed"]) == 3
