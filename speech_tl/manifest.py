@@ -72,6 +72,20 @@ class Utterance:
         return out
 
 
+def clean_source(u: Utterance) -> dict:
+    """Where the clean version of ``u`` is, as ``{"audio", "offset", "duration"}``: its ``source_audio`` (a line of a
+    telephone twin, or a pack of such lines; ``source_offset`` / ``source_duration`` for a segment) or, for a line
+    that went through no simulated channel, its own audio."""
+    if u.extra.get("source_audio"):
+        source = Path(str(u.extra["source_audio"]))
+        if not source.is_absolute() and u.root is not None:  # relative: to the manifest's folder, as ``audio``
+            source = u.root / source
+        return {"audio": str(source), "offset": float(u.extra.get("source_offset") or 0.0),
+                "duration": u.extra.get("source_duration")}
+    return {"audio": str(u.audio_path()), "offset": u.offset or 0.0,
+            "duration": u.duration if u.offset is not None else None}
+
+
 def _fail(path: Path | str, line: int | None, message: str) -> ManifestError:
     where = f"{path}:{line}" if line is not None else str(path)
     return ManifestError(f"{where}: {message}")

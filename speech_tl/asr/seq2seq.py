@@ -136,11 +136,14 @@ class Seq2SeqModel(nn.Module):
 
     def forward(self, wave: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 hidden: torch.Tensor | None = None, frozen_depth: int | None = None,
-                tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                tokens: torch.Tensor | None = None, return_encoded: bool = False) -> tuple[torch.Tensor, ...]:
+        """Teacher-forced logits ``(B, L, vocab)`` and encoder lengths ``(B,)``; with ``return_encoded``, the encoder
+        output ``(B, T', D)`` too (for a loss on it, :mod:`speech_tl.asr.channel_teacher`)."""
         encoded, enc_lengths = self.encode(wave, lengths, hidden, frozen_depth)
         if tokens is None:
             raise ValueError("Seq2SeqModel.forward needs the decoder input tokens (B, L) (teacher forcing)")
-        return run_decoder(self.head, tokens.to(encoded.device), encoded, enc_lengths).float(), enc_lengths
+        logits = run_decoder(self.head, tokens.to(encoded.device), encoded, enc_lengths).float()
+        return (logits, enc_lengths, encoded) if return_encoded else (logits, enc_lengths)
 
 
 def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

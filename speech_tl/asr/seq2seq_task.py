@@ -31,8 +31,8 @@ from .seq2seq_freeze import Seq2SeqFreezePlan
 
 class Seq2SeqTask(Task):
     name = "asr"
-    primary_metric = "wer"
-    secondary_metric = "cer"
+    primary_metric = "cer"  # the checkpoint kept is the one with the lowest dev CER, the yardstick of German ASR here
+    secondary_metric = "wer"
 
     def __init__(self, cfg, log=info):
         from ..backbones.base import set_dropout
@@ -44,6 +44,10 @@ class Seq2SeqTask(Task):
         if cfg.domain.target or cfg.data.spec_augment:
             raise ConfigError("model.head=decoder does not support domain.target or data.spec_augment yet; use "
                               "model.head=ctc for them")
+        if cfg.model.channel_teacher_weight > 0 and any(f != 1.0 for f in cfg.data.speed_perturb or []):
+            raise ConfigError("model.channel_teacher_weight compares the encoder's output frame by frame with the "
+                              "teacher's on the unperturbed clean source; data.speed_perturb would change the timing "
+                              "of the student's input only: leave one of them out")
         torch.manual_seed(cfg.train.seed)
         parts = load_whisper_parts(cfg.model.backbone, pretrained=cfg.model.pretrained)
         self.tokenizer_json, self.generation = parts.tokenizer_json, parts.generation
@@ -68,6 +72,15 @@ class Seq2SeqTask(Task):
             for lang in langs:
                 tokens.language_token(lang)  # a language the checkpoint lacks is an error now, not mid-run
         self.train_set = UtteranceDataset(train)
+        self.teacher = None
+        if cfg.model.channel_teacher_weight > 0:
+            from .channel_teacher import ChannelTeacher
+
+            self.teacher = ChannelTeacher(parts.encoder, train, cfg.model.channel_teacher_weight)
+            log(f"channel teacher: the pretrained encoder on the clean sources of {self.teacher.paired} of "
+                f"{len(train)} training utterances (the others are their own source), weight "
+                f"{cfg.model.channel_teacher_weight:g}")
+        self._targets: tuple[list[int], tuple[torch.Tensor, torch.Tensor]] | None = None
         self.dev_set = None
         if cfg.data.dev:
             dev = load_training_manifest(cfg.data.dev, cfg.data, need_text=True, out_dir=out, name="dev")
@@ -81,12 +94,22 @@ class Seq2SeqTask(Task):
 
     def model_inputs(self, indices: list[int]) -> dict:
         inputs, _ = pad_targets([self.pairs[int(i)] for i in indices], self.model.tokens.eot)
-        return {"tokens": inputs}
+        if self.teacher is None:
+            return {"tokens": inputs}
+        device = next(self.model.parameters()).device
+        self._targets = ([int(i) for i in indices], self.teacher.targets(indices, device))
+        return {"tokens": inputs, "return_encoded": True}
 
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
-        logits, _ = output
+        logits = output[0]
         _, labels = pad_targets([self.pairs[int(i)] for i in indices], self.model.tokens.eot)
-        return seq2seq_loss(logits, labels)
+        loss = seq2seq_loss(logits, labels)
+        if self.teacher is not None:
+            held, (target, frames) = self._targets
+            if held != [int(i) for i in indices]:
+                raise RuntimeError("channel teacher: the targets were made for another batch")
+            loss = loss + self.teacher.weight * self.teacher.loss(output[2], target, frames)
+        return loss
 
     def evaluate(self, model, device) -> dict:
         if self.dev_set is None:

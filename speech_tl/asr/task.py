@@ -154,10 +154,10 @@ def train_asr(cfg: AsrConfig, log=info) -> dict:
             summary["best_dev"] = best
 
             def show(m: dict) -> str:
-                return ", ".join(f"{k.upper()} {m[k]:.4f}" for k in ("wer", "cer") if k in m)
+                return ", ".join(f"{k.upper()} {m[k]:.4f}" for k in ("cer", "wer") if k in m)
 
             log("the adapted model " + ("beats" if summary["beats_zero_shot"] else "does NOT beat") + " zero-shot on "
-                f"the dev set {cfg.data.dev} (WER first, CER breaks ties): best (step {summary['best_step']}) "
+                f"the dev set {cfg.data.dev} (CER first, WER breaks ties): best (step {summary['best_step']}) "
                 f"{show(best)}; zero-shot {show(summary['start_dev'])}"
                 + ("" if summary["beats_zero_shot"] else "; the checkpoint kept is the zero-shot model"))
             atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))

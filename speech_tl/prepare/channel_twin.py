@@ -39,7 +39,7 @@ CHANNEL_KINDS = ("phone",)
 
 def _source(u: Utterance) -> dict:
     return {"audio": str(u.audio_path()), "offset": u.offset or 0.0,
-            "duration": u.duration if u.offset else None}
+            "duration": u.duration if u.offset is not None else None}  # a span (offset 0 included): its duration
 
 
 def _load(src: dict):
@@ -152,6 +152,8 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
             continue
         extra = {**u.extra, "channel": rendered or job["channel"], "source_audio": job["source"]["audio"],
                  "source_id": u.id, "domain": channel}
+        if job["source"]["offset"] or job["source"]["duration"] is not None:  # a segment of its file
+            extra.update(source_offset=job["source"]["offset"], source_duration=job["source"]["duration"])
         if "clip_db" in extra["channel"]:
             extra["clipping"] = "intended"  # training does not leave it out as a damaged recording
         kept.append(Utterance(id=f"{u.id}-{channel}", audio=str(Path(job["out"]).resolve()), duration=round(seconds, 4),

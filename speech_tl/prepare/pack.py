@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import InputError, OutputExistsError
-from ..manifest import Utterance, read_manifest, write_manifest
+from ..manifest import Utterance, clean_source, read_manifest, write_manifest
 from .common import PrepareResult, default_workers, file_sha1
 
 RATE = 16000
@@ -77,16 +77,24 @@ def _write_pack(job: dict) -> tuple[str, float, str | None]:
                 return job["id"], info.frames / info.samplerate, None
         except RuntimeError:
             pass
-    pieces = []
+    pieces, sources = [], []
     try:
         for k, part in enumerate(job["parts"]):
             if k:
                 pieces.append(torch.zeros(int(job["pauses"][k - 1] * RATE)))
+                sources.append(pieces[-1])
             pieces.append(load_audio(part["audio"], RATE, offset=part["offset"], duration=part["duration"]))
+            if job.get("sources"):  # the clean source, cut or padded to its twin's length: the two packs align
+                src = job["sources"][k]
+                clean = load_audio(src["audio"], RATE, offset=src["offset"], duration=src["duration"])
+                sources.append(torch.nn.functional.pad(clean, (0, max(0, pieces[-1].numel() - clean.numel())))
+                               [: pieces[-1].numel()])
     except AudioError as e:
         return job["id"], 0.0, str(e)
     wave = torch.cat(pieces)
-    write_audio(out, wave, RATE)
+    if job.get("sources"):
+        write_audio(job["source_out"], torch.cat(sources), RATE)
+    write_audio(out, wave, RATE)  # last: its presence means the pack (and its source) is done
     return job["id"], wave.numel() / RATE, None
 
 
@@ -134,9 +142,14 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
                           "duration": u.duration if u.offset is not None else None} for u in parts]}
         # the file name names its content, so a WAV left by a run with other parameters (--overwrite, an
         # interrupted run) is never taken for this pack; a resumed run with the same plan keeps its files
+        if any(u.extra.get("source_audio") for u in parts):  # twins of clean recordings: their clean pack too
+            job["sources"] = [clean_source(u) for u in parts]
         digest = hashlib.sha1(json.dumps(job, sort_keys=True).encode()).hexdigest()[:8]
         jobs.append(job | {"out": str(audio_dir / f"{pid}-{digest}.wav")})
         extra = {"parts": [u.id for u in parts], "pauses": pauses} | ({"domain": domain} if domain else {})
+        if "sources" in job:
+            jobs[-1]["source_out"] = str(audio_dir / f"{pid}-{digest}-source.wav")
+            extra["source_audio"] = str(Path(jobs[-1]["source_out"]).resolve())
         if any(u.extra.get("clipping") == "intended" for u in parts):
             extra["clipping"] = "intended"
         lines.append(Utterance(id=pid, audio=str(Path(jobs[-1]["out"]).resolve()), duration=0.0,
@@ -155,7 +168,7 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
     for line, (_, seconds, _) in zip(lines, results, strict=True):
         line.duration = round(seconds, 4)
     write_manifest(out, lines)
-    keep = {Path(j["out"]).name for j in jobs}
+    keep = {Path(j[k]).name for j in jobs for k in ("out", "source_out") if k in j}
     for old_file in audio_dir.glob("*.wav"):
         if old_file.name not in keep:
             old_file.unlink()

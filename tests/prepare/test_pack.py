@@ -356,3 +356,98 @@ def test_a_changed_source_manifest_is_packed_again(tmp_path):
     assert not again.skipped
     assert sum(len(p.extra["parts"]) for p in again.splits["packed"]) == 4
     assert sum(len(p.extra["parts"]) for p in first.splits["packed"]) == 3
+
+
+# --------------------------------------------------------------------------- phone twins: their clean pack beside
+
+
+def twin_rows(folder: Path) -> tuple[Path, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A manifest of phone twins (domain ``phone``, German) whose ``source_audio`` is a clean recording, and one line
+    without a source, in ``folder``: ``t0`` shorter than its source (relative ``source_audio``), ``t1-8k`` an 8 kHz
+    call longer than its source, ``t2`` of a span of a longer clean file (``source_offset`` / ``source_duration``),
+    ``own`` no twin at all. Returns the manifest, each line's audio at 16 kHz and each line's clean audio."""
+    (folder / "clean").mkdir(parents=True)
+    (folder / "calls").mkdir()
+    own_audio, clean = {}, {}
+
+    def write(path: Path, data: np.ndarray, rate: int = SR) -> str:
+        sf.write(str(path), data, rate, subtype="PCM_16")
+        return str(path)
+
+    c0, c1, long = noise(1.0, 200), noise(1.5, 201), noise(3.0, 202)
+    write(folder / "clean" / "s0.wav", c0)
+    write(folder / "clean" / "s1.wav", c1)
+    write(folder / "clean" / "long.wav", long)
+    t0, t2, own = noise(0.9, 300), noise(1.25, 302), noise(1.0, 303)
+    t = np.arange(int(round(1.6 * SR))) / SR
+    lines = [
+        ("t0", write(folder / "calls" / "t0.wav", t0), 0.9, {"source_audio": "clean/s0.wav"}),
+        ("t1-8k", write(folder / "calls" / "t1.wav", sine_8k(1.6), 8000), 1.6,
+         {"source_audio": str(folder / "clean" / "s1.wav")}),
+        ("t2", write(folder / "calls" / "t2.wav", t2), 1.25,
+         {"source_audio": str(folder / "clean" / "long.wav"), "source_offset": 0.5, "source_duration": 1.25}),
+        ("own", write(folder / "calls" / "own.wav", own), 1.0, {}),
+    ]
+    own_audio = {"t0": t0 / 32768, "t1-8k": (0.4 * np.sin(2 * np.pi * SINE_HZ * t)), "t2": t2 / 32768,
+                 "own": own / 32768}
+    clean = {"t0": c0 / 32768, "t1-8k": c1 / 32768, "t2": long[8000:8000 + 20000] / 32768, "own": own / 32768}
+    rows = [{"id": uid, "audio": audio, "duration": seconds, "text": TEXTS[i], "speaker": "s", "language": "de",
+             "domain": "phone", **extra} for i, (uid, audio, seconds, extra) in enumerate(lines)]
+    manifest = folder / "twins.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return (manifest, {k: v.astype(np.float32) for k, v in own_audio.items()},
+            {k: v.astype(np.float32) for k, v in clean.items()})
+
+
+def test_a_pack_of_phone_twins_has_a_sample_aligned_pack_of_their_clean_sources(tmp_path, monkeypatch):
+    from speech_tl.manifest import clean_source
+
+    manifest, own_audio, clean = twin_rows(tmp_path / "src")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the relative source_audio resolves against the manifest's folder
+    out = tmp_path / "packed" / "p.jsonl"
+    prepare_pack(manifest, out, min_seconds=30, max_seconds=30, seed=2, workers=1)
+    (pack,) = read_manifest(out)
+    assert sorted(pack.extra["parts"]) == ["own", "t0", "t1-8k", "t2"]
+    ((parts, pauses),) = plan_packs(read_manifest(manifest), 2, 30, 30)
+    assert [u.id for u in parts] == pack.extra["parts"]
+    assert_pack_audio(pack, pauses, own_audio)  # the pack itself: the calls, as without sources
+
+    source = Path(pack.extra["source_audio"])
+    assert source.is_absolute() and source.parent == audio_dir(out).resolve()
+    assert source.name == pack.audio_path().name.removesuffix(".wav") + "-source.wav"
+    assert {p.name for p in audio_dir(out).iterdir()} == {pack.audio_path().name, source.name}
+    assert clean_source(pack) == {"audio": str(source), "offset": 0.0, "duration": None}
+    info, wave = sf.info(str(source)), sf.read(str(source), dtype="float32")[0]
+    packed = sf.read(str(pack.audio_path()), dtype="float32")[0]
+    assert info.samplerate == SR and info.channels == 1
+    assert wave.size == packed.size  # sample-aligned with the pack
+    at = 0
+    for k, uid in enumerate(pack.extra["parts"]):
+        if k:
+            gap = int(round(pauses[k - 1] * SR))
+            assert not wave[at:at + gap].any(), f"pause before {uid} is not silence"
+            at += gap
+        n = own_audio[uid].size  # the call's length: its clean source cut or padded to it
+        want = np.zeros(n, dtype=np.float32)
+        want[:min(n, clean[uid].size)] = clean[uid][:n]
+        assert np.abs(wave[at:at + n] - want).max() <= 1 / 32768, f"{uid}: clean source not at sample {at}"
+        at += n
+    assert at == wave.size
+    # t0's source was cut (1.0 s -> 0.9 s), t1's padded with silence (1.5 s -> 1.6 s)
+    assert own_audio["t0"].size < clean["t0"].size and own_audio["t1-8k"].size > clean["t1-8k"].size
+
+    # a forced rerun keeps both files (and does not write them again)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in audio_dir(out).iterdir()}
+    prepare_pack(manifest, out, min_seconds=30, max_seconds=30, seed=2, workers=1, force=True)
+    assert {p.name: p.stat().st_mtime_ns for p in audio_dir(out).iterdir()} == mtimes
+
+
+def test_lines_without_a_source_make_no_source_pack(tmp_path):
+    manifest, _ = corpus(tmp_path / "src", mixed_rows()[:8])
+    out = tmp_path / "p.jsonl"
+    prepare_pack(manifest, out, min_seconds=3, max_seconds=6, seed=1, workers=1)
+    packs = read_manifest(out)
+    assert packs and not any("source_audio" in p.extra for p in packs)
+    assert not [p for p in audio_dir(out).iterdir() if p.name.endswith("-source.wav")]
+    assert {p.audio_path().name for p in packs} == set(wav_bytes(out))
