@@ -45,6 +45,17 @@ class ChannelTeacher:
     def __init__(self, encoder: nn.Module, utterances: list[Utterance], weight: float):
         self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
         self.sources = [clean_source(u) for u in utterances]
+        from pathlib import Path
+
+        from ..errors import InputError
+
+        missing = [(u, s["audio"]) for u, s in zip(utterances, self.sources, strict=True)
+                   if not Path(s["audio"]).is_file()]
+        if missing:  # found now, not at the step that first draws the line
+            u, path = missing[0]
+            raise InputError(f"line {u.line} of the training manifest: the clean source of {u.id!r} ({path}) is "
+                             f"not there ({len(missing)} such); the channel teacher encodes it "
+                             "(model.channel_teacher_weight): prepare the twin again or set the weight to 0")
         self.weight = weight
         self.paired = sum(1 for u in utterances if u.extra.get("source_audio"))
 

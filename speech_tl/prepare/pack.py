@@ -70,7 +70,7 @@ def _write_pack(job: dict) -> tuple[str, float, str | None]:
     from ..audio import AudioError, load_audio, write_audio
 
     out = Path(job["out"])
-    if out.is_file():
+    if out.is_file() and (not job.get("sources") or Path(job["source_out"]).is_file()):
         try:
             info = sf.info(str(out))
             if info.frames > 0:

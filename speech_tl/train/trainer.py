@@ -529,6 +529,11 @@ class Trainer:
                    "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})",
                    "nonfinite_steps": s.nonfinite_steps, "empty_steps": s.empty_steps,
                    "rejected_audio": len(self.rejected), **self.task.report()}
+        best_meta = self.out_dir / "best" / "meta.json"
+        if best_meta.is_file():  # every dev metric of the checkpoint kept (reports rank ASR runs by WER, say)
+            kept = json.loads(best_meta.read_text(encoding="utf-8")).get("metrics") or {}
+            summary.update({f"best_dev_{k}": v for k, v in kept.items()
+                            if isinstance(v, float) and f"best_dev_{k}" not in summary})
         if self.cfg.eval_at_start and start_file.is_file():
             summary["start_dev"] = json.loads(start_file.read_text(encoding="utf-8"))["before_first_step"]
             summary["best_is_start"] = s.best_step == 0
