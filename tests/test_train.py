@@ -331,3 +331,31 @@ def test_utterances_with_unusable_audio_are_left_out_listed_once_and_not_fatal(t
     assert "clipped" in reasons["bad-clipped"] and str(tmp_path / "broken.wav") in reasons["bad-broken"]
     warned = [m for m in logs if m.startswith("warning: left out of training")]
     assert len(warned) == 4 and all(str(tmp_path) in m for m in warned)
+
+
+def test_bf16_on_a_cpu_only_when_asked_for_and_native(monkeypatch):
+    """``train.amp=bf16`` turns bfloat16 autocast on for a CPU with native bf16 (AVX512-BF16 / AMX); ``auto`` keeps
+    a CPU in float32, and a CPU without native bf16 (emulated: slower) stays in float32 even when asked."""
+    from speech_tl.train import distributed
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(distributed, "cpu_has_native_bf16", lambda: True)
+    assert distributed.amp_settings("bf16", cpu) == (True, torch.bfloat16, False)
+    assert distributed.amp_settings("auto", cpu) == (False, None, False)
+    assert distributed.amp_settings("off", cpu) == (False, None, False)
+    monkeypatch.setattr(distributed, "cpu_has_native_bf16", lambda: False)
+    assert distributed.amp_settings("bf16", cpu) == (False, None, False)
+
+
+def test_training_in_bf16_on_a_cpu_lowers_the_loss(tone_corpus, tiny_whisper, tmp_path, monkeypatch):
+    """The one loop under CPU bf16 autocast (prefix cache included) trains: the loss falls, and the log says AMP."""
+    from speech_tl.train import distributed
+
+    monkeypatch.setattr(distributed, "cpu_has_native_bf16", lambda: True)
+    lines = []
+    cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "run", max_steps=40, eval_every=20, lr=1e-2, amp="bf16")
+    summary = train_asr(cfg, log=lines.append)
+    assert any("AMP torch.bfloat16" in line for line in lines)
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert summary["nonfinite_steps"] == 0 and losses[-1] < 0.7 * losses[0]

@@ -453,6 +453,8 @@ class Trainer:
         head = self.task.head
         self.log_fn(self.plan.summary(head))
         self.log_fn(f"device {self.device}" + (f", AMP {self.amp_dtype}" if self.amp else ", AMP off")
+                    + (" (train.amp=bf16, but this CPU has no native bfloat16: AVX512-BF16 or AMX)"
+                       if self.cfg.amp == "bf16" and not self.amp and self.device.type == "cpu" else "")
                     + (f", DDP x{self.dist.world_size}" if self.dist.world_size > 1 else "")
                     + f", {self.cfg.num_workers} loader worker(s)"
                     + (f", {self.cfg.accumulate} batches per step" if self.cfg.accumulate > 1 else ""))
