@@ -30,7 +30,7 @@ cd "$(dirname "$0")/../.."
 stage=0; stop_stage=9; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
-phone_conditions="zeroshot_base clean_dec2 recommended"
+phone_conditions="zeroshot_base clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 phone_b0_bf16 recommended"
 phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
@@ -348,11 +348,20 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
   local t="recipes/asr_de/conf/transfer.yaml"
   case "$1" in
     recommended) echo "$t";;
-    # the previous recommendation: top 2 decoder layers on clean and realistic synthetic German, encoder frozen
+    # the previous recommendation (stage 8's base_dec2): top 2 decoder layers on clean and realistic synthetic
+    # German, the encoder frozen, float32
     clean_dec2) echo "$t data.train=$data/synth-asr-mix_de_train.jsonl data.dev=$real_dev data.batch_seconds=30 \
-                      data.max_duration=20 freeze.bottom_layers=6 train.lr=0.0001";;
-    # the phone mix with the encoder frozen (only the top 2 decoder layers learn)
-    phone_dec2) echo "$t freeze.bottom_layers=6 train.lr=0.0001";;
+                      data.max_duration=20 freeze.bottom_layers=6 train.amp=off train.max_minutes=12 \
+                      train.eval_every=15 train.checkpoint_every=15";;
+    # the phone mix in float32 at half the learning rate, without and with the channel teacher
+    phone_b3_fp32) echo "$t train.amp=off train.lr=5e-5 train.max_minutes=12 train.eval_every=20 \
+                         train.checkpoint_every=20";;
+    phone_b3_teacher) echo "$t train.amp=off train.lr=5e-5 train.max_minutes=12 train.eval_every=20 \
+                            train.checkpoint_every=20 model.channel_teacher_weight=1";;
+    # bf16 (twice the steps), 12 minutes; and the whole encoder trained
+    phone_b3_bf16) echo "$t train.max_minutes=12";;
+    phone_b0_bf16) echo "$t freeze.bottom_layers=0 train.lr=5e-5 train.max_minutes=12 train.eval_every=25 \
+                         train.checkpoint_every=25";;
     *) return 1;;
   esac
 }

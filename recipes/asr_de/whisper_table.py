@@ -22,8 +22,12 @@ LABELS = {
     "base_ctc": "Whisper base encoder + new CTC head (bottom 4 of 6 blocks frozen)",
     "tinyen_ctc": "Whisper tiny.en encoder + CTC head (the previous recommendation)",
     "tinyen_decoder": "Whisper tiny.en with its own decoder learning German (no language token)",
-    "clean_dec2": "the previous recommendation: top 2 decoder layers on clean synthetic German (stage 8's base_dec2)",
-    "phone_b3": "phone mix, packed; top 3 encoder + top 2 decoder layers trained",
+    "clean_dec2": "previous recommendation: top 2 decoder layers on clean synthetic German (stage 8's base_dec2)",
+    "phone_b3_fp32": "phone mix: top 3 encoder + top 2 decoder layers, lr 5e-5, float32",
+    "phone_b3_teacher": "the same with the channel teacher (weight 1)",
+    "phone_b3_bf16": "phone mix: top 3 encoder + top 2 decoder layers, lr 1e-4, bf16, 12 min",
+    "phone_b0_bf16": "phone mix: all 6 encoder blocks + top 2 decoder layers, lr 5e-5, bf16",
+    "recommended": "**recommended** (`conf/transfer.yaml`: phone mix, top 3 + top 2, lr 1e-4, bf16, 11 min)",
 }
 
 
@@ -46,15 +50,18 @@ def phone_row(name: str, d: Path, zero_shot_phone: float | None) -> str:
     kept = "-" if s is None or "best_is_start" not in s else ("zero-shot" if s["best_is_start"]
                                                                else f"step {s.get('best_step')}")
     ratio = "-" if p is None or not zero_shot_phone else f"{p['cer'] / zero_shot_phone:.2f}"
+    best = None if s is None else (s.get("best_dev") or {}).get("cer", s.get("best_dev_cer"))
+    picked = "-" if best is None or "start_dev" not in s else f"{best:.3f} ({s['start_dev']['cer']:.3f})"
     clean = "- | -" if r is None else f"{fmt(r, 'cer')} | {fmt(r, 'wer')}"
     phone = "- | -" if p is None else f"{fmt(p, 'cer')} | {fmt(p, 'wer')}"
-    return f"| {LABELS.get(name, name)} | {steps} | {minutes} | {kept} | {clean} | {phone} | {ratio} |"
+    return f"| {LABELS.get(name, name)} | {steps} | {minutes} | {kept} | {picked} | {clean} | {phone} | {ratio} |"
 
 
 def phone_table(exp: Path, conditions: list[str]) -> str:
     zs = load(exp / "zeroshot_base" / "phone.json")
-    lines = ["| condition | steps | minutes | checkpoint kept | clean CER | clean WER | phone CER | phone WER | "
-             "phone CER / zero-shot |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| condition | steps | minutes | checkpoint kept | dev CER, greedy, both (at start) | clean CER | "
+             "clean WER | phone CER | phone WER | phone CER / zero-shot |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     return "\n".join(lines + [phone_row(c, exp / c, None if zs is None else zs["cer"]) for c in conditions])
 
 
