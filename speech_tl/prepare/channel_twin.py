@@ -30,9 +30,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..manifest import Utterance, read_manifest, write_jsonl, write_manifest
-from .common import PrepareResult, Rejection, default_workers, file_sha1
+from .common import PrepareResult, Rejection, default_workers, file_sha1, finished_files, read_rejections
 
 CHANNEL_KINDS = ("phone",)
 
@@ -127,8 +127,11 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
     params = {"manifest": str(manifest.resolve()), "manifest_sha1": file_sha1(manifest), "channel": channel,
               "seed": seed, "codec": codec,
               "babble": str(Path(babble).resolve()) if babble else None, "max_utterances": max_utterances}
-    if not force and (done := _already_done(marker, params, overwrite)):
-        return done
+    if not force and (files := finished_files(marker, params, overwrite, f"the {channel} twin was written here",
+                                               "another --out")):
+        return PrepareResult(f"{channel} twin of {manifest.name}", ",".join(sorted({u.language for u in utts})),
+                             {"twin": read_manifest(files["twin"])}, read_rejections(files["rejected"]), files,
+                             skipped=True)
     check_codecs([codec] if codec else [c for c, _ in CODEC_SHARES])
     by_id = {u.id: u for u in pool_utts}
     ids = list(by_id)
@@ -165,7 +168,7 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
             old.unlink()
     write_jsonl(rejected_path, (r.to_dict() for r in rejected))
     files = {"twin": out, "rejected": rejected_path}
-    atomic_write_text(marker, json.dumps({"params": params, "files": {k: str(v) for k, v in files.items()}},
+    atomic_write_text(marker, json.dumps({"params": params, "files": {k: str(v.resolve()) for k, v in files.items()}},
                                          ensure_ascii=False, indent=1))
     languages = ",".join(sorted({u.language for u in utts})) or "no utterances"
     return PrepareResult(f"{channel} twin of {manifest.name}", languages, {"twin": kept}, rejected, files)
@@ -187,30 +190,3 @@ def _render_all(jobs: list[dict], workers: int | None) -> list[tuple[str, float,
             torch.set_num_threads(threads)
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
         return list(tqdm(pool.map(_render, jobs, chunksize=2), **bar))
-
-
-def _already_done(marker: Path, params: dict, overwrite: bool) -> PrepareResult | None:
-    """The earlier result when ``marker`` holds the same ``params`` and its files are there; a finished twin with
-    other parameters is refused unless ``overwrite``."""
-    if not marker.is_file():
-        return None
-    try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    files = {k: Path(v) for k, v in (info.get("files") or {}).items()}
-    if not all(p.is_file() for p in files.values()):
-        return None
-    if info.get("params") != params:
-        if overwrite:
-            return None
-        old = info.get("params") or {}
-        changed = "; ".join(f"{k}: {old.get(k)!r} -> {params.get(k)!r}" for k in sorted(set(old) | set(params))
-                            if old.get(k) != params.get(k))
-        raise OutputExistsError(f"{files['twin']}: written earlier with other parameters ({changed}); give "
-                                "--overwrite to replace it, or another --out")
-    rejected = []
-    with open(files["rejected"], encoding="utf-8") as f:
-        rejected = [Rejection(**json.loads(line)) for line in f if line.strip()]
-    return PrepareResult(f"{params['channel']} twin of {Path(params['manifest']).name}", "",
-                         {"twin": read_manifest(files["twin"])}, rejected, files, skipped=True)

@@ -198,23 +198,24 @@ def marker_path(out_dir: Path, corpus: str, language: str) -> Path:
     return out_dir / f".{corpus}_{language}.done"
 
 
-def already_done(out_dir: Path, corpus: str, language: str, params: dict,
-                 overwrite: bool = False) -> PrepareResult | None:
-    """The previous result if a done-marker with the same parameters exists and its files are there.
+def finished_files(marker: Path, params: dict, overwrite: bool, what: str, elsewhere: str) -> dict[str, Path] | None:
+    """The files done-marker ``marker`` lists, when it holds ``params`` and they are all there (a finished run to
+    reuse); None when there is none.
 
-    A finished preparation with other parameters whose manifests are still there is refused
-    (:class:`~speech_tl.errors.OutputExistsError`) unless ``overwrite``: redoing it would replace them.
-    (``force`` callers do not ask: forcing a redo replaces the outputs anyway.)
+    A finished run with other parameters whose files are still there is refused
+    (:class:`~speech_tl.errors.OutputExistsError`, naming a file, ``what`` was done there and what changed) unless
+    ``overwrite``: redoing it would replace them. (``force`` callers do not ask: forcing a redo replaces the outputs
+    anyway.) ``elsewhere``: the other way out, e.g. "another --out-dir".
     """
-    marker = marker_path(out_dir, corpus, language)
     if not marker.is_file():
         return None
     try:
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+    files = {k: Path(v) for k, v in (info.get("files") or {}).items()}
     if info.get("params") != params:
-        there = [Path(p) for p in (info.get("files") or {}).values() if Path(p).is_file()]
+        there = [p for p in files.values() if p.is_file()]
         if there and not overwrite:
             old = info.get("params") or {}
             changed = "; ".join(f"{k}: {old.get(k, '(unset)')!r} -> {params.get(k, '(unset)')!r}"
@@ -222,19 +223,30 @@ def already_done(out_dir: Path, corpus: str, language: str, params: dict,
             from ..errors import OutputExistsError
 
             more = f" (and {len(there) - 1} more file(s))" if len(there) > 1 else ""
-            raise OutputExistsError(f"{there[0]}{more}: {corpus} ({language}) was prepared here with other "
-                                    f"parameters ({changed}); give --overwrite to replace it, or another --out-dir")
+            raise OutputExistsError(f"{there[0]}{more}: {what} with other parameters ({changed}); give --overwrite "
+                                    f"to replace it, or {elsewhere}")
         return None
-    if not all(Path(p).is_file() for p in info.get("files", {}).values()):
+    return files if all(p.is_file() for p in files.values()) else None
+
+
+def read_rejections(path: Path) -> list[Rejection]:
+    """The rejections of a ``*_rejected.jsonl`` file written by a preparer."""
+    with open(path, encoding="utf-8") as f:
+        return [Rejection(**json.loads(line)) for line in f if line.strip()]
+
+
+def already_done(out_dir: Path, corpus: str, language: str, params: dict,
+                 overwrite: bool = False) -> PrepareResult | None:
+    """The previous result if a done-marker with the same parameters exists and its files are there
+    (:func:`finished_files`: other parameters are refused unless ``overwrite``)."""
+    files = finished_files(marker_path(out_dir, corpus, language), params, overwrite,
+                           f"{corpus} ({language}) was prepared here", "another --out-dir")
+    if files is None:
         return None
     from ..manifest import read_manifest
 
-    files = {k: Path(v) for k, v in info["files"].items()}
     splits = {k: read_manifest(p) for k, p in files.items() if k != "rejected"}
-    rejected = []
-    if "rejected" in files:
-        with open(files["rejected"], encoding="utf-8") as f:
-            rejected = [Rejection(**json.loads(line)) for line in f if line.strip()]
+    rejected = read_rejections(files["rejected"]) if "rejected" in files else []
     return PrepareResult(corpus, language, splits, rejected, files, skipped=True)
 
 

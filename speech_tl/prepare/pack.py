@@ -29,9 +29,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ..atomic import atomic_write_text
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..manifest import Utterance, clean_source, read_manifest, write_manifest
-from .common import PrepareResult, default_workers, file_sha1
+from .common import PrepareResult, default_workers, file_sha1, finished_files
 
 RATE = 16000
 
@@ -117,15 +117,10 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
     audio_dir, marker = out.with_name(out.stem + "_audio"), out.with_name(f".{out.name}.done")
     params = {"manifest": str(manifest.resolve()), "manifest_sha1": file_sha1(manifest), "min_seconds": min_seconds,
               "max_seconds": max_seconds, "seed": seed}
-    if marker.is_file() and out.is_file() and not force:
-        old = json.loads(marker.read_text(encoding="utf-8")).get("params")
-        if old == params:
-            packs = read_manifest(out)
-            return PrepareResult(f"packs of {manifest.name}", "mixed", {"packed": packs}, [], {"packed": out},
-                                 skipped=True)
-        if not overwrite:
-            raise OutputExistsError(f"{out}: packed earlier with other parameters ({old}); give --overwrite to "
-                                    "replace it, or another --out")
+    if not force and (files := finished_files(marker, params, overwrite, f"packs of {manifest.name} were written here",
+                                               "another --out")):
+        return PrepareResult(f"packs of {manifest.name}", "mixed", {"packed": read_manifest(files["packed"])}, [],
+                             files, skipped=True)
     utts = read_manifest(manifest)
     too_long = [u for u in utts if u.duration > 30.0]
     if too_long:
@@ -172,5 +167,5 @@ def prepare_pack(manifest: str | Path, out: str | Path, min_seconds: float = 5.0
     for old_file in audio_dir.glob("*.wav"):
         if old_file.name not in keep:
             old_file.unlink()
-    atomic_write_text(marker, json.dumps({"params": params, "files": {"packed": str(out)}}, indent=1))
+    atomic_write_text(marker, json.dumps({"params": params, "files": {"packed": str(out.resolve())}}, indent=1))
     return PrepareResult(f"packs of {manifest.name}", "mixed", {"packed": lines}, [], {"packed": out})

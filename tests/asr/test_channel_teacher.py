@@ -24,6 +24,7 @@ from speech_tl.backbones.whisper_tokens import WhisperTokens
 from speech_tl.config import ConfigError, build
 from speech_tl.data import pad_waves
 from speech_tl.manifest import Utterance, clean_source, read_manifest, write_manifest
+from tests.channel.speech import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 from tests.tiny_asr import spell, tiny_whisper_seq2seq  # noqa: F401  (fixture)
 
 SR = 16000
@@ -33,15 +34,6 @@ NOISE = 0.2  # std of the white noise of the "phone" twins (the tones' amplitude
 
 def quiet(*_a, **_k):
     pass
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a busy two-core machine: one intra-op thread is faster than two contending ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_model(source: str) -> Seq2SeqModel:
