@@ -30,7 +30,8 @@ cd "$(dirname "$0")/../.."
 stage=0; stop_stage=9; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
-phone_conditions="zeroshot_base clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 phone_b0_bf16 recommended"
+phone_conditions="zeroshot_base clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 phone_b3_lr1e4 phone_b0_bf16 \
+  recommended"
 phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
@@ -353,14 +354,14 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
     clean_dec2) echo "$t data.train=$data/synth-asr-mix_de_train.jsonl data.dev=$real_dev data.batch_seconds=30 \
                       data.max_duration=20 freeze.bottom_layers=6 train.amp=off train.max_minutes=12 \
                       train.eval_every=15 train.checkpoint_every=15";;
-    # the phone mix in float32 at half the learning rate, without and with the channel teacher
-    phone_b3_fp32) echo "$t train.amp=off train.lr=5e-5 train.max_minutes=12 train.eval_every=20 \
-                         train.checkpoint_every=20";;
-    phone_b3_teacher) echo "$t train.amp=off train.lr=5e-5 train.max_minutes=12 train.eval_every=20 \
-                            train.checkpoint_every=20 model.channel_teacher_weight=1";;
-    # bf16 (twice the steps), 12 minutes; and the whole encoder trained
-    phone_b3_bf16) echo "$t train.max_minutes=12";;
-    phone_b0_bf16) echo "$t freeze.bottom_layers=0 train.lr=5e-5 train.max_minutes=12 train.eval_every=25 \
+    # the phone mix in float32 (half the steps), without and with the channel teacher
+    phone_b3_fp32) echo "$t train.amp=off train.max_minutes=12 train.eval_every=20 train.checkpoint_every=20";;
+    phone_b3_teacher) echo "$t train.amp=off train.max_minutes=12 train.eval_every=20 train.checkpoint_every=20 \
+                            model.channel_teacher_weight=1";;
+    # twice the learning rate, at 12 and at 11 minutes; and the whole encoder trained
+    phone_b3_bf16) echo "$t train.lr=0.0001 train.max_minutes=12";;
+    phone_b3_lr1e4) echo "$t train.lr=0.0001";;
+    phone_b0_bf16) echo "$t freeze.bottom_layers=0 train.max_minutes=12 train.eval_every=25 \
                          train.checkpoint_every=25";;
     *) return 1;;
   esac

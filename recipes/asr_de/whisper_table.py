@@ -26,8 +26,9 @@ LABELS = {
     "phone_b3_fp32": "phone mix: top 3 encoder + top 2 decoder layers, lr 5e-5, float32",
     "phone_b3_teacher": "the same with the channel teacher (weight 1)",
     "phone_b3_bf16": "phone mix: top 3 encoder + top 2 decoder layers, lr 1e-4, bf16, 12 min",
+    "phone_b3_lr1e4": "the same at 11 min (the first candidate for conf/transfer.yaml)",
     "phone_b0_bf16": "phone mix: all 6 encoder blocks + top 2 decoder layers, lr 5e-5, bf16",
-    "recommended": "**recommended** (`conf/transfer.yaml`: phone mix, top 3 + top 2, lr 1e-4, bf16, 11 min)",
+    "recommended": "**recommended** (`conf/transfer.yaml`: phone mix, top 3 + top 2, lr 5e-5, bf16, 11 min)",
 }
 
 
