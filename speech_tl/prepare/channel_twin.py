@@ -32,7 +32,15 @@ from tqdm import tqdm
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..manifest import Utterance, read_manifest, write_jsonl, write_manifest
-from .common import PrepareResult, Rejection, default_workers, file_sha1, finished_files, read_rejections
+from .common import (
+    PrepareResult,
+    Rejection,
+    default_workers,
+    file_sha1,
+    finished_audio_seconds,
+    finished_files,
+    read_rejections,
+)
 
 CHANNEL_KINDS = ("phone",)
 
@@ -50,19 +58,13 @@ def _load(src: dict):
 
 def _render(job: dict) -> tuple[str, float, str | None, dict | None]:
     """Worker: render one call into ``job["out"]`` (kept if there); ``(id, seconds, error, channel as rendered)``."""
-    import soundfile as sf
 
     from ..audio import AudioError, write_audio
     from ..channel import PHONE_RATE, apply_phone
 
     out = Path(job["out"])
-    if out.is_file():
-        try:
-            info = sf.info(str(out))
-            if info.frames > 0:
-                return job["id"], info.frames / info.samplerate, None, None
-        except RuntimeError:
-            pass  # a damaged leftover: render again
+    if (seconds := finished_audio_seconds(out)) is not None:  # a damaged leftover is rendered again
+        return job["id"], seconds, None, None
     try:
         wave = _load(job["source"])
     except AudioError as e:

@@ -72,6 +72,20 @@ def file_sha1(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def finished_audio_seconds(path: str | os.PathLike) -> float | None:
+    """Seconds of the audio file a resumed preparation finds at ``path``; None when there is none or it is a damaged
+    leftover (empty, unreadable), to be written again."""
+    import soundfile as sf
+
+    if not Path(path).is_file():
+        return None
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - libsndfile raises several types for a damaged file: write it again
+        return None
+    return info.frames / info.samplerate if info.frames > 0 else None
+
+
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 

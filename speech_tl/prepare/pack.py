@@ -31,7 +31,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..manifest import Utterance, clean_source, read_manifest, write_manifest
-from .common import PrepareResult, default_workers, file_sha1, finished_files
+from .common import PrepareResult, default_workers, file_sha1, finished_audio_seconds, finished_files
 
 RATE = 16000
 
@@ -64,19 +64,14 @@ def plan_packs(utts: list[Utterance], seed: int, min_seconds: float, max_seconds
 
 
 def _write_pack(job: dict) -> tuple[str, float, str | None]:
-    import soundfile as sf
     import torch
 
     from ..audio import AudioError, load_audio, write_audio
 
     out = Path(job["out"])
-    if out.is_file() and (not job.get("sources") or Path(job["source_out"]).is_file()):
-        try:
-            info = sf.info(str(out))
-            if info.frames > 0:
-                return job["id"], info.frames / info.samplerate, None
-        except RuntimeError:
-            pass
+    seconds = finished_audio_seconds(out)
+    if seconds is not None and (not job.get("sources") or Path(job["source_out"]).is_file()):
+        return job["id"], seconds, None
     pieces, sources = [], []
     try:
         for k, part in enumerate(job["parts"]):

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..manifest import Utterance
-from .common import PrepareResult, Rejection, already_done, default_workers, write_outputs
+from .common import PrepareResult, Rejection, already_done, default_workers, finished_audio_seconds, write_outputs
 from .sentences import dictionary_sentences, file_sentences
 from .tts import PICO_VOICES, SynthesisError, ToolMissing, Voice, mbrola_voices, probe_voice, synthesize
 
@@ -105,20 +105,14 @@ def _init_worker() -> None:
 
 def render(item: SynthItem, root: str) -> tuple[str, float, str | None]:
     """Synthesise one item into ``root/rel_path`` (skipped if already there); ``(id, seconds, error)``."""
-    import soundfile as sf
     import torch
 
     from ..audio import resample, write_audio
     from ..augment import add_noise, peak_normalize, reverberate, telephone
 
     path = Path(root) / item.rel_path()
-    if path.is_file():
-        try:
-            info = sf.info(str(path))
-            if info.frames > 0:
-                return item.id, info.frames / info.samplerate, None
-        except Exception:
-            pass  # a damaged leftover: synthesise again
+    if (seconds := finished_audio_seconds(path)) is not None:  # a damaged leftover is synthesised again
+        return item.id, seconds, None
     try:
         wave_np, sr = synthesize(item.voice, item.text, item.rate, item.pitch)
     except (SynthesisError, ToolMissing) as e:
