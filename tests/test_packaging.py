@@ -80,3 +80,20 @@ def test_ranges_not_exact_pins():
         assert "==" not in requirement and "@" not in requirement, requirement
     torch = [r for r in project["dependencies"] if dist_name(r) in ("torch", "torchaudio")]
     assert len(torch) == 2 and all(">=" in r for r in torch)
+
+
+def test_beam_search_decoder_installs_on_every_supported_python():
+    """flashlight-text has wheels up to Python 3.12 only: from 3.13 on, pyproject.toml installs ufal.flashlight-text
+    (the same flashlight.lib.text bindings, built for 3.13+) instead, so pip never tries to build it there and
+    beam search with the n-gram LM stays available. Exactly one of the two applies on each Python."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    requirements = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    decoders = [r for r in requirements if dist_name(r.name) in ("flashlight-text", "ufal-flashlight-text")]
+    wanted = {"3.11": "flashlight-text", "3.12": "flashlight-text", "3.13": "ufal-flashlight-text",
+              "3.14": "ufal-flashlight-text"}
+    for version, dist in wanted.items():
+        env = {**default_environment(), "python_version": version, "python_full_version": f"{version}.0"}
+        chosen = [dist_name(r.name) for r in decoders if r.marker is None or r.marker.evaluate(env)]
+        assert chosen == [dist], (version, chosen)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # German ASR by transfer from English Whisper tiny.en: the freeze sweep at one time budget.
 #
-#   recipes/asr_de/run.sh [--stage N] [--stop-stage N] [--minutes M] [--cv-dir DIR] [--exp DIR]
+#   recipes/asr_de/run.sh [--stage N] [--stop-stage N] [--minutes M] [--cv-dir DIR] [--exp DIR] [--overwrite]
 #
-# Stages: 0 prepare data (synthetic German by default, Common Voice German with --cv-dir)
+# Stages: 0 prepare data (synthetic German by default, Common Voice German with --cv-dir); the realistic corpus
+#           (synth-asr-rm, and the clean + realistic mix) only where the run trains on it: stage 0 alone, a run
+#           through stage 7 or later, or the ctc conditions (stages 7-9 and those conditions prepare it when missing)
 #         1 train every condition of the sweep at the same budget
 #         2 evaluate each on the test set (greedy, and beam search with the word LM)
 #         3 write the results table into recipes/asr_de/README.md
@@ -22,6 +24,10 @@
 #           telephone twin, our own draws), beside zero-shot Whisper base (--phone-conditions; each at the
 #           budget of conf/transfer.yaml, 12 minutes and the final dev evaluation)
 #
+# Data already in manifests/ (made by an earlier run, or by recipes/demo/run.sh, which runs stages 0-3 of this
+# recipe) is reused when it was prepared with the same parameters, and each reuse is said; a corpus prepared there with
+# other parameters (another --num-utterances) stops the recipe with the parameters that differ: --overwrite replaces it.
+#
 # Real speech: when $REAL_DIR (default ../shared/data/commonvoice, Common Voice 6.1 clips, CC0) exists, stage 0
 # prepares its de/ folder as the real dev set (manifests/commonvoice_de_dev.jsonl) and its other languages as
 # untranscribed real audio for domain confusion; every evaluation then also scores the real dev set.
@@ -32,6 +38,7 @@ real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
 phone_conditions="zeroshot_base clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 phone_b3_lr1e4 phone_b0_bf16 \
   recommended"
+ow=()  # --overwrite: replace corpora prepared in $data with other parameters (refused without it)
 phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
 readme=recipes/asr_de/README.md
@@ -50,6 +57,7 @@ while [ $# -gt 0 ]; do
     --readme) readme=$2; shift 2;;  # "none": print the table only
     --conditions) conditions=$2; shift 2;;
     --beam) beam=$2; shift 2;;
+    --overwrite) ow=(--overwrite); shift;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -95,14 +103,14 @@ evaluate_real() {  # run folder: greedy and beam + LM on the real dev set, when 
 
 phone_data() {  # stage 0: the telephone data of conf/transfer.yaml (real speech present)
   local cap=(); [ "$phone_utts" = all ] || cap=(--max-utterances "$phone_utts")
-  $st prepare channel "$real_dev" --channel phone --seed 1 --out "$phone_dev"
+  $st prepare channel "$real_dev" --channel phone --seed 1 --out "$phone_dev" "${ow[@]}"
   $st manifest merge "$real_dev" "$phone_dev" --out "$both_dev" --overwrite
   local parts=() dir lang code
   for dir in "$real_dir"/*/; do  # Common Voice folders: de is the dev set; Whisper has no Frisian token
     lang=$(basename "$dir"); code=${lang%%-*}
     case "$code" in de) continue;; fy) echo "skipped real $lang: Whisper has no <|fy|> language token"; continue;; esac
     [ -f "$dir/validated.tsv" ] || continue
-    $st prepare commonvoice "$dir" --lang "$code" --use-validated --out-dir $data/commonvoice_asr
+    $st prepare commonvoice "$dir" --lang "$code" --use-validated --out-dir $data/commonvoice_asr "${ow[@]}"
     parts+=("$data/commonvoice_asr/commonvoice_${code}_train.jsonl")
   done
   $st manifest merge "${parts[@]}" --out "$real_asr" --overwrite
@@ -114,25 +122,45 @@ phone_data() {  # stage 0: the telephone data of conf/transfer.yaml (real speech
   $st prepare pack "$phone_mix" --out "$data/phone-mix_packed_train.jsonl" --overwrite
 }
 
+realistic_done=""
+realistic_data() {  # the realistic many-voice corpus and the clean + realistic mix (synthetic German only), once:
+  # stage 7's levers, stage 8 (conf/whisper.yaml, conf/transfer_ctc.yaml), stage 9's clean_dec2 and the ctc
+  # conditions train on them
+  [ -z "$cv_dir" ] && [ -z "$realistic_done" ] || return 0
+  $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts --channel realistic --voices many \
+    --name $rm_corpus "${ow[@]}"
+  $st manifest merge "$train" "$data/${rm_corpus}_de_train.jsonl" --out "$data/synth-asr-mix_de_train.jsonl" \
+    --overwrite
+  realistic_done=1
+}
+
+ctc_conditions() {  # does the stage-1 sweep include a condition of conf/transfer_ctc.yaml (the realistic corpus)?
+  local c
+  for c in $conditions; do case "$c" in ctc|ctc_scratch) return 0;; esac; done
+  return 1
+}
+
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "== stage 0: data ($corpus)"
   if [ -n "$cv_dir" ]; then
-    $st prepare commonvoice "$cv_dir" --lang de --out-dir $data
+    $st prepare commonvoice "$cv_dir" --lang de --out-dir $data "${ow[@]}"
   else
-    $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts
-    $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts --channel realistic --voices many \
-      --name $rm_corpus
-    # the recommended training set: the clean corpus and the realistic one together
-    $st manifest merge "$train" "$data/${rm_corpus}_de_train.jsonl" --out "$data/synth-asr-mix_de_train.jsonl" \
-      --overwrite
+    $st prepare synth-asr --lang de --out-dir $data --num-utterances $num_utts "${ow[@]}"
+    if [ "$stop_stage" -eq 0 ] || [ "$stop_stage" -ge 7 ] || ctc_conditions; then
+      realistic_data
+    else  # e.g. recipes/demo/run.sh (stages 0-3, the recommended condition): minutes less to render
+      echo "skipped the realistic corpus ($rm_corpus): stages 1-$stop_stage of \"$conditions\" do not train on it" \
+        "(stages 7-9 and the ctc conditions prepare it)"
+    fi
   fi
   $st manifest stats --max-speakers 5 "$train" "$dev" "$test"
   if [ -d "$real_dir/de" ]; then
-    $st prepare commonvoice "$real_dir/de" --lang de --use-validated --validated-split dev --out-dir $data
+    $st prepare commonvoice "$real_dir/de" --lang de --use-validated --validated-split dev --out-dir $data "${ow[@]}"
     targets=()
     for lang in en nl fr es it pl sv-SE; do
       if [ -d "$real_dir/$lang" ]; then
-        $st prepare commonvoice "$real_dir/$lang" --lang $lang --use-validated --out-dir $data/commonvoice_other
+        $st prepare commonvoice "$real_dir/$lang" --lang $lang --use-validated --out-dir $data/commonvoice_other \
+          "${ow[@]}"
         targets+=("$data/commonvoice_other/commonvoice_${lang}_train.jsonl")
       else
         echo "skipped real $lang audio: $real_dir/$lang not found"
@@ -148,6 +176,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if ctc_conditions; then realistic_data; fi
   for c in $conditions; do
     echo "== stage 1: train $c ($minutes min)"
     if [ -f "$exp/$c/summary.json" ]; then echo "done already: $exp/$c"; continue; fi
@@ -188,7 +217,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 speaker_data() {  # the speaker corpus of the speaker recipe (made there, or here when missing)
-  [ -f $data/synth-speakers_mul_train.jsonl ] || $st prepare synth-speakers --out-dir $data
+  [ -f $data/synth-speakers_mul_train.jsonl ] || $st prepare synth-speakers --out-dir $data "${ow[@]}"
 }
 
 train_asr_run() {  # name, then overrides: train at the sweep's budget unless done, keep the log
@@ -217,7 +246,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   echo "== stage 5: domain confusion with English source data ($minutes min each)"
-  $st prepare synth-asr --lang en --out-dir $data --num-utterances $(( num_utts / 2 ))
+  $st prepare synth-asr --lang en --out-dir $data --num-utterances $(( num_utts / 2 )) "${ow[@]}"
   both=$data/synth-asr_de+en_train.jsonl
   cat "$train" $data/synth-asr_en_train.jsonl > "$both.tmp" && mv "$both.tmp" "$both"
   train_asr_run bilingual data.train=$both freeze.mode=bottom freeze.bottom_layers=2
@@ -272,6 +301,7 @@ lever_run() {  # name, then overrides on conf/sweep.yaml: one lever run at the s
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   echo "== stage 7: levers for synthetic-to-real transfer ($minutes min each, judged on $real_dev)"
   [ -f "$real_dev" ] || { echo "stage 7 needs the real dev set: $real_dev (stage 0 with $real_dir present)"; exit 1; }
+  realistic_data
   rm_train=$data/${rm_corpus}_de_train.jsonl; rm_dev=$data/${rm_corpus}_de_dev.jsonl
   # every lever run decodes with the same wide word LM (training text + fortunes-de + wordfreq unigrams), its
   # weight and word score tuned on the real dev set at the end of training
@@ -312,6 +342,7 @@ whisper_overrides() {  # stage 8: one whole-Whisper condition, as overrides on c
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   echo "== stage 8: whole-Whisper transfer against zero-shot Whisper base ($whisper_minutes min each, on $real_dev)"
   [ -f "$real_dev" ] || { echo "stage 8 needs the real dev set: $real_dev (stage 0 with $real_dir present)"; exit 1; }
+  realistic_data
   w=$exp/whisper
   mkdir -p "$w/zeroshot_base"
   for c in $whisper_conditions; do
@@ -370,6 +401,7 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   echo "== stage 9: telephone German at conf/transfer.yaml's budget, clean and phone ($real_dev, $phone_dev)"
   [ -f "$phone_dev" ] || { echo "stage 9 needs the phone dev set: $phone_dev (stage 0 with $real_dir present)"; exit 1; }
+  case " $phone_conditions " in *" clean_dec2 "*) realistic_data;; esac
   p=$exp/phone
   mkdir -p "$p/zeroshot_base"
   for c in $phone_conditions; do

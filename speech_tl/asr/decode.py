@@ -20,6 +20,7 @@ over alignments only approximately: flashlight keeps the best alignment per pref
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -304,11 +305,25 @@ def _kenlm(path: str, tokens: list[str]):
     return KenLM(path, Dictionary(tokens))
 
 
+def decoder_install_hint(version_info: tuple[int, ...] | None = None) -> str:
+    """How to get beam search on this Python (``version_info``: ``sys.version_info`` unless given).
+
+    flashlight-text (0.0.7, the last release) has wheels up to Python 3.12 only, so pip cannot install it on 3.13
+    or later; ufal.flashlight-text, a build of the same bindings (the same ``flashlight.lib.text`` module, KenLM
+    included), has wheels for 3.13 and later, and pyproject.toml installs it there instead."""
+    major, minor = tuple(version_info or sys.version_info)[:2]
+    if (major, minor) < (3, 13):
+        return ("beam search decoding needs flashlight-text: pip install flashlight-text (greedy decoding, --beam 0, "
+                "does not)")
+    return (f"beam search decoding needs flashlight-text, which has no wheels for Python {major}.{minor} (the last "
+            "ones are for 3.12): pip install ufal.flashlight-text (the same decoder built for Python 3.13 and later), "
+            "or use Python 3.11 or 3.12 (greedy decoding, --beam 0, needs neither)")
+
+
 def _import_ctc_decoder():
     """torchaudio's ``ctc_decoder`` factory, or :class:`DecoderMissing` (an ImportError) that says how to get
-    flashlight-text."""
-    message = ("beam search decoding needs flashlight-text: pip install flashlight-text (greedy decoding, --beam 0, "
-               "does not)")
+    flashlight-text on this Python (:func:`decoder_install_hint`)."""
+    message = decoder_install_hint()
     try:
         import flashlight.lib.text.decoder  # noqa: F401
     except ImportError as err:

@@ -16,7 +16,7 @@ def prepare() -> None:
 
     \b
     Running a preparation again into the same --out-dir:
-    - same parameters, manifests there: skipped (--force redoes it);
+    - same parameters, manifests there: reused as they are, and said so (--force redoes it);
     - other parameters: refused, naming the manifests it would replace, unless --overwrite (or --force).
     """
 

@@ -192,8 +192,15 @@ class PrepareResult:
     skipped: bool = False
 
     def summary(self) -> str:
-        lines = [f"{self.corpus} ({self.language}):" + (" already prepared, skipped (use --force to redo)"
-                                                         if self.skipped else "")]
+        """What was written, per split; a skipped run (a done-marker with the same parameters, its files there) says
+        that it reused them, naming the first file, so a recipe's log tells a reuse from a fresh preparation."""
+        head = f"{self.corpus} ({self.language}):"
+        if self.skipped:
+            paths = [str(p) for p in self.files.values()]
+            named = (paths[0] + (f" (and {len(paths) - 1} more file(s))" if len(paths) > 1 else "")
+                     if paths else "its files")
+            head += f" {named}: already prepared with the same parameters, reused (use --force to redo)"
+        lines = [head]
         for name, utts in self.splits.items():
             hours = sum(u.duration for u in utts) / 3600
             lines.append(f"  {name:<10} kept {len(utts):>7} utterances, {hours:8.3f} h  -> {self.files.get(name, '')}")

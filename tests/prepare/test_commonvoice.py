@@ -203,7 +203,7 @@ def test_second_run_is_skipped_unless_forced(corpus, tmp_path):
 
     again = prepare_commonvoice(root, out, "de", workers=1)
     assert again.skipped
-    assert "already prepared, skipped" in again.summary()
+    assert "already prepared with the same parameters, reused" in again.summary()
     assert manifest.read_bytes() == before  # the corpus was not read again
     assert {k: [u.id for u in v] for k, v in again.splits.items()} == \
         {k: sorted(u.id for u in v) for k, v in first.splits.items()}
@@ -289,7 +289,7 @@ def test_cli_prepares_and_prints_summary(corpus, tmp_path):
     assert len(read_manifest(out / "commonvoice_de_train.jsonl")) == 3
 
     res = runner.invoke(main, ["prepare", "commonvoice", str(root), "--out-dir", str(out)])
-    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    assert res.exit_code == 0 and "already prepared with the same parameters, reused" in res.output
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     res = runner.invoke(main, ["prepare", "commonvoice", str(root), "--out-dir", str(out), "--use-validated"])
     assert res.exit_code == 1 and str(out / "commonvoice_de_train.jsonl") in res.output, res.output

@@ -156,7 +156,7 @@ def test_skip_force_and_cli(tmp_path, make_tone):
     assert res.exit_code == 0, res.output
     assert re.search(r"all\s+kept\s+4 utterances", res.output) and "no transcript" in res.output
     res = runner.invoke(main, args)
-    assert "already prepared, skipped" in res.output
+    assert "already prepared with the same parameters, reused" in res.output
     # different parameters are a different preparation, not a skip: it would replace the manifests, so it is
     # refused (one line naming them, nothing touched) unless --overwrite, or --force, is given
     manifest = out / "folder_de_all.jsonl"
@@ -171,7 +171,7 @@ def test_skip_force_and_cli(tmp_path, make_tone):
     assert res.exit_code == 0 and "already prepared" not in res.output
     assert re.search(r"all\s+kept\s+6 utterances", res.output)
     res = runner.invoke(main, [*args, "--no-text", "--overwrite"])  # --overwrite keeps up-to-date outputs
-    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    assert res.exit_code == 0 and "already prepared with the same parameters, reused" in res.output
     res = runner.invoke(main, [*args, "--force"])  # --force redoes, whatever the parameters were
     assert res.exit_code == 0 and "already prepared" not in res.output
     assert re.search(r"all\s+kept\s+4 utterances", res.output)

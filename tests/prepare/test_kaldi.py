@@ -255,7 +255,7 @@ def test_cli_import_and_export(plain_dir, tmp_path):
     assert "wav.scp command failed" in res.output
     res = runner.invoke(main, ["prepare", "kaldi", str(plain_dir), "--out-dir", str(out), "--name", "train",
                                "--lang", "de"])
-    assert "already prepared, skipped" in res.output
+    assert "already prepared with the same parameters, reused" in res.output
     other = tmp_path / "other"  # another data dir under the same name: it would replace the manifests
     shutil.copytree(plain_dir, other)
     assert_other_parameters_refused_unless_overwrite(["prepare", "kaldi", str(other), "--out-dir", str(out), "--name",

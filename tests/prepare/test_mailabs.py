@@ -127,7 +127,7 @@ def test_errors_skip_and_cli(tmp_path, make_tone):
     assert res.exit_code == 0, res.output
     assert "mailabs (de):" in res.output and re.search(r"all\s+kept\s+6 utterances", res.output)
     res = runner.invoke(main, ["prepare", "mailabs", str(root), "--out-dir", str(out)])
-    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    assert res.exit_code == 0 and "already prepared with the same parameters, reused" in res.output
     other = tmp_path / "copy" / "de_DE"  # the same corpus from another place: other parameters
     shutil.copytree(root, other)
     assert_other_parameters_refused_unless_overwrite(["prepare", "mailabs", str(other), "--out-dir", str(out),

@@ -152,7 +152,7 @@ def test_cli_missing_file_rerun_and_refusals(tmp_path, make_tone):
     out = tmp_path / "out"
     args = ["prepare", "nemo", str(first), "--out-dir", str(out), "--name", "mine", "--workers", "1"]
     assert invoke(*args).exit_code == 0
-    assert "already prepared, skipped" in invoke(*args).output
+    assert "already prepared with the same parameters, reused" in invoke(*args).output
     assert_other_parameters_refused_unless_overwrite(
         ["prepare", "nemo", str(other), "--out-dir", str(out), "--name", "mine", "--workers", "1"],
         out, out / "mine_und_all.jsonl")

@@ -143,6 +143,6 @@ def test_cli(corpus, tmp_path):
     res = invoke(*args)
     assert res.exit_code == 0 and re.search(r"all\s+kept\s+1 utterances", res.output), res.output
     assert [u.text for u in read_manifest(out / "sb_de_all.jsonl")] == ["HALLO"]
-    assert "already prepared, skipped" in invoke(*args).output
+    assert "already prepared with the same parameters, reused" in invoke(*args).output
     res = invoke(*args[:-2], "--segment-unit", "seconds")  # other parameters: refused without --overwrite
     assert res.exit_code == 1 and "--overwrite" in res.output

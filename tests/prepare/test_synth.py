@@ -220,3 +220,36 @@ def test_synth_asr_rerun_with_other_parameters_needs_overwrite(tmp_path):
     res = assert_other_parameters_refused_unless_overwrite([*args, "--num-utterances", "20"], out,
                                                            out / "synth-asr_de_train.jsonl")
     assert len(read_manifest(out / "synth-asr_de_train.jsonl")) == 16
+
+
+@needs_tts
+def test_synth_asr_rerun_with_same_parameters_is_reused_and_says_so(tmp_path):
+    """recipes/demo/run.sh, then recipes/asr_de/run.sh: the same `prepare synth-asr` into the same manifests/ is
+    reused, not redone, and its log line names the manifest and says why; other parameters stop it, naming them."""
+    sent = tmp_path / "sentences.txt"
+    sent.write_text("\n".join(SENTENCES), encoding="utf-8")
+    out = tmp_path / "manifests"
+    args = ["prepare", "synth-asr", "--out-dir", str(out), "--sentences", str(sent), "--workers", "2"]
+    first = CliRunner().invoke(main, [*args, "--num-utterances", "10"])
+    assert first.exit_code == 0 and "already prepared" not in first.output, first.output
+    train = out / "synth-asr_de_train.jsonl"
+
+    def everything() -> dict[str, tuple[bytes, int]]:  # manifests, done-marker and audio, with their mtimes
+        return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = everything()
+    assert any(p.endswith(".wav") for p in before)
+    again = CliRunner().invoke(main, [*args, "--num-utterances", "10"])
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines()[0] == (f"synth-asr (de): {train} (and 3 more file(s)): already prepared with the "
+                                            "same parameters, reused (use --force to redo)")
+    # the split lines follow as after a preparation: what is there, and where
+    assert [line.split()[0] for line in again.output.splitlines()[1:4]] == ["train", "dev", "test"]
+    assert everything() == before
+
+    other = CliRunner().invoke(main, [*args, "--num-utterances", "20"])
+    assert other.exit_code == 1, other.output
+    (line,) = other.output.strip().splitlines()
+    assert line == (f"error: {train} (and 3 more file(s)): synth-asr (de) was prepared here with other parameters "
+                    "(num_utterances: 10 -> 20); give --overwrite to replace it, or another --out-dir")
+    assert everything() == before

@@ -186,7 +186,7 @@ def test_skip_and_cli(tmp_path, make_tone, no_ffmpeg):
     assert "voxceleb (mul):" in res.output and "apt install" not in res.output  # the summary lists reasons only
     assert "ffmpeg not installed" in res.output
     res = runner.invoke(main, ["prepare", "voxceleb", str(root), "--out-dir", str(out)])
-    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    assert res.exit_code == 0 and "already prepared with the same parameters, reused" in res.output
     assert len(read_manifest(out / "voxceleb_mul_train.jsonl")) == 3
     other = tmp_path / "copy"  # the same corpus from another place: other parameters
     shutil.copytree(root, other)
