@@ -6,7 +6,10 @@ Readers (and a run resumed after a kill) see either the old file or the new one,
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +73,7 @@ def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> None:
     if path.exists() or path.is_symlink():
         if not path.is_dir() or path.is_symlink():
             raise FileExistsError(f"{path}: not a folder, so it cannot be replaced by one; move it away")
-        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+        old = temporary_dir_beside(path, "old")
         os.replace(path, old)  # onto the empty folder mkdtemp made (rename replaces an empty directory)
     try:
         os.replace(new, path)
@@ -79,6 +82,45 @@ def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> None:
             os.replace(old, path)
         raise
     if old is not None:
-        import shutil
-
         shutil.rmtree(old, ignore_errors=True)
+
+
+_RANDOM = "[a-z0-9_]{8}"  # the part tempfile.mkstemp / mkdtemp put in a name
+
+
+def clean_leftovers(path: str | os.PathLike, tags: tuple[str, ...] = ("tmp",),
+                    suffixes: tuple[str, ...] = (".tmp",)) -> list[Path]:
+    """Remove what a killed writer of ``path`` left beside it, found by the names this module gives, nothing else:
+    files ``.<name>.XXXXXXXX<suffix>`` of :func:`atomic_path`, folders ``.<name>.<tag>-XXXXXXXX`` of
+    :func:`temporary_dir_beside` (or ``-<pid>``, as older ``speech-tl interpolate`` named them), and the old folder
+    ``.<name>.old-XXXXXXXX`` of :func:`replace_dir`: removed, or put back when ``path`` is missing (the swap never
+    finished). Returns the paths removed or put back."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    name = re.escape(path.name)
+    temp_file = re.compile(rf"\.{name}\.{_RANDOM}(?:{'|'.join(map(re.escape, suffixes))})")
+    temp_dir = re.compile(rf"\.{name}\.(?:{'|'.join(map(re.escape, tags))})-(?:{_RANDOM}|[0-9]+)")
+    old_dir = re.compile(rf"\.{name}\.old-{_RANDOM}")
+    done, olds = [], []
+    for p in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")):
+        if p.is_symlink():
+            continue
+        if p.is_file() and temp_file.fullmatch(p.name):
+            p.unlink()
+        elif p.is_dir() and temp_dir.fullmatch(p.name):
+            shutil.rmtree(p)
+        elif p.is_dir() and old_dir.fullmatch(p.name):
+            olds.append(p)
+            continue
+        else:
+            continue
+        done.append(p)
+    olds.sort(key=lambda p: p.stat().st_mtime)
+    if olds and not (path.exists() or path.is_symlink()):
+        os.replace(olds.pop(), path)  # the newest: the output the killed swap had moved away
+        done.append(path)
+    for p in olds:
+        shutil.rmtree(p)
+        done.append(p)
+    return done

@@ -368,7 +368,8 @@ def test_split_by_speaker_writes_disjoint_parts(corpus, tmp_path):
     result = run("split", str(corpus), "--out-dir", str(out_dir), "--seed", "1")
     assert result.exit_code == 0, result.output
     parts = {name: read_manifest(out_dir / f"all_{name}.jsonl") for name in ("train", "dev", "test")}
-    assert sorted(p.name for p in out_dir.iterdir()) == ["all_dev.jsonl", "all_test.jsonl", "all_train.jsonl"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [".all_split.json", "all_dev.jsonl", "all_test.jsonl",
+                                                         "all_train.jsonl"]  # and the list of what it wrote
     speakers = {n: {u.speaker for u in us} for n, us in parts.items()}
     assert {n: len(s) for n, s in speakers.items()} == {"train": 8, "dev": 1, "test": 1}
     assert speakers["train"].isdisjoint(speakers["dev"] | speakers["test"])
@@ -419,6 +420,30 @@ def test_split_refuses_existing_parts_unless_overwrite(corpus, tmp_path):
     result = run("split", str(corpus), "--out-dir", str(out_dir), "--seed", "1", "--overwrite")
     assert result.exit_code == 0, result.output
     assert len(read_manifest(dev)) == 3 and len(read_manifest(out_dir / "all_train.jsonl")) == 24
+
+
+def test_split_overwrite_leaves_exactly_what_the_new_split_writes(corpus, tmp_path):
+    """An earlier split's parts (and its rejected file) that the new one does not write go with --overwrite;
+    files of the folder no split wrote stay, even when their names look like parts."""
+    out_dir = tmp_path / "splits"
+    args = ["split", str(corpus), "--out-dir", str(out_dir), "--seed", "0"]
+    result = run(*args, "--by", "speaker+text", "--fractions", "train=0.5,dev=0.25,test=0.25")
+    assert result.exit_code == 0, result.output
+    first = {"all_train.jsonl", "all_dev.jsonl", "all_test.jsonl", "all_split-rejected.jsonl", ".all_split.json"}
+    assert {p.name for p in out_dir.iterdir()} == first
+    mine = {"all_notes.jsonl": "mine\n", "other_test.jsonl": "mine\n", ".all_test.jsonl.keep": "mine\n"}
+    for name, text in mine.items():
+        (out_dir / name).write_text(text)
+    assert run(*args, "--fractions", "a=1,b=1").exit_code == 0  # new parts, nothing replaced: the old ones stay
+    assert {p.name for p in out_dir.iterdir()} == first | set(mine) | {"all_a.jsonl", "all_b.jsonl"}
+    result = run(*args, "--fractions", "train=0.9,dev=0.1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out_dir.iterdir()} == {"all_train.jsonl", "all_dev.jsonl", ".all_split.json"} | set(mine)
+    assert all((out_dir / n).read_text() == text for n, text in mine.items())
+    assert sorted(u.id for n in ("train", "dev") for u in read_manifest(out_dir / f"all_{n}.jsonl")) == \
+        sorted(r["id"] for r in rows_of(corpus))
+    assert json.loads((out_dir / ".all_split.json").read_text())["files"] == ["all_train.jsonl", "all_dev.jsonl"]
+    assert "all_test.jsonl" in result.output and "all_split-rejected.jsonl" in result.output  # said, not silent
 
 
 @pytest.mark.parametrize("fractions", ["train=0.8,dev", "train=abc", "train=-1,dev=2", "a=0,b=0"])
@@ -478,6 +503,27 @@ def test_to_kaldi_refuses_an_existing_data_dir_unless_overwrite(corpus, tmp_path
     result = run("to-kaldi", str(corpus), str(data_dir), "--overwrite")
     assert result.exit_code == 0, result.output
     assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == before  # the stale table is gone
+
+
+def test_to_kaldi_removes_what_a_killed_export_left(corpus, tmp_path):
+    """Temporary tables and WAV folders a SIGKILLed export left in DATA_DIR go on the next export; hidden files of
+    other names (another file's temporary among them) stay."""
+    from tests.killed_write import killed_while_writing
+
+    data_dir = tmp_path / "kaldi"
+    assert run("to-kaldi", str(corpus), str(data_dir)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in data_dir.iterdir()}
+    left = killed_while_writing(data_dir / "wav.scp") + killed_while_writing(data_dir / "text") + \
+        killed_while_writing(data_dir / "wav", "dir")
+    assert len(left) == 3
+    kept = killed_while_writing(data_dir / "notes.txt")
+    for name in (".wav.scp.orig", ".wav.tmp-mine", ".text.12345678.tmp.bak"):
+        (data_dir / name).write_text("mine")
+        kept.append(data_dir / name)
+    result = run("to-kaldi", str(corpus), str(data_dir), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in data_dir.iterdir() if not p.name.startswith(".")} == before
+    assert sorted(p for p in data_dir.iterdir() if p.name.startswith(".")) == sorted(kept)
 
 
 def test_to_kaldi_speaker_with_space_exit_1(tmp_path):

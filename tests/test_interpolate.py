@@ -86,6 +86,33 @@ def test_cli_overwrite_replaces_the_output_only_when_the_new_one_is_complete(ada
         assert (adapted / "best" / "model.pt").is_file() and (adapted / "summary.json").is_file()
 
 
+def test_cli_cleans_up_what_a_killed_run_left_beside_the_output(adapted, tmp_path):
+    """A run SIGKILLed while writing OUT leaves its temporary folder beside it: the next run removes it. One killed
+    inside the final swap leaves the old OUT moved away: the next run puts it back (so without --overwrite it is
+    refused, as OUT exists). Hidden entries of other names stay."""
+    from tests.killed_write import killed_while_writing
+
+    out = tmp_path / "w"
+    killed_while_writing(out, "dir")
+    kept = killed_while_writing(tmp_path / "w2", "dir")
+    (tmp_path / ".w.notes").write_text("mine")
+    args = ["interpolate", str(adapted), "--alpha", "0.5", "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert sorted(tmp_path.iterdir()) == sorted([out, tmp_path / ".w.notes", *kept])
+    meta = (out / "meta.json").read_bytes()
+
+    left = killed_while_writing(out, "swap")  # .w.old-* (the output) and .w.tmp-* (the new folder)
+    assert not out.exists() and len(left) == 2
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and str(out) in r.output and "--overwrite" in r.output, r.output
+    assert (out / "meta.json").read_bytes() == meta
+    assert sorted(tmp_path.iterdir()) == sorted([out, tmp_path / ".w.notes", *kept])
+    r = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert sorted(tmp_path.iterdir()) == sorted([out, tmp_path / ".w.notes", *kept])
+
+
 def test_shape_mismatch_names_the_tensor():
     with pytest.raises(CheckpointError, match="backbone.w: fine-tuned shape"):
         interpolate_state({"backbone.w": torch.zeros(3)}, {"w": torch.zeros(4)}, 0.5)

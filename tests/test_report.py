@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -362,6 +363,97 @@ def test_cli_report_refuses_to_replace_a_report_unless_overwrite(runs, report, t
     args = ["report", str(runs["full"]), "--out", str(out)]
     refused_unless_overwrite(args, [out, tmp_path / "sweep.md"], tmp_path)  # the Markdown beside it as well
     assert "<html" in out.read_text(encoding="utf-8").lower() and (tmp_path / "sweep.md").is_file()
+
+
+def speaker_results(folder: Path, curves: bool = True, **changes) -> Path:
+    """An evaluation folder holding ``test.json`` as `speech-tl evaluate speaker` writes it (its DET curve and score
+    histogram with ``curves``), with ``changes`` applied."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"task": "speaker", "model": "ge2e:resemblyzer", "manifest": "test.jsonl", "num_utterances": 12,
+            "num_speakers": 3, "num_trials": 66, "num_target_trials": 12, "p_target": 0.01, "eer": 0.1,
+            "eer_ci95": [0.05, 0.2], "eer_threshold": 0.6, "min_dcf": 0.4, "identification_accuracy": 0.8,
+            "identification_top5_accuracy": 1.0, "asnorm": None,
+            "identification": {"num_enrolled_speakers": 3, "enroll_per_speaker": 3, "num_tests": 3},
+            "per_speaker": {"anna": {"enroll": 3, "tests": 1, "accuracy": 1.0}}}
+    if curves:
+        data |= {"det": {"far": [1.0, 0.5, 0.1, 0.0], "frr": [0.0, 0.05, 0.2, 1.0]},
+                 "score_histogram": {"bins": [0.0, 0.5, 1.0], "target": [2, 10], "nontarget": [40, 14]}}
+    (folder / "test.json").write_text(json.dumps(data | changes), encoding="utf-8")
+    return folder
+
+
+def test_cli_report_overwrite_leaves_only_the_new_figures(tmp_path):
+    """--overwrite removes the figures of the earlier report that the new one does not draw; other files in the
+    figures folder (even PNGs) stay."""
+    out = tmp_path / "r.html"
+    files = tmp_path / "r_files"
+    res = CliRunner().invoke(main, ["report", str(speaker_results(tmp_path / "curves")), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in files.iterdir()) == ["fig-comparison-speaker.png", "fig-curves-test-det.png",
+                                                       "fig-curves-test-scores.png"]
+    (files / "mine.png").write_bytes(PNG_SIGNATURE)
+    (files / "notes.txt").write_text("mine")
+    plain = speaker_results(tmp_path / "plain", curves=False)
+    res = CliRunner().invoke(main, ["report", str(plain), "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in files.iterdir()) == ["fig-comparison-speaker.png", "mine.png", "notes.txt"]
+    assert "r_files/fig-comparison-speaker.png" in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"per_speaker": ["anna", "bert"]}, "per_speaker"),
+    ({"eer": "0.1"}, "eer"),
+    ({"identification": {"num_tests": "three"}}, "identification.num_tests"),
+    ({"det": {"far": [0.1, 0.0]}}, "det.frr"),
+    ({"det": {"far": [0.1, 0.0], "frr": [0.5]}}, "det.far"),
+    ({"asnorm": {"eer": 0.1, "eer_ci95": [0.1]}}, "asnorm.eer_ci95"),
+    ({"train": "bottom 2"}, "train"),
+    ({"train": {"freeze_state": {"mode": "bottom"}}}, "train.freeze_state.frozen_layers"),
+])
+def test_cli_report_names_the_file_and_key_of_a_malformed_results_file(tmp_path, change, key):
+    folder = speaker_results(tmp_path / "run", **change)
+    res = CliRunner().invoke(main, ["report", str(folder), "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 1, res.output
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith(f"error: {folder / 'test.json'}: key {key!r}: ") and "fix the file" in line, line
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_report_malformed_files_of_every_kind_are_one_error_line(tmp_path):
+    """A results list, an ASR results file, its hypotheses, a probe and a summary, each malformed: one error line
+    naming the file (and line) and the key, exit status 1, no traceback (a real process)."""
+    cases = [
+        ("test.json", [{"task": "asr", "wer": 0.2}], "test.json: a JSON list of results"),
+        ("test.json", {"task": "asr", "wer": 0.2, "confusions": {"substitutions": [["a -> b"]]}},
+         "test.json: key 'confusions.substitutions[0]'"),
+        ("test.json", {"task": "asr", "wer": 0.2, "per_speaker": {"anna": {"wer": "high"}}},
+         "test.json: key 'per_speaker.anna.wer'"),
+        ("probe.json", {"task": "probe", "probe": "asr", "metric": "cer", "best_depth": 0, "layers": [{"cer": 0.5}]},
+         "probe.json: key 'layers[0].depth'"),
+        ("probe.json", {"task": "probe", "probe": "asr", "metric": "cer", "best_depth": 0, "layers": [{"depth": 0}]},
+         "probe.json: key 'layers[0].cer'"),
+        ("summary.json", {"steps": 10, "trainable_parameters": "many"}, "summary.json: key 'trainable_parameters'"),
+        ("summary.json", {"steps": 10, "best_dev_wer": "0.3"}, "summary.json: key 'best_dev_wer'"),
+    ]
+    for k, (name, data, want) in enumerate(cases):
+        folder = tmp_path / f"run{k}"
+        folder.mkdir()
+        (folder / name).write_text(json.dumps(data), encoding="utf-8")
+        res = subprocess.run([sys.executable, "-m", "speech_tl.cli", "report", str(folder), "--out",
+                              str(tmp_path / f"r{k}.html")], capture_output=True, text=True)
+        assert res.returncode == 1 and res.stdout == "", res
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: {folder / want}"), line
+    folder = tmp_path / "hyps"
+    folder.mkdir()
+    (folder / "test.json").write_text(json.dumps({"task": "asr", "wer": 0.5}), encoding="utf-8")
+    (folder / "test.hypotheses.jsonl").write_text('{"id": "u1", "ref": "a b", "hyp": "a"}\n{"id": "u2", "ref": "c"}\n',
+                                                  encoding="utf-8")
+    res = subprocess.run([sys.executable, "-m", "speech_tl.cli", "report", str(folder), "--out",
+                          str(tmp_path / "h.html")], capture_output=True, text=True)
+    assert res.returncode == 1, res
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"error: {folder / 'test.hypotheses.jsonl'}:2: key 'hyp': missing"), line
 
 
 def test_evaluation_only_and_unfinished_folders(runs, tmp_path):

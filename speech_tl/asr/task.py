@@ -130,8 +130,9 @@ class AsrTask(Task):
         return files
 
 
-def train_asr(cfg: AsrConfig, log=info) -> dict:
-    """Adapt a backbone to ASR as configured; returns the training summary (see ``summary.json``)."""
+def train_asr(cfg: AsrConfig, log=info, before_start=None) -> dict:
+    """Adapt a backbone to ASR as configured; returns the training summary (see ``summary.json``).
+    ``before_start``: called once the run is set up, just before it starts (e.g. --overwrite's removal)."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.model.check()
@@ -142,7 +143,7 @@ def train_asr(cfg: AsrConfig, log=info) -> dict:
             raise ConfigError("decode.lm_order / decode.tune_on tune a CTC head's beam search with an n-gram LM; a "
                               "Whisper decoder has its own language model: leave them unset with model.head=decoder")
         task = Seq2SeqTask(cfg, log)
-        summary = Trainer(task, cfg.train, out, cfg.data, log).run()
+        summary = Trainer(task, cfg.train, out, cfg.data, log).run(before_start=before_start)
         if "start_dev" in summary and cfg.model.pretrained and is_main_process():
             # the whole pretrained Whisper before any step is the zero-shot model: say whether adapting beat it
             from ..atomic import atomic_write_text
@@ -163,7 +164,7 @@ def train_asr(cfg: AsrConfig, log=info) -> dict:
             atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
         return summary
     task = AsrTask(cfg, log)
-    summary = Trainer(task, cfg.train, out, cfg.data, log).run()
+    summary = Trainer(task, cfg.train, out, cfg.data, log).run(before_start=before_start)
     if cfg.decode.tune_on and not Path(cfg.decode.tune_on).is_file():
         log(f"decode.tune_on: {cfg.decode.tune_on} not found; the decoder is not tuned and decodes as decode.* says "
             "(prepare the real dev set first, e.g. recipes/asr_de/run.sh --stage 0 --stop-stage 0)")

@@ -131,10 +131,13 @@ def manifest_merge_cmd(inputs, out, overwrite):
 @click.option("--by", type=click.Choice(["speaker", "text", "speaker+text"]), default="speaker", show_default=True)
 @click.option("--fractions", default="train=0.8,dev=0.1,test=0.1", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@overwrite_option(help_text="Replace part files (and <stem>_split-rejected.jsonl) that exist in OUT_DIR.")
+@overwrite_option(help_text="Replace part files (and <stem>_split-rejected.jsonl) that exist in OUT_DIR, and remove "
+                            "those an earlier split of <stem> wrote there that this one does not.")
 @user_errors
 def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed, overwrite):
-    """Seeded split into parts disjoint by speaker and/or text: writes <stem>_<part>.jsonl."""
+    """Seeded split into parts disjoint by speaker and/or text: writes <stem>_<part>.jsonl (and lists them in
+    OUT_DIR/.<stem>_split.json)."""
+    from ..atomic import atomic_write_text
     from ..manifest import read_manifest, split_manifest, write_jsonl, write_manifest
 
     try:
@@ -145,14 +148,49 @@ def manifest_split_cmd(manifest_path, out_dir, by, fractions, seed, overwrite):
     parts, rejected = split_manifest(read_manifest(manifest_path), fr, by, seed)
     stem = manifest_path.stem.removesuffix("_all")
     rej = out_dir / f"{stem}_split-rejected.jsonl"
-    check_outputs([out_dir / f"{stem}_{name}.jsonl" for name in parts] + ([rej] if rejected else []), overwrite,
-                  inputs=[manifest_path])
+    outputs = [out_dir / f"{stem}_{name}.jsonl" for name in parts] + ([rej] if rejected else [])
+    check_outputs(outputs, overwrite, inputs=[manifest_path])
+    record = out_dir / f".{stem}_split.json"
+    written = [p.name for p in outputs]
+    earlier = [n for n in _split_files(record, stem, manifest_path) if n not in written]
+    if overwrite and rej.name not in written and rej.is_file() and rej.name not in earlier:
+        earlier.append(rej.name)  # its name is this command's alone, listed or not
+    listed = written + ([n for n in earlier if (out_dir / n).is_file()] if not overwrite else earlier)
+
+    def write_record(names: list[str]) -> None:
+        atomic_write_text(record, json.dumps({"manifest": str(manifest_path), "by": by, "fractions": fr, "seed": seed,
+                                              "files": names}, ensure_ascii=False, indent=1) + "\n")
+
+    write_record(listed)  # first: a kill part way leaves every file this split may have written listed
     for name, utts in parts.items():
         n = write_manifest(out_dir / f"{stem}_{name}.jsonl", utts)
         click.echo(f"{name:<8} {n:>7} utterances, {len({u.speaker for u in utts}):>5} speakers")
     if rejected:
         write_jsonl(rej, ({**u.to_dict(), "reason": why} for u, why in rejected))
         click.echo(f"not placed: {len(rejected)} utterances (speaker and text in different parts) -> {rej}")
+    if overwrite:
+        for n in earlier:  # an earlier split's files this one does not write
+            if (out_dir / n).is_file():
+                (out_dir / n).unlink()
+                click.echo(f"removed {out_dir / n}: an earlier split's output this one does not write", err=True)
+        write_record(written)
+
+
+def _split_files(record: Path, stem: str, manifest_path: Path) -> list[str]:
+    """The files an earlier split of ``stem`` listed in ``record``: only names of this command's scheme
+    (``<stem>_*.jsonl`` directly in the folder), never the manifest being split."""
+    try:
+        names = json.loads(record.read_text(encoding="utf-8"))["files"]
+        if not isinstance(names, list):
+            raise TypeError(f"'files' is a {type(names).__name__}, not a list")
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{record}: not a readable list of an earlier split's files ({e}); remove it (and that "
+                        "split's part files, if they are not wanted) and run again") from None
+    source = manifest_path.resolve()
+    return [n for n in names if isinstance(n, str) and Path(n).name == n and n.startswith(f"{stem}_")
+            and n.endswith(".jsonl") and (record.parent / n).resolve() != source]
 
 
 @manifest.command("to-kaldi")
@@ -172,11 +210,14 @@ def manifest_to_kaldi_cmd(manifest_path, data_dir, audio, workers, overwrite):
     """Export a manifest as a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, segments)."""
     import shutil
 
+    from ..atomic import clean_leftovers
     from ..manifest import read_manifest
     from ..prepare import export_kaldi
 
-    check_outputs([data_dir / t for t in ("wav.scp", "text", "utt2spk", "spk2utt", "segments")], overwrite,
-                  inputs=[manifest_path], what="Kaldi table")
+    tables = [data_dir / t for t in ("wav.scp", "text", "utt2spk", "spk2utt", "segments")]
+    for path in [*tables, data_dir / "wav"]:  # what a killed export left beside its tables and WAV folder
+        clean_leftovers(path)
+    check_outputs(tables, overwrite, inputs=[manifest_path], what="Kaldi table")
     if audio == "convert":
         check_outputs([data_dir / "wav"], overwrite, inputs=[manifest_path], what="folder of converted WAVs",
                       nested=True)

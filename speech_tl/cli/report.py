@@ -19,7 +19,8 @@ from . import check_outputs, main, overwrite_option, user_errors
               help="Aligned reference/hypothesis pairs shown per ASR results file.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows of each most-frequent-error table (substitutions, deletions, insertions).")
-@overwrite_option(help_text="Replace the report if it exists: OUT, the .md beside it and its figures folder.")
+@overwrite_option(help_text="Replace the report if it exists: OUT, the .md beside it and its figures (an earlier "
+                            "report's figures the new one does not draw are removed; other files there stay).")
 @user_errors
 def report_cmd(run_dirs, out, title, examples, top, overwrite):
     """Training curves, test results and a comparison of RUN_DIRs (training runs or evaluation folders).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,8 +28,9 @@ def train() -> None:
     \b
     out_dir holding a previous run (train_log.jsonl, summary.json, best/ or checkpoint/):
     - train.resume=true (the default) with a checkpoint there: the run goes on from it;
-    - otherwise the run would start over and replace it: refused unless --overwrite, which first
-      removes that run's outputs (log, tensorboard/, summary.json, best/, checkpoint/).
+    - otherwise the run would start over and replace it: refused unless --overwrite, which removes
+      that run's outputs (log, tensorboard/, summary.json, best/, checkpoint/) once the new run's
+      config and data have been read, just before it starts (a run that fails to start keeps them).
     """
 
 
@@ -37,31 +39,39 @@ RUN_RECORDS = ("train_log.jsonl", "summary.json", "best", "checkpoint", ".checkp
 RUN_OUTPUTS = RUN_RECORDS + ("tensorboard", ".best.old", "speakers.json", "start_dev.json")
 
 
-def check_run_folder(out_dir: str | Path, resume, overwrite: bool, views: tuple[str, ...] = ()) -> None:
+def check_run_folder(out_dir: str | Path, resume, overwrite: bool,
+                     views: tuple[str, ...] = ()) -> Callable[[], None] | None:
     """Refuse a run that would start over in a folder holding a previous one (``train.resume=false``, or
-    nothing to resume there) unless ``overwrite``; with it, remove the previous run's outputs first, so none
-    of them (a ``best/`` a run without dev set never rewrites, an old checkpoint a later resume would pick
-    up) outlives it. A run that resumes replaces nothing and passes. Under torchrun only rank 0 decides."""
-    import logging
+    nothing to resume there) unless ``overwrite``. With it, return what removes the previous run's outputs
+    (so none of them, e.g. a ``best/`` a run without dev set never rewrites, outlives it): the trainer calls
+    it once the new run has read its data and is about to start, so a run that fails to start leaves the old
+    one as it was. None when nothing is to be removed (or a run resumes). Under torchrun only rank 0 decides."""
     import os
-    import shutil
 
     from ..errors import OutputExistsError
 
     out = Path(out_dir)
     if os.environ.get("RANK", "0") not in ("", "0"):
-        return
+        return None
     previous = [n for n in RUN_RECORDS + views if (out / n).exists()]
     if not previous:
-        return
+        return None
     resumable = [c for c in (out / "checkpoint", out / ".checkpoint.old")
                  if (c / "state.pt").is_file() and (c / "meta.json").is_file()]
     if resume and resumable:
-        return  # the trainer resumes (or refuses to, saying why); nothing is replaced
+        return None  # the trainer resumes (or refuses to, saying why); nothing is replaced
     if not overwrite:
         why = "train.resume=false starts over" if not resume else "there is no checkpoint to resume, so it starts over"
         raise OutputExistsError(f"{out}: holds a previous run ({', '.join(previous)}); {why} and would replace it; "
                                 "give --overwrite to replace it, or another out_dir")
+    return lambda: remove_previous_run(out, views)
+
+
+def remove_previous_run(out: Path, views: tuple[str, ...] = ()) -> None:
+    """Remove a previous run's outputs (:data:`RUN_OUTPUTS` and ``views``) from ``out``; other files stay."""
+    import logging
+    import shutil
+
     log = logging.getLogger("speech_tl")
     removed = []
     for name in RUN_OUTPUTS + views:
@@ -73,7 +83,8 @@ def check_run_folder(out_dir: str | Path, resume, overwrite: bool, views: tuple[
         else:
             continue
         removed.append(name)
-    log.info(f"--overwrite: removed the previous run's {', '.join(removed)} from {out}")
+    if removed:
+        log.info(f"--overwrite: removed the previous run's {', '.join(removed)} from {out}")
     left = sorted(p.name for p in out.glob("*.json"))
     if left:
         log.warning(f"{out}: left in place, but about the previous run's model: {', '.join(left)}")
@@ -95,8 +106,7 @@ def train_asr_cmd(config, overrides, overwrite):
     from ..config import load_config
 
     cfg = load_config(AsrConfig, config, list(overrides))
-    check_run_folder(cfg.out_dir, cfg.train.resume, overwrite)
-    summary = train_asr(cfg)
+    summary = train_asr(cfg, before_start=check_run_folder(cfg.out_dir, cfg.train.resume, overwrite))
     click.echo(json.dumps(summary, indent=1))
 
 
@@ -111,8 +121,8 @@ def train_speaker_cmd(config, overrides, overwrite):
     from ..speaker.task import SpeakerConfig, train_speaker
 
     cfg = load_config(SpeakerConfig, config, list(overrides))
-    check_run_folder(cfg.out_dir, cfg.train.resume, overwrite)
-    click.echo(json.dumps(train_speaker(cfg), indent=1))
+    before_start = check_run_folder(cfg.out_dir, cfg.train.resume, overwrite)
+    click.echo(json.dumps(train_speaker(cfg, before_start=before_start), indent=1))
 
 
 @train.command("multitask", context_settings={"ignore_unknown_options": True})
@@ -126,8 +136,8 @@ def train_multitask_cmd(config, overrides, overwrite):
     from ..multitask.task import MultitaskConfig, train_multitask
 
     cfg = load_config(MultitaskConfig, config, list(overrides))
-    check_run_folder(cfg.out_dir, cfg.train.resume, overwrite, views=("asr", "speaker"))
-    click.echo(json.dumps(train_multitask(cfg), indent=1))
+    before_start = check_run_folder(cfg.out_dir, cfg.train.resume, overwrite, views=("asr", "speaker"))
+    click.echo(json.dumps(train_multitask(cfg, before_start=before_start), indent=1))
 
 
 window_opt = click.option(
@@ -341,25 +351,22 @@ def interpolate_cmd(checkpoint, alpha, out, as_run, overwrite):
     Keeps more of the pretrained model's robustness on speech unlike the adaptation data (e.g. real
     speech after adapting on synthetic voices). Evaluate and use the result like any checkpoint.
     """
-    from ..interpolate import interpolate_checkpoint, interpolate_run
-
-    check_outputs([out], overwrite, inputs=[checkpoint], what="output folder", nested=True)
-    # written beside OUT and renamed into place when complete: OUT is whole or absent (a recipe's [ -d OUT ] test
-    # holds), and with --overwrite the old folder goes only once the new one is there
-    import os
     import shutil
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    from ..atomic import clean_leftovers, replace_dir, temporary_dir_beside
+    from ..interpolate import interpolate_checkpoint, interpolate_run
+
+    clean_leftovers(out)  # what a killed run writing OUT left beside it
+    check_outputs([out], overwrite, inputs=[checkpoint], what="output folder", nested=True)
+    # written beside OUT and swapped into place when complete: OUT is whole or absent (a recipe's [ -d OUT ] test
+    # holds), and with --overwrite the old folder goes only once the new one is there
+    staging = temporary_dir_beside(out)
     try:
-        meta = (interpolate_run if as_run else interpolate_checkpoint)(checkpoint, alpha, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.is_dir() and not out.is_symlink():
-        shutil.rmtree(out)
-    elif out.exists() or out.is_symlink():
-        out.unlink()
-    tmp.rename(out)
+        meta = (interpolate_run if as_run else interpolate_checkpoint)(checkpoint, alpha, staging / out.name)
+        if out.is_symlink() or (out.exists() and not out.is_dir()):
+            out.unlink()
+        replace_dir(staging / out.name, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     click.echo(f"{out}: {meta['interpolation']['tensors']} backbone tensors at alpha {alpha} between "
                f"{meta['backbone']} and {meta['interpolation']['finetuned']}")

@@ -193,13 +193,14 @@ def export_views(run: Path, cfg: MultitaskConfig) -> dict[str, Path]:
     return out
 
 
-def train_multitask(cfg: MultitaskConfig, log=info) -> dict:
-    """Train the shared encoder on both tasks; export ``asr/`` and ``speaker/`` views; return the summary."""
+def train_multitask(cfg: MultitaskConfig, log=info, before_start=None) -> dict:
+    """Train the shared encoder on both tasks; export ``asr/`` and ``speaker/`` views; return the summary.
+    ``before_start``: as for :func:`speech_tl.asr.task.train_asr`."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     task = MultitaskTask(cfg, log)
     trainer = Trainer(task, cfg.train, out, cfg.data, log)
-    summary = trainer.run()
+    summary = trainer.run(before_start=before_start)
     if trainer.dist.main:  # one process writes the exports; the others wait for them
         views = export_views(out, cfg)
         log("single-task views: " + ", ".join(f"{k} -> {v}" for k, v in views.items()))

@@ -37,6 +37,7 @@ duplicate id.
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import tempfile
@@ -44,10 +45,19 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from ..atomic import atomic_open, replace_dir, temporary_dir_beside
+from ..atomic import atomic_open, clean_leftovers, replace_dir, temporary_dir_beside
 from ..audio import FFMPEG_SUFFIXES
 from ..errors import InputError
-from .common import PrepareResult, Rejection, Row, already_done, dedupe_ids, probe_rows, write_outputs
+from .common import (
+    PrepareResult,
+    Rejection,
+    Row,
+    already_done,
+    dedupe_ids,
+    marker_path,
+    probe_rows,
+    write_outputs,
+)
 
 AUDIO_COLUMNS = ("audio", "path", "file", "audio_filepath")
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_text")
@@ -261,11 +271,12 @@ def prepare_hf_datasets(folder: str | Path, out_dir: str | Path, language: str =
     given = {"audio": audio_column, "text": text_column, "speaker": speaker_column, "id": id_column}
     params = {"dataset": str(folder.resolve()), "language": language, "config": config,
               **{f"{k}_column": v for k, v in given.items()}}
+    audio_dir = out_dir / f"{name}_{language}_audio"
+    _clean_leftovers(out_dir, name, language, audio_dir)
     if not force and (done := already_done(out_dir, name, language, params, overwrite)):
         return done
     from datasets import Audio
 
-    audio_dir = out_dir / f"{name}_{language}_audio"
     staging = temporary_dir_beside(audio_dir)  # embedded audio goes here; swapped in place of audio_dir at the end
     splits: dict[str, list] = {}
     rejected: list[Rejection] = []
@@ -305,7 +316,22 @@ def prepare_hf_datasets(folder: str | Path, out_dir: str | Path, language: str =
         _settle_audio(splits, staging, audio_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when the run got through
-    return write_outputs(out_dir, name, language, splits, rejected, params)
+    result = write_outputs(out_dir, name, language, splits, rejected, params)
+    for path in result.files.values():  # a manifest a killed run was writing under a split name not listed before
+        clean_leftovers(path)
+    return result
+
+
+def _clean_leftovers(out_dir: Path, name: str, language: str, audio_dir: Path) -> None:
+    """Remove what a killed import into ``out_dir`` left beside its outputs: the temporary audio folder and the
+    temporary files of the done-marker and of the manifests it lists."""
+    marker = marker_path(out_dir, name, language)
+    try:
+        listed = [Path(v).name for v in json.loads(marker.read_text(encoding="utf-8"))["files"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed = []
+    for path in [audio_dir, marker, *(out_dir / n for n in listed if n.startswith(f"{name}_{language}_"))]:
+        clean_leftovers(path)
 
 
 def _settle_audio(splits: dict[str, list], staging: Path, audio_dir: Path) -> None:

@@ -13,6 +13,7 @@ Every file is written atomically; the HTML last, so a finished ``report.html`` m
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -47,7 +48,23 @@ def write_report(run_dirs: list[str | Path], out: str | Path, title: str = "spee
     for f in figures:
         with atomic_open(files / f.filename, "wb") as fh:
             fh.write(f.png)
+    _remove_stale_figures(files, {f.filename for f in figures})
     atomic_write_text(md_path, to_markdown(doc, urllib.parse.quote(files.name)))
     atomic_write_text(html_path, to_html(doc))
     return {"html": str(html_path), "markdown": str(md_path), "figures_dir": str(files), "figures": len(figures),
             "runs": [r.name for r in runs], "sections": [s.id for s in doc.sections]}
+
+
+FIGURE_NAME = re.compile(r"fig-[a-z0-9-]+\.png")  # what a figure's id (document.Ids) makes its file name
+
+
+def _remove_stale_figures(files: Path, written: set[str]) -> None:
+    """Remove the figures of an earlier report in ``files`` that this one did not write (only names a report's
+    figure can have; other files stay), and the folder when nothing is left in it."""
+    if not files.is_dir() or files.is_symlink():
+        return
+    for p in files.iterdir():
+        if p.name not in written and FIGURE_NAME.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink()
+    if not any(files.iterdir()):
+        files.rmdir()

@@ -3,13 +3,16 @@
 A RUN_DIR is a training run folder (``summary.json``, ``config.yaml``, ``train_log.jsonl``, results files
 written by ``speech-tl evaluate`` beside them) or an evaluation-only folder (results files only, e.g. the
 unadapted baseline of the speaker recipe). A results file is any ``*.json`` directly in the folder whose
-top level has ``task`` or ``wer``/``eer``. Nothing is computed here; values are read as written.
+top level has ``task`` or ``wer``/``eer``. Nothing is computed here; values are read as written, once each
+value the report reads has been checked for its kind (:func:`check_shape`: a malformed file is an error naming the
+file and the key).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +177,145 @@ def _read_json(path: Path) -> object:
         raise InputError(f"{path}: not valid JSON ({e})") from None
 
 
+# --------------------------------------------------------------------------- the shape of what the report reads
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A JSON value the report reads: ``what`` it should be (for the error), ``test`` whether it is."""
+
+    what: str
+    test: Callable[[object], bool]
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object: ``fields`` name -> kind (null is accepted unless the name is ``required``), ``each`` the kind
+    of every value (speaker -> counts), ``check`` a further test returning ``(key, problem)`` or None."""
+
+    fields: dict = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    each: object = None
+    check: Callable[[dict], tuple[str, str] | None] | None = None
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: object
+
+
+NUMBER = Kind("a number", _number)
+COUNT = Kind("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool))
+TEXT = Kind("a string", lambda v: isinstance(v, str))
+PAIR = Kind("a pair of numbers [low, high]", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)))
+NUMBERS = Kind("a list of numbers", lambda v: isinstance(v, list) and all(map(_number, v)))
+CONFUSION = Kind("a pair [word, count]", lambda v: isinstance(v, list) and len(v) == 2 and _number(v[1]))
+
+
+def _same_length(a: str, b: str, extra: int = 0) -> Callable[[dict], tuple[str, str] | None]:
+    def check(d: dict) -> tuple[str, str] | None:
+        if len(d[a]) != len(d[b]) + extra:
+            return a, f"holds {len(d[a])} values but {b} {len(d[b])}; expected {len(d[b]) + extra}"
+        return None
+
+    return check
+
+
+FREEZE_STATE = Obj({"mode": TEXT, "frozen_layers": COUNT, "layers": COUNT, "trainable_parameters": COUNT,
+                    "total_parameters": COUNT}, required=("mode", "frozen_layers", "layers"))
+TRAIN = Obj({"freeze": TEXT, "freeze_state": FREEZE_STATE})
+DET = Obj({"far": NUMBERS, "frr": NUMBERS}, required=("far", "frr"), check=_same_length("far", "frr"))
+HISTOGRAM = Obj({"bins": NUMBERS, "target": NUMBERS, "nontarget": NUMBERS}, required=("bins", "target", "nontarget"),
+                check=lambda d: _same_length("bins", "target", 1)(d) or _same_length("bins", "nontarget", 1)(d))
+SCORES = {"eer": NUMBER, "eer_ci95": PAIR, "min_dcf": NUMBER, "eer_threshold": NUMBER, "det": DET,
+          "score_histogram": HISTOGRAM}
+
+
+def _probe_rows(d: dict) -> tuple[str, str] | None:
+    metric = d.get("metric", "eer")
+    depths = [row["depth"] for row in d["layers"]]
+    for k, row in enumerate(d["layers"]):
+        if not _number(row.get(metric)):
+            return f"layers[{k}].{metric}", f"expected a number (the probe's metric), found {_found(row.get(metric))}"
+    if d.get("best_depth") is not None and d["best_depth"] not in depths:
+        return "best_depth", f"is {d['best_depth']}, not one of the depths in layers ({depths})"
+    return None
+
+
+RESULTS = {
+    "asr": Obj({"wer": NUMBER, "cer": NUMBER, "wer_ci95": PAIR, "cer_ci95": PAIR, "num_utterances": NUMBER,
+                "audio_seconds": NUMBER, "decode_seconds": NUMBER, "train": TRAIN,
+                "per_speaker": Obj(each=Obj({"utterances": NUMBER, "wer": NUMBER, "cer": NUMBER})),
+                "confusions": Obj({k: ListOf(CONFUSION) for k in ("substitutions", "deletions", "insertions")})}),
+    "speaker": Obj({**SCORES, "asnorm": Obj(SCORES), "train": TRAIN,
+                    **{k: NUMBER for k in ("num_utterances", "num_speakers", "num_trials", "num_target_trials",
+                                           "p_target", "identification_accuracy", "identification_top5_accuracy")},
+                    "identification": Obj({k: NUMBER for k in ("num_enrolled_speakers", "enroll_per_speaker",
+                                                               "num_tests")}),
+                    "per_speaker": Obj(each=Obj({"enroll": NUMBER, "tests": NUMBER, "accuracy": NUMBER}))}),
+    "probe": Obj({"metric": TEXT, "best_depth": COUNT, "recommended_freeze_depth": COUNT, "train": TRAIN,
+                  "layers": ListOf(Obj({"depth": COUNT, **{k: NUMBER for k in ("cer", "wer", "eer", "eer_no_lda",
+                                                                               "dim", "lda_dim")}},
+                                       required=("depth",)))},
+                 required=("layers",), check=_probe_rows),
+}
+SUMMARY = Obj({k: NUMBER for k in ("steps", "epochs", "train_minutes", "best_step")}
+              | {"trainable_parameters": COUNT, "total_parameters": COUNT, "freeze_state": FREEZE_STATE},
+              check=lambda d: next(((k, f"expected a number, found {_found(v)}") for k, v in d.items()
+                                    if k.startswith("best_dev_") and v is not None and not _number(v)), None))
+HYPOTHESIS = Obj({"ref": TEXT, "hyp": TEXT}, required=("ref", "hyp"))
+
+
+def _found(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        return f"a string ({v[:40]!r})"
+    if isinstance(v, dict):
+        return "an object"
+    return f"a list of {len(v)}" if isinstance(v, list) else repr(v)[:40]
+
+
+def _problem(value, spec, key: str) -> tuple[str, str] | None:
+    """The first place where ``value`` is not as ``spec`` says: ``(key, problem)``, or None."""
+    if isinstance(spec, Kind):
+        return None if spec.test(value) else (key, f"expected {spec.what}, found {_found(value)}")
+    if isinstance(spec, ListOf):
+        if not isinstance(value, list):
+            return key, f"expected a list, found {_found(value)}"
+        return next((p for k, item in enumerate(value) if (p := _problem(item, spec.item, f"{key}[{k}]"))), None)
+    if not isinstance(value, dict):
+        return key, f"expected a JSON object, found {_found(value)}"
+    at = f"{key}." if key else ""
+    for name in spec.required:
+        if value.get(name) is None:
+            return f"{at}{name}", "missing"
+    for name, kind in spec.fields.items():
+        if value.get(name) is not None and (p := _problem(value[name], kind, f"{at}{name}")):
+            return p
+    if spec.each is not None:
+        for name, v in value.items():
+            if p := _problem(v, spec.each, f"{at}{name}"):
+                return p
+    if spec.check is not None and (p := spec.check(value)):
+        return f"{at}{p[0]}", p[1]
+    return None
+
+
+def check_shape(path: Path | str, data, spec, writer: str) -> None:
+    """:class:`InputError` naming ``path`` and the key when ``data`` is not as ``spec`` says (``writer``: the command
+    that writes such files, for the advice)."""
+    if p := _problem(data, spec, ""):
+        key, problem = p
+        raise InputError(f"{path}: " + (f"key {key!r}: " if key else "") + f"{problem}; fix the file (as `speech-tl "
+                         f"{writer}` writes it) or move it out of the run folder")
+
+
 def result_task(data: object) -> str | None:
     """``asr``/``speaker`` for a results mapping, another task name, or None when it is not a results file."""
     if not isinstance(data, dict):
@@ -188,14 +330,29 @@ def result_task(data: object) -> str | None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    return [row for _, row in _numbered_rows(path)]
+
+
+def _numbered_rows(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, object)`` of each JSON Lines object (a line cut short by a kill is left out: the rest is still
+    worth showing)."""
     rows = []
     for k, line in enumerate(_read_text(path).splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill: the rest is still worth showing
-                rows.append({"_bad_line": k})
-    return [r for r in rows if isinstance(r, dict) and "_bad_line" not in r]
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append((k, row))
+    return rows
+
+
+def _hypotheses(path: Path) -> list[dict]:
+    rows = _numbered_rows(path)
+    for line, row in rows:
+        check_shape(f"{path}:{line}", row, HYPOTHESIS, "evaluate")
+    return [row for _, row in rows]
 
 
 def _summary_task(summary: dict | None, log: list[dict]) -> str | None:
@@ -216,6 +373,8 @@ def collect_run(path: str | Path) -> Run:
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else None
     if summary is not None and not isinstance(summary, dict):
         raise InputError(f"{path / 'summary.json'}: expected a JSON object")
+    if summary is not None:
+        check_shape(path / "summary.json", summary, SUMMARY, "train")
     config = None
     if (path / "config.yaml").is_file():
         try:
@@ -233,12 +392,16 @@ def collect_run(path: str | Path) -> Run:
         data = _read_json(p)
         task = result_task(data)
         if task is None:
+            if isinstance(data, list) and any(result_task(x) for x in data):
+                raise InputError(f"{p}: a JSON list of results; a results file holds one JSON object (as `speech-tl "
+                                 "evaluate` writes it): write each result to a file of its own")
             continue
         if task not in TASKS:
             notes.append(f"{p.name}: task {task!r} is not reported")
             continue
+        check_shape(p, data, RESULTS[task], "probe" if task == "probe" else "evaluate")
         hyp_path = p.with_name(p.stem + ".hypotheses.jsonl")
-        results.append(Result(p, data, task, read_jsonl(hyp_path) if task == "asr" and hyp_path.is_file() else None))
+        results.append(Result(p, data, task, _hypotheses(hyp_path) if task == "asr" and hyp_path.is_file() else None))
     if summary is None and not results and not log:
         raise InputError(f"{path}: no summary.json, train_log.jsonl or results *.json (with 'task', 'wer' or "
                          "'eer') found")

@@ -168,10 +168,12 @@ class SpeakerTask(Task):
                 "config.yaml": yaml.safe_dump(to_dict(self.cfg), sort_keys=False, allow_unicode=True)}
 
 
-def train_speaker(cfg: SpeakerConfig, log=info) -> dict:
+def train_speaker(cfg: SpeakerConfig, log=info, before_start=None) -> dict:
+    """Adapt a speaker encoder as configured; returns the training summary. ``before_start``: as for
+    :func:`speech_tl.asr.task.train_asr`."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     task = SpeakerTask(cfg, log)
-    summary = Trainer(task, cfg.train, out, cfg.data, log).run()
+    summary = Trainer(task, cfg.train, out, cfg.data, log).run(before_start=before_start)
     (out / "speakers.json").write_text(json.dumps({"speakers": task.speakers}), encoding="utf-8")
     return summary

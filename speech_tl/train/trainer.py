@@ -429,10 +429,15 @@ class Trainer:
                                               self.max_batch(), self.cfg.seed, epoch),
                              self.dist.rank, self.dist.world_size)
 
-    def run(self, stop_at_step: int | None = None) -> dict:
+    def run(self, stop_at_step: int | None = None, before_start=None) -> dict:
         """Train until a limit is reached. ``stop_at_step`` pauses early as a kill would (after the
-        checkpoint of that step, no final evaluation); a later run resumes from there."""
+        checkpoint of that step, no final evaluation); a later run resumes from there. ``before_start``: called
+        first, the task and its data being ready (e.g. ``--overwrite`` removing a previous run's outputs)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if before_start is not None:
+            before_start()
+        if self.dist.world_size > 1:  # every rank sees out_dir as rank 0 left it
+            dist.barrier()
         seed_everything(self.cfg.seed + self.dist.rank)
         resumed = self.try_resume()  # decides (or refuses) before anything in out_dir is replaced
         if self.dist.main and self.task.cfg is not None:

@@ -118,7 +118,14 @@ def test_train_with_nothing_to_resume_refuses_a_previous_run_unless_overwrite(ta
         (out / name).write_text(f"previous {name}\n")
     before = snapshot(out)
     calls = []
-    monkeypatch.setattr(f"speech_tl.{task}.task.train_{task}", lambda cfg: calls.append(cfg) or {"steps": 0})
+
+    def started(cfg, before_start=None):  # what the trainer does first: --overwrite's removal, then the run
+        calls.append(cfg)
+        if before_start is not None:
+            before_start()
+        return {"steps": 0}
+
+    monkeypatch.setattr(f"speech_tl.{task}.task.train_{task}", started)
     # resume=false starts over; so does the default when there is no complete checkpoint (no state.pt) to resume
     for resume in ("false", "true"):
         line = one_error_line(CliRunner().invoke(main, ["train", task, str(conf), f"train.resume={resume}"]))
@@ -128,6 +135,30 @@ def test_train_with_nothing_to_resume_refuses_a_previous_run_unless_overwrite(ta
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
     assert sorted(snapshot(out)) == ["config.yaml", "keep/notes.txt"]  # what is not a run's output stays
+
+
+@pytest.mark.parametrize("task", ["asr", "speaker", "multitask"])
+def test_train_overwrite_keeps_the_previous_run_when_the_new_one_cannot_start(task, tone_corpus, pitch_speakers,
+                                                                              tiny_whisper, tmp_path):
+    """--overwrite removes the previous run only once the new one has read its data: a config naming a missing
+    manifest fails with one error line naming it, and the old run is there as it was."""
+    from tests.test_multitask import mt_config
+
+    out = tmp_path / "run"
+    conf = tmp_path / "conf.yaml"
+    dump_config({"asr": lambda: asr_config(tone_corpus, tiny_whisper, out),
+                 "speaker": lambda: speaker_config(pitch_speakers, out),
+                 "multitask": lambda: mt_config(tone_corpus, pitch_speakers, tiny_whisper, out)}[task](), conf)
+    for name in ("best/model.pt", "train_log.jsonl", "summary.json", "checkpoint/meta.json", "keep/notes.txt"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(f"previous {name}\n")
+    before = snapshot(out)
+    missing = tmp_path / "gone" / "train.jsonl"
+    for resume in ("false", "true"):  # true: nothing to resume (no state.pt), so it would start over as well
+        line = one_error_line(CliRunner().invoke(main, ["train", task, str(conf), f"train.resume={resume}",
+                                                        f"data.train={missing}", "--overwrite"]))
+        assert str(missing) in line
+        assert snapshot(out) == before
 
 
 def test_transcribe_prints_one_line_per_file(trained, tone_corpus):

@@ -205,7 +205,7 @@ def test_rerun_skips_and_other_parameters_are_refused(tmp_path, corpus):
     args = ["prepare", "hf-datasets", str(saved), "--out-dir", str(out), "--lang", "de", "--workers", "1"]
     assert CliRunner().invoke(main, args).exit_code == 0
     res = CliRunner().invoke(main, args)
-    assert res.exit_code == 0 and "already prepared, skipped" in res.output
+    assert res.exit_code == 0 and "already prepared with the same parameters, reused" in res.output
     res = assert_other_parameters_refused_unless_overwrite([*args, "--speaker-column", "gender"], out,
                                                            out / "hf_de_train.jsonl")
     assert {u.speaker for u in read_manifest(out / "hf_de_train.jsonl")} == {"female", "male"}
@@ -304,3 +304,32 @@ def test_a_split_failing_midway_leaves_no_audio_behind(tmp_path):
     assert res.exit_code == 1, res.output
     assert str(folder) in res.output and "datasets stopped reading it after row 1" in res.output, res.output
     assert not (out / "hf_und_audio").exists() and leftovers(out) == []
+
+
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path):
+    """A run SIGKILLed while filling its audio folder, or while writing a manifest or the done-marker, leaves
+    temporaries beside them: the next run removes them, also when it skips a finished preparation. Hidden files of
+    other names stay."""
+    from tests.killed_write import killed_while_writing
+
+    saved = tmp_path / "saved"
+    data, _ = audio_bytes("abc", 16000)
+    Dataset.from_dict({"id": ["eins"], "audio": [{"bytes": data, "path": "eins.wav"}]}).cast_column(
+        "audio", Audio()).save_to_disk(str(saved))
+    out = tmp_path / "out"
+    args = ["prepare", "hf-datasets", str(saved), "--out-dir", str(out), "--workers", "1"]
+    mine = [out / ".hf_und_audio.notes", out / ".hf_und_all.jsonl.orig"]
+    for first in (True, False):  # a first run; then a rerun that finds the preparation finished and skips it
+        if first:
+            out.mkdir()
+        left = killed_while_writing(out / "hf_und_audio", "dir") + killed_while_writing(out / "hf_und_all.jsonl")
+        left += killed_while_writing(out / ".hf_und.done")
+        assert len(left) == 3
+        for p in mine:
+            p.write_text("mine")
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert ("already prepared" in res.output) != first
+        assert leftovers(out) == sorted(p.name for p in mine)
+    (u,) = read_manifest(out / "hf_und_all.jsonl")
+    assert u.audio_path().is_file()
