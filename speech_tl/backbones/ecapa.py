@@ -17,6 +17,7 @@ Padding is not exact here (the convolutions see it, as in SpeechBrain itself).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -64,14 +65,30 @@ def read_hyperparams(path: Path) -> dict:
 class FbankFrontend(nn.Module):
     """SpeechBrain ``Fbank`` + per-utterance mean normalisation: ``(B, T)`` -> ``(B, frames, n_mels)``."""
 
+    traceable = False  # set by :func:`speech_tl.export.onnx.traceable`: the STFT as real convolutions (no complex)
+
     def __init__(self, n_mels: int = 80):
         super().__init__()
         from speechbrain.lobes.features import Fbank
 
         self.fbank = Fbank(n_mels=n_mels)
 
+    def _fbank(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` -> ``(B, frames, n_mels)``: SpeechBrain's ``Fbank``, or (traceable) the same numbers from the
+        power spectrum of :func:`~speech_tl.backbones.whisper.stft_power_real` through SpeechBrain's filterbank."""
+        if not self.traceable:
+            return self.fbank(wave)
+        from .whisper import stft_power_real
+
+        stft = self.fbank.compute_STFT
+        if self.fbank.deltas or self.fbank.context or stft.normalized_stft or not stft.center:
+            raise BackboneError("this Fbank (deltas, context window, normalised or uncentred STFT) has no "
+                                "exportable form")
+        power = stft_power_real(wave, stft.window, stft.n_fft, stft.hop_length, center_pad=stft.pad_mode)
+        return self.fbank.compute_fbanks(power.transpose(1, 2))
+
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.fbank(wave.float())
+        feats = self._fbank(wave.float())
         frames = (torch.div(lengths, 160, rounding_mode="floor") + 1).clamp(max=feats.shape[1])
         valid = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None])[..., None]
         mean = (feats * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
@@ -93,6 +110,28 @@ class EcapaBackbone(Backbone):
 
     def arch(self) -> dict:
         return {"kind": "ecapa", "kwargs": self.kwargs, "n_mels": self.n_mels}
+
+    @staticmethod
+    @contextlib.contextmanager
+    def export_context():
+        """While exporting (:func:`speech_tl.export.onnx.traceable`): SpeechBrain's ``length_to_mask`` sizes its mask
+        with ``len(length)``, a Python int that fixes the batch size of an exported graph; the same mask by
+        broadcasting instead. ``(B,)`` lengths -> ``(B, max_len)`` mask."""
+        import speechbrain.lobes.models.ECAPA_TDNN as sb_ecapa
+
+        original = sb_ecapa.length_to_mask
+
+        def length_to_mask(length, max_len=None, dtype=None, device=None):
+            if max_len is None:  # data-dependent size: not exportable either way
+                return original(length, max_len, dtype, device)
+            mask = torch.arange(max_len, device=length.device, dtype=length.dtype)[None, :] < length[:, None]
+            return mask.to(dtype=dtype or length.dtype, device=device or length.device)
+
+        sb_ecapa.length_to_mask = length_to_mask
+        try:
+            yield
+        finally:
+            sb_ecapa.length_to_mask = original
 
     @staticmethod
     def _relative(lengths: torch.Tensor, total: int) -> torch.Tensor:

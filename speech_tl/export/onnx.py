@@ -58,12 +58,17 @@ class ExportError(SpeechTlError, ValueError):
 
 @contextlib.contextmanager
 def traceable(model: nn.Module):
-    """Switch every submodule with a ``traceable`` flag (Whisper's log-mel, GE2E's mel) to its exportable form."""
+    """Switch every submodule with a ``traceable`` flag (Whisper's log-mel, GE2E's mel, ECAPA's filterbank) to its
+    exportable form, inside the ``export_context()`` of every submodule that has one (ECAPA's masks)."""
     flagged = [m for m in model.modules() if hasattr(type(m), "traceable")]
     for m in flagged:
         m.traceable = True
     try:
-        yield model
+        with contextlib.ExitStack() as stack:
+            for m in model.modules():
+                if hasattr(type(m), "export_context"):
+                    stack.enter_context(m.export_context())
+            yield model
     finally:
         for m in flagged:
             del m.traceable  # back to the class default
@@ -146,7 +151,8 @@ def _speaker_model(model_ref: str) -> tuple[nn.Module, dict, dict]:
     kind = type(model.backbone).__name__
     if model.pooling == "last" and kind == "Ge2eBackbone":
         graph = "ge2e-windows"
-    elif model.pooling == "mean" and any(hasattr(type(m), "traceable") for m in model.backbone.modules()):
+    elif (model.pooling == "mean" and any(hasattr(type(m), "traceable") for m in model.backbone.modules())
+          or model.pooling == "backbone" and kind == "EcapaBackbone"):
         graph = "pooled"
     else:
         raise ExportError(f"{model_ref}: ONNX export supports GE2E speaker models and mean-pooled Whisper or "
@@ -203,9 +209,20 @@ def _check_audio(check_audio: str | Path | None, seconds: float = 4.0) -> tuple[
     return (x + noise).float(), "a synthetic speech-like signal (give --check-audio for real audio)"
 
 
-def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path | None = None) -> dict:
+def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path | None = None, *,
+                quantize: str | None = None, dev: str | Path | None = None, max_cer_increase: float = 0.01,
+                optimize: bool = True) -> dict:
     """Export ``model_ref`` (checkpoint folder or speaker backbone source) into the new folder ``out``; returns
-    the ``export.json`` written. The folder appears only complete (written beside it, then renamed into place)."""
+    the ``export.json`` written. The folder appears only complete (written beside it, then renamed into place).
+
+    ``optimize``: ONNX Runtime's transformer fusions (:func:`.ort_graph.fuse_transformer`). ``quantize="int8"``:
+    int8 weights (:func:`.ort_graph.quantize_int8`); for ASR, ``dev`` (a manifest with transcripts) is decoded with
+    the float and the int8 graph, both CERs go into ``export.json``, and the export is refused when int8 is more
+    than ``max_cer_increase`` worse (:func:`.ort_graph.quantize_export`)."""
+    if quantize not in (None, "int8"):
+        raise ExportError(f"quantize must be int8 (or none), got {quantize!r}")
+    if dev is not None and quantize is None:
+        raise ExportError("--dev measures what int8 quantisation costs; it needs --quantize int8")
     from ..atomic import replace_dir, temporary_dir_beside
     from ..checkpoint import read_meta, resolve_checkpoint
 
@@ -229,7 +246,8 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
         raise InputError(f"{audio_name}: silent or not finite audio; give --check-audio a recording of speech")
     tmp = temporary_dir_beside(out)
     try:
-        info = _export_into(tmp, model, task, settings, wave)
+        info = _export_into(tmp, model, task, settings, wave, optimize=optimize)
+        feeds, wave = info.pop("feeds"), info.pop("wave")
         export = {"format": FORMAT, "version": VERSION, "task": task, **settings, "sample_rate": 16000,
                   "opset": OPSET, "torch": torch.__version__,
                   "meta": {k: v for k, v in meta.items() if k != "folder"},
@@ -246,15 +264,25 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
             for name in ("vocab.json", "config.yaml", "decoder.json", "lm.arpa"):
                 if (folder / name).is_file():
                     shutil.copyfile(folder / name, tmp / name)
+        if quantize:
+            from .ort_graph import quantize_export
+
+            export["quantization"] = quantize_export(tmp, model, export, feeds, wave, dev, max_cer_increase)
+            _write_metadata(tmp / ONNX_FILE, export)
+            (tmp / EXPORT_FILE).write_text(json.dumps(export, ensure_ascii=False, indent=1), encoding="utf-8")
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return export
 
 
-def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor) -> dict:
-    """Export the graph into ``tmp/model.onnx`` and compare ONNX Runtime with torch on ``wave``; returns
-    ``{"max_abs_diff", "within_tolerance", "seconds"}`` (see :data:`TOLERANCE`)."""
+def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor,
+                 optimize: bool = True) -> dict:
+    """Export the graph into ``tmp/model.onnx`` (with ONNX Runtime's transformer fusions when ``optimize`` and the
+    model has attention layers) and compare ONNX Runtime with torch on ``wave``; returns ``{"max_abs_diff",
+    "within_tolerance", "seconds", "fusions"}`` (see :data:`TOLERANCE`)."""
+    from .ort_graph import fuse_transformer, is_transformer
+
     path = tmp / ONNX_FILE
     graph_kind = settings["graph"]
     with traceable(model), torch.no_grad():
@@ -277,7 +305,20 @@ def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: t
             _export_graph(graph, (batch, lengths), path, ["waveform", "lengths"], outputs,
                           {"waveform": {0: batch_dim, 1: samples}, "lengths": {0: batch_dim}})
             feeds = {"waveform": batch.numpy(), "lengths": lengths.numpy()}
-    # the reference: the torch model as it runs in speech-tl (not its traceable form)
+    fusions = fuse_transformer(path) if optimize and is_transformer(model) else {}
+    got, want = _outputs(path, model, task, graph_kind, feeds, wave)
+    tol = TOLERANCE[task]
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
+    within = all(bool((np.abs(g - w) <= tol["atol"] + tol["rtol"] * np.abs(w)).all())
+                 for g, w in zip(got, want, strict=True))
+    return {"max_abs_diff": diff, "within_tolerance": within and diff == diff,
+            "seconds": round(wave.numel() / 16000, 2), "fusions": fusions, "feeds": feeds, "wave": wave}
+
+
+def _outputs(path: Path, model: nn.Module, task: str, graph_kind: str, feeds: dict,
+             wave: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """ONNX Runtime's outputs of the graph at ``path`` on ``feeds`` and the torch model's as it runs in speech-tl
+    (not its traceable form), paired: log-probabilities ``(T', V)`` per utterance for ASR, embeddings for speakers."""
     with torch.no_grad():
         if graph_kind == "ge2e-windows":
             want = [model.embed_batch([wave])[0].numpy()]
@@ -295,12 +336,7 @@ def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: t
         else:
             want = [model(wave=torch.from_numpy(feeds["waveform"]), lengths=torch.from_numpy(feeds["lengths"])).numpy()]
             got = [_session(path).run(None, feeds)[0]]
-    tol = TOLERANCE[task]
-    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
-    within = all(bool((np.abs(g - w) <= tol["atol"] + tol["rtol"] * np.abs(w)).all())
-                 for g, w in zip(got, want, strict=True))
-    return {"max_abs_diff": diff, "within_tolerance": within and diff == diff,
-            "seconds": round(wave.numel() / 16000, 2)}
+    return got, want
 
 
 def _write_metadata(path: Path, export: dict) -> None:

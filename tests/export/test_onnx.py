@@ -132,13 +132,56 @@ def test_export_refuses_to_replace_a_folder_unless_overwrite(asr_export, asr_run
     assert (asr_export / "export.json").read_bytes() == before
 
 
-def test_models_it_cannot_export_get_a_clear_error(tmp_path):
-    from tests.backbones.test_arch import _ecapa
+def test_the_export_carries_onnx_runtimes_transformer_fusions(asr_export):
+    """Whisper's GELUs are fused by ONNX Runtime's optimizer at export; export.json says which fusions it made."""
+    import onnx
 
-    source = _ecapa(tmp_path / "ecapa")
-    code, _, err = run("export", "onnx", source, "--out", tmp_path / "x")
-    assert code == 1 and "supports GE2E speaker models and mean-pooled Whisper or wav2vec2-family ones" in err
-    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.tmp-*"))
+    export = json.loads((asr_export / "export.json").read_text())
+    fusions = export["verified"]["fusions"]
+    ops = {n.op_type for n in onnx.load(str(asr_export / "model.onnx")).graph.node}
+    assert fusions and set(fusions) <= ops | {"LayerNormalization"}
+    assert "Erf" not in ops  # every GELU fused (Gelu or BiasGelu), none left as its erf formula
+
+
+def test_int8_export_records_dev_cer_beside_float_and_decodes_like_it(asr_export, asr_run, real_clips, tone_corpus,
+                                                                      tmp_path):
+    """--quantize int8 --dev: matrix products hold int8 weights, export.json holds the float and the int8 CER on the
+    dev manifest, and `evaluate asr` of the folder reproduces the int8 one."""
+    import onnx
+
+    dev = tone_corpus / "dev.jsonl"
+    out = tmp_path / "int8"
+    code, stdout, err = run("export", "onnx", asr_run, "--out", out, "--check-audio", real_clips[0], "--quantize",
+                            "int8", "--dev", dev, "--max-cer-increase", "1")
+    assert code == 0, err
+    assert "int8 (" in stdout and "(float " in stdout
+    q = json.loads((out / "export.json").read_text())["quantization"]
+    assert q["weights"] == "int8 per output channel" and q["nodes"] >= 16 and q["op_types"] == {"MatMul": q["nodes"]}
+    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"}
+    d = q["dev"]
+    assert d["manifest"] == str(dev) and d["max_cer_increase"] == 1.0
+    assert 0 <= d["float"]["cer"] and 0 <= d["int8"]["cer"] and d["float"]["utterances"] == d["int8"]["utterances"]
+    code, _, err = run("evaluate", "asr", out, dev, "--out", tmp_path / "r.json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["backend"] == "onnx" and r["cer"] == pytest.approx(d["int8"]["cer"]) and r["decoding"] == d["decoding"]
+    assert (out / "model.onnx").stat().st_size < 0.5 * (asr_export / "model.onnx").stat().st_size
+    assert not (out / "model.int8.onnx").exists()
+
+
+def test_an_int8_export_that_costs_too_much_is_refused_and_nothing_written(asr_run, real_clips, tone_corpus,
+                                                                          tmp_path):
+    from speech_tl.export.onnx import ExportError, export_onnx
+
+    out = tmp_path / "int8"
+    with pytest.raises(ExportError, match=r"int8 quantisation costs too much on .*dev\.jsonl: CER .* against .* in "
+                                          r"float \(allowed: \+-1\)"):
+        export_onnx(asr_run, out, real_clips[0], quantize="int8", dev=tone_corpus / "dev.jsonl",
+                    max_cer_increase=-1.0)  # a negative allowance: no int8 CER passes
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    code, _, err = run("export", "onnx", asr_run, "--out", out, "--dev", tone_corpus / "dev.jsonl")
+    assert code == 2 and "--quantize int8" in err
 
 
 # --------------------------------------------------------------------------- speakers
@@ -295,6 +338,47 @@ def test_a_short_check_clip_is_repeated_and_a_silent_one_refused(tmp_path):
     sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
     code, _, err = run("export", "onnx", "ge2e:resemblyzer", "--out", tmp_path / "s", "--check-audio", silent)
     assert code == 1 and "silent" in err and not (tmp_path / "s").exists()
+
+
+def test_ge2e_int8_export_keeps_its_lstms_in_float_and_embeds_like_torch(real_clips, tmp_path):
+    """int8 LSTMs move GE2E's embeddings far (see speech_tl.export.ort_graph): only the projection is quantised."""
+    import onnx
+
+    from speech_tl.audio import load_audio
+    from speech_tl.speaker.embedder import load_embedder
+
+    code, stdout, err = run("export", "onnx", "ge2e:resemblyzer", "--out", tmp_path / "g", "--check-audio",
+                            real_clips[1], "--quantize", "int8")
+    assert code == 0, err
+    q = json.loads((tmp_path / "g" / "export.json").read_text())["quantization"]
+    assert q["op_types"] == {"Gemm": 1} and q["min_cosine_to_torch"] >= 0.98 and "embedding cosine" in stdout
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "g" / "model.onnx")).graph.node]
+    assert ops.count("LSTM") == 3 and "DynamicQuantizeLSTM" not in ops
+    waves = [load_audio(c) for c in real_clips[:4]]
+    want = load_embedder("ge2e:resemblyzer").embed_many(waves)
+    got = load_embedder(str(tmp_path / "g")).embed_many(waves)
+    assert float((got * want).sum(1).min()) >= 0.98
+
+
+def test_ecapa_tdnn_exports_and_embeds_real_speech_like_torch(real_clips, tmp_path):
+    """SpeechBrain's ECAPA-TDNN (a tiny random one saved as SpeechBrain publishes them): its filterbank's STFT as
+    real convolutions, the same embeddings on real speech; int8 is refused (it is all convolutions)."""
+    from speech_tl.audio import load_audio
+    from speech_tl.speaker.embedder import load_embedder
+    from tests.backbones.test_arch import _ecapa
+
+    source = _ecapa(tmp_path / "ecapa")
+    code, _, err = run("export", "onnx", source, "--out", tmp_path / "x", "--check-audio", real_clips[0])
+    assert code == 0, err
+    export = json.loads((tmp_path / "x" / "export.json").read_text())
+    assert export["graph"] == "pooled" and export["verified"]["within_tolerance"]
+    waves = [load_audio(c) for c in real_clips[:4]]
+    want = load_embedder(source).embed_many(waves)
+    got = load_embedder(str(tmp_path / "x")).embed_many(waves)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    code, _, err = run("export", "onnx", source, "--out", tmp_path / "q", "--quantize", "int8")
+    assert code == 1 and "nothing to quantise to int8" in err and "export it without --quantize" in err
+    assert not (tmp_path / "q").exists() and not list(tmp_path.glob(".q.*"))
 
 
 def test_overwrite_replaces_an_export_and_leaves_no_old_copy(ge2e_export, tmp_path):
