@@ -24,8 +24,9 @@ The graphs (shapes; B utterances, T samples at 16 kHz):
 
 For export the models run in a traceable form (:func:`traceable`): the STFT as two real convolutions (ONNX has no
 complex numbers), masks always applied instead of data-dependent shortcuts (Whisper, the wav2vec2 family),
-GE2E's LSTMs without packing (its windows all have one length). ECAPA-TDNN (SpeechBrain) is not exported yet: a
-clear error says so.
+GE2E's LSTMs without packing (its windows all have one length), ECAPA-TDNN's filterbank from the real-convolution
+STFT and SpeechBrain's masks without a fixed batch size (``EcapaBackbone.export_context``).
+``--quantize int8`` and the transformer fusions: :mod:`.ort_graph`.
 """
 
 from __future__ import annotations
@@ -155,9 +156,9 @@ def _speaker_model(model_ref: str) -> tuple[nn.Module, dict, dict]:
           or model.pooling == "backbone" and kind == "EcapaBackbone"):
         graph = "pooled"
     else:
-        raise ExportError(f"{model_ref}: ONNX export supports GE2E speaker models and mean-pooled Whisper or "
-                          f"wav2vec2-family ones; this one is {meta['backbone']!r} with {model.pooling!r} pooling "
-                          "(ECAPA-TDNN export is not built yet)")
+        raise ExportError(f"{model_ref}: ONNX export supports GE2E and ECAPA-TDNN speaker models and mean-pooled "
+                          f"Whisper or wav2vec2-family ones; this one is {meta['backbone']!r} with {model.pooling!r} "
+                          "pooling")
     settings = {"graph": graph, "embedding_dim": model.embedding_dim}
     if graph == "pooled":
         settings["max_input_seconds"] = model.backbone.max_input_seconds

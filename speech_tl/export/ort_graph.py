@@ -6,7 +6,7 @@ this module only chooses what they apply to and says what they did.
 - :func:`fuse_transformer`: the transformer fusions ONNX Runtime's optimizer finds in the graph torch's dynamo
   exporter writes (GELU and bias + GELU, layer norm; attention where its pattern matches), saved into the file so
   every runtime loads the fused graph. ``benchmarks/onnx_speed.py`` measures the graph before and after, and also
-  onnxscript's attention fusion (``MultiHeadAttention``), which was slower on CPUs (see benchmarks/README.md) and is
+  onnxscript's attention fusion (``MultiHeadAttention``), which was no faster on CPUs (see benchmarks/README.md) and is
   therefore not applied.
 - :func:`quantize_int8`: the weights of the model's linear layers (their ``MatMul``/``Gemm`` nodes, found by value)
   stored as int8 with one scale per output channel, activations quantised per call (dynamic quantisation: no
