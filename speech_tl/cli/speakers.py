@@ -116,7 +116,7 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
     nothing could be enrolled); clips already enrolled are skipped, so a batch can be run again.
     A database keeps the model it was created with; other models are refused.
     """
-    from ..speaker.registry import DEFAULT_THRESHOLD
+    from ..speaker.registry.auto_threshold import MIN_TARGET_TRIALS
 
     sources = [x for x in (audio or speaker, from_folder, from_manifest) if x]
     if len(sources) != 1:
@@ -165,9 +165,11 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
             click.echo(f"enrolled {r['added']} clip(s) for {r['speaker']} ({'new speaker, ' if r['created'] else ''}"
                        f"{r['n_clips']} in total) -> {db}")
     meta = service.speakers()
-    if meta["threshold"] == DEFAULT_THRESHOLD and meta["threshold_provenance"].startswith("default"):
-        click.echo(f"note: the decision threshold {DEFAULT_THRESHOLD} is an uncalibrated placeholder; "
-                   f"set it with `speech-tl speakers calibrate --db {db} RESULTS.json`", err=True)
+    if meta["threshold_origin"] == "default":
+        click.echo(f"note: the decision threshold {meta['threshold']:g} is an uncalibrated placeholder until 2 or more "
+                   f"speakers with {MIN_TARGET_TRIALS} clips among those with 2 or more are enrolled (then it is "
+                   f"calibrated on them); or set it with `speech-tl speakers calibrate --db {db} RESULTS.json`",
+                   err=True)
 
 
 @main.command("identify")
@@ -180,6 +182,12 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
                    "an enrolled speaker or 'unknown'.")
 @click.option("--rttm", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --segments: also write them as NIST RTTM to this file.")
+@click.option("--open-set", "open_set", type=click.BOOL, default=True, show_default=True,
+              help="With --segments: a voice whose best enrolled match scores at or under the threshold is "
+                   "'unknown'. false: closed set, every voice gets its best enrolled match (only enrolled people "
+                   "speak).")
+@click.option("--min-score", type=float, default=None,
+              help="With --segments: name a voice above this score instead of the database's threshold.")
 @overwrite_option
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}; with --segments '
@@ -188,12 +196,14 @@ def enroll_cmd(db, speaker, from_folder, from_manifest, model, as_json, audio, d
 @device_option
 @backend_option
 @speaker_db_errors
-def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, model, device, backend):
+def identify_cmd(db, audio, top_k, segments, rttm, open_set, min_score, overwrite, as_json, model, device, backend):
     """Which enrolled speaker is AUDIO? The best one if its score is above the threshold, else 'unknown'.
 
     Reads the database only (it may be on read-only media)."""
     if rttm is not None and not segments:
         raise click.UsageError("--rttm needs --segments")
+    if (min_score is not None or not open_set) and not segments:
+        raise click.UsageError("--open-set and --min-score are for --segments")
     if rttm is not None:
         check_outputs([rttm], overwrite, inputs=[audio, db])
     service = _service(db, model, device=device, readonly=True, backend=backend)
@@ -201,14 +211,18 @@ def identify_cmd(db, audio, top_k, segments, rttm, overwrite, as_json, model, de
         from ..atomic import atomic_write_text
         from ..speaker.segments import to_rttm
 
-        r = service.segments(service.load(audio))
+        r = service.segments(service.load(audio), open_set=open_set, min_score=min_score)
         if rttm is not None:
             atomic_write_text(rttm, to_rttm(r["segments"], Path(audio).stem))
         if as_json:
             click.echo(json.dumps(r, ensure_ascii=False))
             return
+        how = "closed set: every voice named" if not r["open_set"] else (
+            f"named above {r['threshold']:.3f} ({r['threshold_origin']})")
+        click.echo(f"{audio}: {len(r['segments'])} segments, {how}")
         for seg in r["segments"]:
-            click.echo(f"{seg['start']:8.2f} {seg['end']:8.2f}  {seg['speaker']}  {seg['score']:.3f}")
+            click.echo(f"{seg['start']:8.2f} {seg['end']:8.2f}  {seg['speaker']}  {seg['score']:.3f}  "
+                       f"voice {seg['cluster']}")
         return
     r = service.identify(service.load(audio), top_k)
     if as_json:
@@ -330,7 +344,8 @@ def speakers_list_cmd(db, as_json):
              if meta["model_fingerprint"] else "none yet")
     click.echo(f"{db}: model {model}")
     scoring = (f"AS-Norm against {listed['cohort_size']} cohort clip(s)" if meta["score"] == "as-norm" else "cosine")
-    click.echo(f"scores: {scoring}; threshold {meta['threshold']:.4f}: {meta['threshold_provenance']}")
+    click.echo(f"scores: {scoring}; threshold {meta['threshold']:.4f} ({meta['threshold_origin']}): "
+               f"{meta['threshold_provenance']}")
     width = max([len(n) for n, _, _ in rows] + [7])
     if rows:
         click.echo(f"{'speaker':<{width}}  {'clips':>5}  created")
@@ -415,7 +430,8 @@ def speakers_cohort_cmd(db, from_folder, from_manifest, clear, as_json, device, 
                                                                  if r["skipped"] else ""))
         for bad in r["refused"]:
             click.echo(f"refused: {bad['clip']}: {bad['reason']}")
-    if r["added"] and r["score"] == "as-norm" and r["cohort_size"] == r["added"]:
+    if r["added"] and r["score"] == "as-norm" and r["cohort_size"] == r["added"] and \
+            service.speakers()["threshold_origin"] == "default":
         click.echo("note: scores are AS-Norm now; the threshold is an uncalibrated placeholder: calibrate it with "
                    f"`speech-tl speakers calibrate --db {db} RESULTS.json` from `speech-tl evaluate speaker ... "
                    "--cohort`", err=True)
@@ -423,19 +439,32 @@ def speakers_cohort_cmd(db, from_folder, from_manifest, clear, as_json, device, 
 
 @speakers.command("calibrate")
 @db_opt
-@click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("results", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--target-far", type=float, default=None,
               help="Pick the threshold whose false-accept rate is at most this (default: the EER threshold).")
+@click.option("--auto", "auto", is_flag=True,
+              help="Forget a set threshold: it comes from data again (the enrolled clips, or the model's shipped "
+                   "calibration).")
 @speaker_db_errors
-def speakers_calibrate_cmd(db, results, target_far):
-    """Set the decision threshold from a speaker evaluation's RESULTS.json of the same model.
+def speakers_calibrate_cmd(db, results, target_far, auto):
+    """Set the decision threshold from a speaker evaluation's RESULTS.json of the same model, or (--auto) let it
+    come from data again.
 
+    Without either, a database's threshold already comes from data: the enrolled clips themselves (leave-one-out
+    trials) once there are enough, else the model's shipped calibration (GE2E), else a placeholder.
     RESULTS.json: "eer_threshold" (float), and for --target-far "calibration": {"thresholds": [...],
     "far": [...]}; optional "model_fingerprint" must match the database's model. See
-    speech_tl/speaker/registry.py for the exact format.
+    speech_tl/speaker/registry/thresholds.py for the exact format.
     """
     from ..speaker.registry import SpeakerRegistry
 
+    if (results is None) == (not auto):
+        raise click.UsageError("give RESULTS.json, or --auto")
     with SpeakerRegistry(db, create=False) as reg:
+        if auto:
+            m = reg.use_automatic_threshold()
+            click.echo(f"threshold {m['threshold']:.4f} ({m['threshold_origin']}: {m['threshold_provenance']}) "
+                       f"-> {db}")
+            return
         r = reg.calibrate_threshold(results, target_far)
     click.echo(f"threshold {r['threshold']:.4f} ({r['provenance']}) -> {db}")

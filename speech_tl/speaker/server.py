@@ -6,9 +6,10 @@ embedding, not the start of Python and torch. The JSON API gives the shapes the 
 
 - ``POST /api/enroll`` (multipart: ``speaker``, one or more ``audio`` files) -> ``{"speaker", "created",
   "added", "n_clips"}``
-- ``POST /api/identify`` (multipart: ``audio``, optional ``top``, optional ``segments=true``) ->
-  ``{"speaker", "score", "threshold", "candidates": [{"speaker", "score"}]}``, or with ``segments``
-  ``{"segments": [{"start", "end", "speaker", "score"}]}``
+- ``POST /api/identify`` (multipart: ``audio``, optional ``top``, optional ``segments=true`` with optional
+  ``open_set=false`` and ``min_score``) -> ``{"speaker", "score", "threshold", "candidates": [{"speaker",
+  "score"}]}``, or with ``segments`` ``{"segments": [{"start", "end", "speaker", "score", "cluster"}], "threshold",
+  "threshold_origin", "open_set"}``
 - ``POST /api/verify`` (multipart: ``speaker``, ``audio``) -> ``{"speaker", "accepted", "score", "threshold"}``
 - ``GET /api/speakers`` -> ``{"model_source", ..., "threshold", "speakers": [{"speaker", "clips", "created"}]}``
 - ``DELETE /api/speakers/{name}`` -> ``{"speaker", "removed_clips"}``;
@@ -280,9 +281,12 @@ def create_app(service: SpeakerService, tokens: Tokens):
 
     @app.post("/api/identify")
     def identify(audio: Annotated[UploadFile, File()], top: Annotated[int, Form(ge=1, le=100)] = 5,
-                 segments: Annotated[bool, Form()] = False):
+                 segments: Annotated[bool, Form()] = False, open_set: Annotated[bool, Form()] = True,
+                 min_score: Annotated[float | None, Form(allow_inf_nan=False)] = None):
         wave = clip(audio)
-        return service.segments(wave) if segments else service.identify(wave, top)
+        if not segments:
+            return service.identify(wave, top)
+        return service.segments(wave, open_set=open_set, min_score=min_score)
 
     @app.post("/api/verify")
     def verify(speaker: Annotated[str, Form()], audio: Annotated[UploadFile, File()]):

@@ -16,6 +16,7 @@ decoding (:class:`Limits`).
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
 import sys
 import tempfile
@@ -201,21 +202,25 @@ class SpeakerService:
         emb = self.embed([wave])[0]
         return self._scored(lambda reg: reg.verify(speaker, emb, model=self.embedder))
 
-    def segments(self, wave: torch.Tensor) -> dict:
-        """Who spoke when: ``{"segments": [{"start", "end", "speaker", "score"}]}`` (seconds)."""
+    def segments(self, wave: torch.Tensor, open_set: bool = True, min_score: float | None = None) -> dict:
+        """Who spoke when (:func:`speech_tl.speaker.segments.label_recording`): ``{"segments": [{"start", "end",
+        "speaker", "score", "cluster"}], "threshold", "threshold_origin", "open_set"}`` (seconds). ``min_score``
+        replaces the database's threshold; ``open_set=False`` names every voice by its best enrolled match."""
         from .segments import label_recording, speech_regions
 
+        if min_score is not None and not math.isfinite(float(min_score)):
+            raise InputError(f"min_score must be a finite number, got {min_score!r}")
         regions = self._on_model_thread(lambda: speech_regions(wave))
         with self.registry() as reg:
-            reg.check_model(self.embedder)
+            judge = reg.judge(self.embedder)
 
             def embed_many(clips):
                 return self._on_model_thread(lambda: self.embedder.embed_many(clips, self.batch_size))
 
-            def identify(embedding):
-                return reg.identify(embedding, 5)
-
-            return {"segments": label_recording(wave, embed_many, identify, regions)}
+            segments = label_recording(wave, embed_many, judge, regions, open_set=open_set, min_score=min_score)
+        used = judge.threshold if min_score is None else float(min_score)
+        return {"segments": segments, "threshold": used,
+                "threshold_origin": judge.origin if min_score is None else "min_score", "open_set": bool(open_set)}
 
     def speakers(self) -> dict:
         """The database's model, threshold and speakers, as ``speech-tl speakers list --json`` prints them
@@ -223,7 +228,8 @@ class SpeakerService:
         if not self.db.exists() and not self.readonly:
             return {"model_source": None, "model_fingerprint": None, "embedding_dim": None, "score": "cosine",
                     "cohort_size": 0, "threshold": DEFAULT_THRESHOLD,
-                    "threshold_provenance": "default (no database yet)", "speakers": []}
+                    "threshold_provenance": "default (no database yet)", "threshold_origin": "default",
+                    "cluster_threshold": None, "speakers": []}
         with self.registry() as reg:
             return listing(reg)
 
@@ -346,6 +352,7 @@ def listing(reg: SpeakerRegistry) -> dict:
     return {"model_source": meta["model_source"], "model_fingerprint": meta["model_fingerprint"],
             "embedding_dim": meta["embedding_dim"], "score": meta["score"], "cohort_size": reg.cohort_size(),
             "threshold": meta["threshold"], "threshold_provenance": meta["threshold_provenance"],
+            "threshold_origin": meta["threshold_origin"], "cluster_threshold": meta["cluster_threshold"],
             "speakers": [{"speaker": n, "clips": k, "created": c} for n, k, c in rows]}
 
 

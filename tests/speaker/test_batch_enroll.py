@@ -132,8 +132,10 @@ def test_identify_segments_json_and_rttm(tmp_path, voice_clips):  # noqa: F811
     rttm = tmp_path / "meeting.rttm"
     code, out, err = run("identify", "--db", db, recording, "--segments", "--json", "--rttm", rttm)
     assert code == 0, err
-    segments = json.loads(out)["segments"]
-    assert all(set(s) == {"start", "end", "speaker", "score"} for s in segments)
+    r = json.loads(out)
+    segments = r["segments"]
+    assert all(set(s) == {"start", "end", "speaker", "score", "cluster"} for s in segments)
+    assert r["threshold"] == 0.72 and r["threshold_origin"] == "user" and r["open_set"] is True
     total = sum(b - a for a, b, _ in truth)
     right = sum(max(0.0, min(b, s["end"]) - max(a, s["start"])) for a, b, name in truth for s in segments
                 if s["speaker"] == name)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from speech_tl.cli import main
-from speech_tl.speaker.registry import DEFAULT_THRESHOLD, SpeakerRegistry
+from speech_tl.speaker.registry import SpeakerRegistry
 from tests.speaker.enroll_helpers import (  # noqa: F401  (fixtures)
     BAD_REASONS,
     ENROLLED,
@@ -38,22 +38,24 @@ def db(tmp_path, voice_clips):  # noqa: F811
         code, out, err = run("enroll", "--db", path, "--speaker", v, *voice_clips[v][:3])
         assert code == 0, err
         assert f"enrolled 3 clip(s) for {v} (new speaker, 3 in total) -> {path}" in out
-        assert "uncalibrated placeholder" in err
+        assert "uncalibrated placeholder" not in err  # GE2E: its shipped calibration, then the enrolled clips'
+    assert SpeakerRegistry(path, readonly=True).meta()["threshold_origin"] == "enrolled"
     return path
 
 
 def test_enroll_then_identify_and_verify(db, voice_clips):  # noqa: F811
     a, b, c = (voice_id(s) for s in ENROLLED)
+    threshold = SpeakerRegistry(db, readonly=True).threshold  # from the enrolled clips
     code, out, _ = run("identify", "--db", db, voice_clips[a][3])
     assert code == 0
     first, *cands = out.strip().splitlines()
-    assert first.startswith(f"{voice_clips[a][3]}: {a} (score 0.") and f"threshold {DEFAULT_THRESHOLD:.3f}" in first
+    assert first.startswith(f"{voice_clips[a][3]}: {a} (score 0.") and f"threshold {threshold:.3f}" in first
     assert len(cands) == 3 and cands[0].split()[1] == a
 
     code, out, _ = run("identify", "--db", db, voice_clips[b][3], "--json", "--top", "2")
     r = json.loads(out)
     assert code == 0 and list(r) == ["speaker", "score", "threshold", "candidates"]
-    assert r["speaker"] == b and r["threshold"] == DEFAULT_THRESHOLD and r["score"] > 0.85
+    assert r["speaker"] == b and r["threshold"] == threshold and r["score"] > 0.85
     assert len(r["candidates"]) == 2 and all(list(x) == ["speaker", "score"] for x in r["candidates"])
     assert r["candidates"][0] == {"speaker": b, "score": r["score"]}
 
@@ -62,7 +64,7 @@ def test_enroll_then_identify_and_verify(db, voice_clips):  # noqa: F811
     code, out, _ = run("verify", "--db", db, "--speaker", c, voice_clips[a][3], "--json")
     r = json.loads(out)
     assert code == 1 and list(r) == ["speaker", "accepted", "score", "threshold"]
-    assert r["speaker"] == c and r["accepted"] is False and r["score"] < r["threshold"] == DEFAULT_THRESHOLD
+    assert r["speaker"] == c and r["accepted"] is False and r["score"] < r["threshold"] == threshold
     code, out, _ = run("verify", "--db", db, "--speaker", c, voice_clips[a][3])
     assert code == 1 and out.startswith("reject: ")
     code, _, err = run("verify", "--db", db, "--speaker", "nobody", voice_clips[a][3])
@@ -141,8 +143,9 @@ def test_speakers_list_rename_remove(db, voice_clips):  # noqa: F811
     a, b, c = (voice_id(s) for s in ENROLLED)
     code, out, _ = run("speakers", "list", "--db", db)
     assert code == 0
-    assert "model ge2e:resemblyzer (fingerprint " in out and f"threshold {DEFAULT_THRESHOLD:.4f}: default placeholder" \
-        in out and out.strip().endswith("3 speaker(s), 9 clip(s)")
+    threshold = SpeakerRegistry(db, readonly=True).threshold
+    assert "model ge2e:resemblyzer (fingerprint " in out and f"threshold {threshold:.4f} (enrolled): calibrated on " \
+        "the enrolled clips" in out and out.strip().endswith("3 speaker(s), 9 clip(s)")
     listing = json.loads(run("speakers", "list", "--db", db, "--json")[1])
     assert [(s["speaker"], s["clips"]) for s in listing["speakers"]] == sorted((v, 3) for v in (a, b, c))
     assert listing["model_source"] == "ge2e:resemblyzer" and listing["embedding_dim"] == 256

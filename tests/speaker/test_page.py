@@ -34,7 +34,7 @@ def microphone_file(clips: list[Path], out: Path) -> Path:
 
 
 def record_and(browser_type, url: str, token: str, microphone: Path, profile: Path, action: str, speaker: str = "",
-               screenshot: Path | None = None) -> dict:
+               screenshot: Path | None = None, check: tuple[str, ...] = ()) -> dict:
     """Open the page in a fresh Chromium whose microphone plays ``microphone``; record 3 s; click ``action``;
     return what the page shows."""
     browser = browser_type.launch(executable_path=CHROMIUM, args=[
@@ -54,8 +54,10 @@ def record_and(browser_type, url: str, token: str, microphone: Path, profile: Pa
         # predicates as functions: the page's Content-Security-Policy forbids eval of strings, even Playwright's
         page.wait_for_function("() => document.getElementById('status').textContent.startsWith('recorded')",
                                timeout=30000)
+        for box in check:
+            page.check(box)
         page.click(f"#{action}")
-        done = {"enroll": "enrolled", "identify": "identified", "verify": "accepted"}[action]
+        done = {"enroll": "enrolled", "identify": "identified", "verify": "accepted", "who": "found"}[action]
         page.wait_for_function(f"() => (s => s.startsWith('{done}') || s.startsWith('rejected') || "
                                "document.getElementById('status').className === 'error')"
                                "(document.getElementById('status').textContent)", timeout=60000)
@@ -67,7 +69,9 @@ def record_and(browser_type, url: str, token: str, microphone: Path, profile: Pa
                  "score": page.text_content("#result-score"), "threshold": page.text_content("#result-threshold"),
                  "enrolled": page.eval_on_selector_all("#speakers td.speaker",
                                                        "cells => cells.map(c => c.textContent)"),
-                 "errors": errors}
+                 "segments": page.eval_on_selector_all("#segments tbody tr",
+                                                       "rows => rows.map(r => r.children[2].textContent)"),
+                 "segments_info": page.text_content("#segments-info"), "errors": errors}
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
         return shown
@@ -100,3 +104,10 @@ def test_the_page_enrolls_from_the_microphone_and_identifies_the_right_person(tm
         # the page's recording reached the service: the service identifies it as the page says
         listed = httpx.get(f"{server.url}/api/speakers", headers=server.auth()).json()
         assert [(s["speaker"], s["clips"]) for s in listed["speakers"]] == [("Anna", 1), ("Bert", 2)]
+
+        # who spoke when, closed set (only enrolled people speak): every stretch of Anna's recording is Anna
+        shown = record_and(pw.chromium, server.url, server.token, second, tmp_path / "p3", "who",
+                           check=("#closed-set",))
+        assert shown["status"].startswith("found") and shown["errors"] == [], shown
+        assert shown["segments"] and set(shown["segments"]) == {"Anna"}, shown
+        assert "closed set: every voice gets its best enrolled match" in shown["segments_info"], shown

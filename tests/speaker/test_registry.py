@@ -71,7 +71,8 @@ def test_enroll_then_identify_real_voices(tmp_path, voice_clips, embedded, ge2e_
         v = voice_id(spec)
         r = reg.identify(ge2e_embedder.embed_file(voice_clips[v][3]), model=ge2e_embedder)
         assert set(r) == {"speaker", "score", "threshold", "candidates"}
-        assert r["speaker"] == v and r["score"] > 0.85 and r["threshold"] == DEFAULT_THRESHOLD
+        assert r["speaker"] == v and r["score"] > 0.85 and r["threshold"] == reg.threshold
+        assert reg.meta()["threshold_origin"] == "enrolled"  # 3 voices x 3 clips: calibrated on them
         scores = [c["score"] for c in r["candidates"]]
         assert [c["speaker"] for c in r["candidates"]][0] == v and len(scores) == 3
         assert scores == sorted(scores, reverse=True) and scores[1] < r["score"] - 0.15
@@ -121,10 +122,10 @@ def test_verify_accepts_the_speaker_and_rejects_another(tmp_path, voice_clips, e
     reg = enrolled_db(tmp_path / "s.db", voice_clips, embedded, ge2e_embedder)
     a, b = voice_id(ENROLLED[0]), voice_id(ENROLLED[2])
     yes = reg.verify(a, embedded[a][3], model=ge2e_embedder)
-    assert yes == {"speaker": a, "accepted": True, "score": yes["score"], "threshold": DEFAULT_THRESHOLD}
-    assert yes["score"] > DEFAULT_THRESHOLD
+    assert yes == {"speaker": a, "accepted": True, "score": yes["score"], "threshold": reg.threshold}
+    assert yes["score"] > reg.threshold
     no = reg.verify(a, embedded[b][3])
-    assert no["accepted"] is False and no["score"] < DEFAULT_THRESHOLD
+    assert no["accepted"] is False and no["score"] < reg.threshold
     assert reg.verify(a, embedded[voice_id(STRANGER)][0])["accepted"] is False
     with pytest.raises(SpeakerRegistryError, match=r"no speaker 'nobody'.*enrolled: "):
         reg.verify("nobody", embedded[a][3])
@@ -546,7 +547,7 @@ def test_a_version_1_database_is_read_as_is_and_migrated_when_written(tmp_path):
 
     with SpeakerRegistry(db, create=False) as reg:  # opened for writing: migrated in place
         assert reg.schema_version == SCHEMA_VERSION and reg.meta()["schema_version"] == SCHEMA_VERSION
-        assert reg.model == RANDOM_MODEL and reg.threshold == DEFAULT_THRESHOLD
+        assert reg.model == RANDOM_MODEL and reg.meta()["threshold_origin"] in ("default", "enrolled")
         assert reg.verify(NFD_ZOE, voices[NFD_ZOE])["accepted"]
     assert header(db) == {"journal": "wal", "user_version": SCHEMA_VERSION, "application_id": APPLICATION_ID}
     with closing(sqlite3.connect(db)) as c:

@@ -94,6 +94,12 @@ def test_enroll_identify_verify_segments_rename_remove(server, voice_clips, tmp_
     segs = r.json()["segments"]
     assert [s["speaker"] for s in segs] == ["Anna", "Bert"], segs
     assert abs(segs[1]["start"] - len(wa) / sr) < 0.6
+    assert r.json()["open_set"] is True and r.json()["threshold_origin"] in ("shipped", "enrolled", "user")
+    # closed set names every voice; a min_score no voice reaches names none
+    r = post(server, "/api/identify", {"segments": "true", "open_set": "false", "min_score": "0.999"}, [mix])
+    assert r.json()["open_set"] is False and [s["speaker"] for s in r.json()["segments"]] == ["Anna", "Bert"]
+    r = post(server, "/api/identify", {"segments": "true", "min_score": "0.999"}, [mix])
+    assert r.json()["threshold"] == 0.999 and {s["speaker"] for s in r.json()["segments"]} == {"unknown"}
 
     r = httpx.post(f"{server.url}/api/speakers/Bert/rename", data={"new": "Bertha/B"}, headers=server.auth())
     assert r.json() == {"speaker": "Bertha/B", "was": "Bert"}

@@ -11,7 +11,9 @@ One SQLite file, safe for several processes at once. Each guarantee is explained
 - :mod:`.store`: :class:`SpeakerRegistry`, the API: one model per database, enrolling (centroids),
   renaming, removing;
 - :mod:`.identify`: identify and verify, and the cached speaker matrix;
-- :mod:`.thresholds`: the decision threshold, its placeholders and calibration from an evaluation;
+- :mod:`.thresholds`: the decision threshold: from the enrolled clips themselves (leave-one-out trials) once
+  there are enough, else the model's shipped calibration, else a placeholder; or set by a user (calibration from
+  an evaluation), and where it came from (``threshold_origin``);
 - :mod:`.cohort`: the AS-Norm cohort.
 
 Scores are cosine similarities in [-1, 1] (AS-Norm scores with a cohort); a probe is accepted when

@@ -206,9 +206,10 @@ class Database:
         """Every write transaction ends by bumping the change counter (identify's cache key)."""
         self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'change_counter'")
 
-    def meta(self) -> dict:
-        """``model_source``, ``model_fingerprint``, ``embedding_dim`` (None before the first enroll),
-        ``score``, ``threshold``, ``threshold_provenance``, ``schema_version``, ``change_counter``."""
+    def _stored_meta(self) -> dict:
+        """The ``meta`` table as stored: ``model_source``, ``model_fingerprint``, ``embedding_dim`` (None before the
+        first enroll), ``score``, ``threshold``, ``threshold_provenance``, ``threshold_origin`` (None: see
+        :func:`.thresholds.origin_of`), ``schema_version``, ``change_counter``."""
         rows = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         return {
             "model_source": rows.get("model_source"),
@@ -217,6 +218,7 @@ class Database:
             "score": rows.get("score", "cosine"),
             "threshold": float(rows["threshold"]),
             "threshold_provenance": rows.get("threshold_provenance"),
+            "threshold_origin": rows.get("threshold_origin"),
             "schema_version": int(rows["schema_version"]),
             "change_counter": int(rows["change_counter"]),
         }

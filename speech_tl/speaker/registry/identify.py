@@ -29,7 +29,7 @@ class Identify:
             return self._cache[1], self._cache[2], self._cache[3]
         with self._read() as c:  # counter and rows from one snapshot
             counter = int(c.execute("SELECT value FROM meta WHERE key = 'change_counter'").fetchone()[0])
-            threshold = float(c.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()[0])
+            threshold = self.meta()["threshold"]  # the one in use: set by a user, or from data (.thresholds)
             rows = c.execute("SELECT name, centroid FROM speakers ORDER BY id").fetchall()
             score = c.execute("SELECT value FROM meta WHERE key = 'score'").fetchone()
             as_norm = bool(score) and score[0] == "as-norm"
@@ -107,3 +107,23 @@ class Identify:
         i = names.index(name)
         score = float(self._scores(v, np.array([float(matrix[i] @ v)]), np.array([i]))[0])
         return {"speaker": name, "accepted": score > threshold, "score": score, "threshold": threshold}
+
+    def judge(self, model=None):
+        """What :func:`speech_tl.speaker.segments.label_recording` names voices with: the enrolled names, a scorer
+        ``(N, D)`` embeddings -> ``(N, S)`` scores (AS-Norm'ed with a cohort), the threshold in use and the
+        clustering threshold (:meth:`meta`)."""
+        from ..segments import Judge
+
+        if model is not None:
+            self.check_model(model)
+        names, matrix, threshold = self._matrix()
+        if not names:
+            raise SpeakerRegistryError(f"no speakers enrolled in {self.path}; enroll some with `speech-tl enroll`")
+        meta = self.meta()
+
+        def score(embeddings: np.ndarray) -> np.ndarray:
+            raw = np.asarray(embeddings, dtype=np.float32) @ matrix.T  # (N, S)
+            return np.stack([self._scores(v, r.astype(np.float64), slice(None)) for v, r in zip(embeddings, raw,
+                                                                                                 strict=True)])
+
+        return Judge(names, score, threshold, meta["threshold_origin"], meta["cluster_threshold"])

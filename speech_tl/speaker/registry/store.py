@@ -42,6 +42,7 @@ class SpeakerRegistry(Thresholds, Cohort, Identify, Database):
         self._cache: tuple[int, list[str], np.ndarray, float] | None = None
         self._norm: tuple | None = None  # AS-Norm: (cohort (M, D), top_k, centroid means (N,), stds (N,))
         self.matrix_loads = 0  # how often identify() (re)loaded the speaker matrix; tests read it
+        self._auto_cache: tuple[int, dict] | None = None  # (change counter, thresholds from data)
         super().__init__(db_path, create=create, readonly=readonly)
 
     # ------------------------------------------------------------------ the model
@@ -49,7 +50,7 @@ class SpeakerRegistry(Thresholds, Cohort, Identify, Database):
     @property
     def model(self) -> ModelInfo | None:
         """The model this database was created with (None before the first enroll)."""
-        m = self.meta()
+        m = self._stored_meta()
         if m["model_fingerprint"] is None:
             return None
         return ModelInfo(m["model_source"], m["model_fingerprint"], m["embedding_dim"])

@@ -4,11 +4,25 @@ Scores are cosine similarities in [-1, 1] (or AS-Norm scores with a cohort, :mod
 is accepted when ``score > threshold`` (the convention of :mod:`speech_tl.metrics`), and every
 threshold is stored with its provenance, which ``speakers list`` and the JSON answers show.
 
-A new database starts with :data:`DEFAULT_THRESHOLD` = 0.75, a *placeholder* that is not calibrated
-for any model or recording condition; the first cohort switches to :data:`DEFAULT_ASNORM_THRESHOLD`,
-clearing it puts the cosine placeholder back. Calibrate with :meth:`Thresholds.calibrate_threshold`
-from a speaker evaluation of the same model (``speech-tl speakers calibrate``), or set it with
-:meth:`Thresholds.set_threshold`.
+**The threshold in use comes from data unless someone sets it** (:meth:`Thresholds.meta`, ``threshold_origin``;
+the constants and the measurements behind them are in :mod:`.auto_threshold`):
+
+- ``enrolled``: once 2+ speakers are enrolled and ``MIN_TARGET_TRIALS`` clips belong to speakers with 2+ clips,
+  the EER threshold of the enrolled clips' own trials (``enrolled_calibration``: each clip against the centroid
+  of its speaker's *other* clips, and against every other speaker's centroid; AS-Norm'ed with a cohort)
+  + ``PROBE_MARGIN``. Computed when the database changes (cached per change counter), never stored: it follows
+  every enrollment and removal, in read-only databases too.
+- ``shipped``: before that, a calibration shipped for the model (``SHIPPED``: GE2E, measured on real Common Voice
+  voices) + ``PROBE_MARGIN``; cosine scores only.
+- ``default``: else the placeholder stored for the score: :data:`DEFAULT_THRESHOLD` = 0.75 for cosine scores
+  (not calibrated for any model or recording condition), :data:`DEFAULT_ASNORM_THRESHOLD` with a cohort.
+- ``user``: set with :meth:`Thresholds.set_threshold` or calibrated from a speaker evaluation of the same model
+  with :meth:`Thresholds.calibrate_threshold` (``speech-tl speakers calibrate``); it stays until
+  :meth:`Thresholds.use_automatic_threshold` (``speakers calibrate --auto``) or a cohort is added or cleared.
+
+The same data give ``cluster_threshold``, the cosine above which stretches of one recording are one voice
+(:mod:`speech_tl.speaker.segments`): the EER threshold of enrolled clip-against-clip cosines (else the shipped
+one, else the placeholder - ``PAIR_MARGIN``) - ``UNIT_SLACK``.
 
 **results.json for calibration** (written by a speaker evaluation; scores are cosine similarities
 of the same model, accept when ``score > threshold``)::
@@ -58,12 +72,86 @@ DEFAULT_ASNORM_TOP_K = 100  # measured best or near-best of 50/100/200 on FSDD a
 
 
 class Thresholds:
-    """Threshold methods of :class:`~speech_tl.speaker.registry.SpeakerRegistry` (needs its ``meta``,
-    ``model``, ``_write`` and ``_bump``)."""
+    """Threshold methods of :class:`~speech_tl.speaker.registry.SpeakerRegistry` (needs its ``_stored_meta``,
+    ``model``, ``_read``, ``_write`` and ``_bump``)."""
 
     @property
     def threshold(self) -> float:
         return self.meta()["threshold"]
+
+    def meta(self) -> dict:
+        """The stored ``meta`` (:meth:`~.connection.Database._stored_meta`) with the threshold in use:
+        ``threshold``, ``threshold_provenance``, ``threshold_origin`` (``user``: set or calibrated by someone;
+        ``enrolled``: from the enrolled clips; ``shipped``: the model's shipped calibration; ``default``: the
+        placeholder) and ``cluster_threshold`` (the cosine above which segments of a recording are one voice)."""
+        from .auto_threshold import origin_of
+
+        m = self._stored_meta()
+        auto = self._auto(m)
+        m["cluster_threshold"] = auto["cluster_threshold"]
+        if origin_of(m) == "user":
+            m["threshold_origin"] = "user"
+        else:
+            m.update(threshold=auto["threshold"], threshold_provenance=auto["provenance"],
+                     threshold_origin=auto["origin"])
+        return m
+
+    def _auto(self, m: dict) -> dict:
+        """Thresholds from data for the stored ``m``, cached per change counter: the enrolled clips'
+        (:func:`enrolled_calibration`), else the model's shipped one (:data:`SHIPPED`, cosine scores), else the
+        placeholder stored for the database's score."""
+        if self._auto_cache is not None and self._auto_cache[0] == m["change_counter"]:
+            return self._auto_cache[1]
+        from .auto_threshold import PAIR_MARGIN, PROBE_MARGIN, SHIPPED, UNIT_SLACK, enrolled_calibration
+        from .vectors import from_blob
+
+        def load():
+            rows = self._conn.execute("SELECT speaker_id, embedding FROM embeddings ORDER BY speaker_id, id").fetchall()
+            cohort = self._conn.execute("SELECT embedding FROM cohort ORDER BY id").fetchall() \
+                if m["score"] == "as-norm" and self.schema_version >= 3 else []
+            return rows, cohort
+
+        if self._conn.in_transaction:
+            rows, cohort_rows = load()
+        else:
+            with self._read():
+                rows, cohort_rows = load()
+        by_speaker: dict[int, list] = {}
+        for sid, blob in rows:
+            by_speaker.setdefault(sid, []).append(from_blob(blob))
+        groups = [np.stack(v) for v in by_speaker.values()]
+        cohort = np.stack([from_blob(r[0]) for r in cohort_rows]) if len(cohort_rows) >= 2 else None
+        cal = enrolled_calibration(groups, cohort)
+        cosine_cal = cal if cohort is None else enrolled_calibration(groups)
+        shipped = SHIPPED.get(str(m["model_fingerprint"]))
+        if cal is not None:
+            kind = "AS-Norm" if cohort is not None else "cosine"
+            out = {"threshold": cal["threshold"] + PROBE_MARGIN, "origin": "enrolled",
+                   "provenance": f"calibrated on the enrolled clips ({kind} scores): EER threshold "
+                                 f"{cal['threshold']:.4f} of {cal['targets']} leave-one-out target and "
+                                 f"{cal['nontargets']} non-target trials (EER {cal['eer']:.3f}) + {PROBE_MARGIN} for "
+                                 "probes longer than a clip; follows every enrollment until a threshold is set"}
+        elif shipped is not None and cohort is None:
+            out = {"threshold": shipped["threshold"] + PROBE_MARGIN, "origin": "shipped",
+                   "provenance": f"{shipped['provenance']}, + {PROBE_MARGIN} for probes longer than a clip; until "
+                                 "enough clips are enrolled to calibrate on them"}
+        else:
+            out = {"threshold": m["threshold"], "origin": "default", "provenance": m["threshold_provenance"]}
+        out["cluster_threshold"] = (cosine_cal["pair_threshold"] if cosine_cal is not None else
+                                    shipped["pair_threshold"] if shipped is not None else
+                                    DEFAULT_THRESHOLD - PAIR_MARGIN) - UNIT_SLACK
+        self._auto_cache = (m["change_counter"], out)
+        return out
+
+    def use_automatic_threshold(self) -> dict:
+        """Drop a set threshold: from now on it comes from data again (see :meth:`meta`); returns ``meta()``."""
+        with self._write():
+            score = self._meta_value("score")
+            placeholder = (DEFAULT_ASNORM_THRESHOLD, DEFAULT_ASNORM_PROVENANCE) if score == "as-norm" else (
+                DEFAULT_THRESHOLD, DEFAULT_PROVENANCE)
+            self._set_scoring(score, *placeholder)
+            self._bump()
+        return self.meta()
 
     def set_threshold(self, value: float, provenance: str) -> None:
         """Set the decision threshold (a cosine score in [-1, 1]) and say where it comes from."""
@@ -73,20 +161,21 @@ class Thresholds:
             raise SpeakerRegistryError(f"threshold {value!r} is not a number") from None
         if not math.isfinite(value):
             raise SpeakerRegistryError(f"threshold {value} is not a finite number")
-        if self.meta()["score"] == "cosine" and not -1.0 <= value <= 1.0:
+        if self._stored_meta()["score"] == "cosine" and not -1.0 <= value <= 1.0:
             raise SpeakerRegistryError(f"threshold {value} is outside [-1, 1], the range of cosine scores")
         if not provenance or not str(provenance).strip():
             raise SpeakerRegistryError("say where the threshold comes from (provenance)")
         with self._write() as c:
-            c.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                          [(repr(value), "threshold"), (str(provenance).strip(), "threshold_provenance")])
+            c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          [("threshold", repr(value)), ("threshold_provenance", str(provenance).strip()),
+                           ("threshold_origin", "user")])
             self._bump()
 
     def _set_scoring(self, score: str, threshold: float, provenance: str) -> None:
-        """Inside a write transaction: another score, and the threshold that goes with it."""
+        """Inside a write transaction: another score, and its placeholder threshold (thresholds from data again)."""
         self._conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                                [("score", score), ("threshold", repr(threshold)),
-                                ("threshold_provenance", provenance)])
+                                ("threshold_provenance", provenance), ("threshold_origin", "auto")])
 
     def calibrate_threshold(self, results_json_path: str | os.PathLike, target_far: float | None = None,
                             shown_as: str | None = None) -> dict:
@@ -112,7 +201,7 @@ class Thresholds:
             raise SpeakerRegistryError(f"{shown} evaluates model fingerprint {fp}, but {self.path} holds model "
                                        f"{have.source} (fingerprint {have.fingerprint}): a threshold only holds "
                                        "for the model it was measured on")
-        if self.meta()["score"] == "as-norm":  # the evaluation's AS-Norm numbers, not its cosine ones
+        if self._stored_meta()["score"] == "as-norm":  # the evaluation's AS-Norm numbers, not its cosine ones
             section = results.get("asnorm")
             if not isinstance(section, dict):
                 raise SpeakerRegistryError(f"{shown}: {self.path} scores with AS-Norm (it has a cohort), but this "
