@@ -41,7 +41,7 @@ def timed(fn, repeats: int) -> list[float]:
 
 def attention_fused_copy(folder: Path, out: Path) -> dict:
     """``folder`` copied to ``out`` with onnxscript's ONNX Runtime fusions (attention as ``MultiHeadAttention``)."""
-    import onnx_ir as ir
+    from onnxscript import ir
     from onnxscript.rewriter.ort_fusions import optimize_for_ort
 
     shutil.copytree(folder, out)
