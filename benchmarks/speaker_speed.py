@@ -37,6 +37,7 @@ This is a benchmark, not a test: it asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -166,8 +167,7 @@ def bench_identify(args) -> tuple[list[dict], str]:
             out.append(time.perf_counter() - t0)
         return out
 
-    registry_path = REPO / "speech_tl" / "speaker" / "registry.py"
-    if registry_path.is_file():
+    if importlib.util.find_spec("speech_tl.speaker.registry") is not None:
         from speech_tl.speaker.registry import SpeakerRegistry
 
         with tempfile.TemporaryDirectory(prefix="speech-tl-bench-") as tmp:
@@ -189,7 +189,7 @@ def bench_identify(args) -> tuple[list[dict], str]:
             note = (f"Enrolling the {args.speakers:,} speakers (one transaction each, not timed) took "
                     f"{enroll_s:.1f} s.")
     else:
-        note = ("speech_tl/speaker/registry.py did not exist when this ran: only the bare matrix product "
+        note = ("speech_tl.speaker.registry did not exist when this ran: only the bare matrix product "
                 "is timed.")
     mat = torch.from_numpy(enrolled)
     k = min(5, args.speakers)

@@ -233,6 +233,9 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
     if Path(model_ref).is_dir():
         folder = resolve_checkpoint(model_ref)
         task = read_meta(folder)["task"]
+    if task == "speaker" and dev is not None:
+        raise ExportError(f"{model_ref}: --dev scores an ASR export's int8 CER; a speaker export's int8 graph is "
+                          "checked by its embeddings of the check audio (leave --dev out)")
     if task == "asr":
         model, meta, settings = _asr_model(folder)
     elif task == "speaker":
@@ -344,7 +347,9 @@ def _write_metadata(path: Path, export: dict) -> None:
     import onnx
 
     model = onnx.load(str(path))
-    for key, value in (("speech_tl", json.dumps(export, ensure_ascii=False)),):
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != "speech_tl"]  # one entry, the latest
+    del model.metadata_props[:]
+    for key, value in (*kept, ("speech_tl", json.dumps(export, ensure_ascii=False))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "speech-tl"

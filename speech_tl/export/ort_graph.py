@@ -158,6 +158,9 @@ def quantize_export(folder: Path, model, export: dict, feeds: dict, wave, dev: s
     section = quantize_int8(path, int8_path, linear_weights(model))
     os.replace(int8_path, path)
     got, want = _outputs(path, model, export["task"], export["graph"], feeds, wave)
+    if not all(bool(np.isfinite(g).all()) for g in got):
+        raise ExportError(f"{export['source']}: the int8 graph gives non-finite outputs on the check audio; export "
+                          "without --quantize")
     section["max_abs_diff"] = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
     if export["task"] == "speaker":
         g = np.concatenate([np.atleast_2d(x) for x in got])  # (N, D) embeddings

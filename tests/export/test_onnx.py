@@ -157,8 +157,12 @@ def test_int8_export_records_dev_cer_beside_float_and_decodes_like_it(asr_export
     assert "int8 (" in stdout and "(float " in stdout
     q = json.loads((out / "export.json").read_text())["quantization"]
     assert q["weights"] == "int8 per output channel" and q["nodes"] >= 16 and q["op_types"] == {"MatMul": q["nodes"]}
-    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    graph = onnx.load(str(out / "model.onnx"))
+    ops = {n.op_type for n in graph.graph.node}
     assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"}
+    keys = [p.key for p in graph.metadata_props]  # one description, the final one (with its quantization)
+    assert keys.count("speech_tl") == 1
+    assert json.loads(next(p.value for p in graph.metadata_props if p.key == "speech_tl"))["quantization"]
     d = q["dev"]
     assert d["manifest"] == str(dev) and d["max_cer_increase"] == 1.0
     assert 0 <= d["float"]["cer"] and 0 <= d["int8"]["cer"] and d["float"]["utterances"] == d["int8"]["utterances"]

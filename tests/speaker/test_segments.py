@@ -91,6 +91,11 @@ def test_cluster_units_keeps_confidently_named_voices_apart_and_joins_the_rest()
     # whatever the threshold, units named as different enrolled speakers never end up together
     ids = cluster_units(units, -1.0, np.array([0, -1, 1, 1, -1, 0]))
     assert ids[0] == ids[5] and ids[2] == ids[3] and ids[0] != ids[2] and len(set(ids)) == 2
+    # a stretch that cannot be speaker 0 (a stranger's) stays out of 0's cluster, however alike the voices
+    allowed = np.ones((6, 2), dtype=bool)
+    allowed[1, 0] = allowed[1, 1] = False
+    ids = cluster_units(units, -1.0, np.array([0, -1, -1, 1, -1, -1]), allowed)
+    assert ids[1] not in (ids[0], ids[3])
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +175,29 @@ def test_open_set_false_names_every_segment_and_the_default_leaves_the_stranger_
     r = CliRunner().invoke(main, ["identify", "--db", str(db), str(path), "--segments", "--min-score", "0.99"])
     assert r.exit_code == 0 and "named above 0.990 (min_score)" in r.stdout
     assert all(line.split()[2] == "unknown" for line in r.stdout.splitlines()[1:])
+
+
+def test_a_stranger_answering_without_a_pause_is_not_given_the_enrolled_name(known_turns, voice_clips):  # noqa: F811
+    """One stretch of speech (0.05 s between the voices: one VAD region): an enrolled voice, then a stranger whose
+    best enrolled match is that voice. The change of voice splits the stretch; the stranger's part is unknown."""
+    from tests.speaker.enroll_helpers import ENROLLED, STRANGER, voice_id
+
+    _, reg, embedder, _, _, _ = known_turns
+    judge = reg.judge(embedder)
+    second = load_audio(voice_clips[voice_id(STRANGER)][3])
+    windows_of_second = embedder.embed_many([second[i:i + 24000] for i in range(0, second.numel() - 24000, 12000)])
+    a = judge.names[int(np.bincount(judge.score(windows_of_second.numpy()).argmax(1)).argmax())]
+    assert a in {voice_id(s) for s in ENROLLED}  # the enrolled voice the stranger's windows are most like
+    first = load_audio(voice_clips[a][3])
+    first = first[: int(speech_regions(first)[-1][1] * 16000)]  # the clips' own silences cut: no pause between
+    second = second[int(speech_regions(second)[0][0] * 16000):]
+    wave = torch.cat([first, torch.zeros(800), second])
+    assert len(speech_regions(wave)) == 1
+    split = (first.numel() + 400) / 16000
+    segments = label_recording(wave, embedder.embed_many, judge)
+    end = wave.numel() / 16000
+    named = sum(overlap(0, split, s["start"], s["end"]) for s in segments if s["speaker"] == a)
+    unknown = sum(overlap(split, end, s["start"], s["end"]) for s in segments if s["speaker"] == "unknown")
+    speech_a = sum(b - x for x, b in speech_regions(first))
+    speech_s = sum(b - x for x, b in speech_regions(second))
+    assert named / speech_a >= 0.8 and unknown / speech_s >= 0.6, segments

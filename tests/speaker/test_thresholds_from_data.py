@@ -100,3 +100,20 @@ def test_a_model_without_a_shipped_calibration_keeps_the_placeholder_until_enoug
         assert reg.meta()["threshold_origin"] == "enrolled"
         reg.remove("c")
         assert reg.meta()["threshold_origin"] == "default"
+
+
+def test_a_few_easy_enrolled_voices_never_lower_the_threshold_below_the_shipped_one(tmp_path):
+    """Three well-separated voices put the enrolled clips' own EER threshold low; strangers score like the
+    shipped calibration's non-targets, so the threshold stays at the shipped one, and says why."""
+    fingerprint = next(iter(SHIPPED))
+    model = ModelInfo("ge2e:resemblyzer", fingerprint, 8)
+    rng = np.random.default_rng(1)
+    with SpeakerRegistry(tmp_path / "s.db") as reg:
+        for k, name in enumerate("abc"):
+            base = np.eye(8)[k] * 4
+            reg.enroll(name, list(base + rng.normal(size=(3, 8))), [f"{name}{i}" for i in range(3)], model=model)
+        m = reg.meta()
+        assert m["threshold_origin"] == "shipped"
+        assert m["threshold"] == pytest.approx(SHIPPED[fingerprint]["threshold"] + PROBE_MARGIN)
+        assert "the enrolled clips' own threshold" in m["threshold_provenance"]
+        assert "is lower" in m["threshold_provenance"]

@@ -10,10 +10,12 @@ the constants and the measurements behind them are in :mod:`.auto_threshold`):
 - ``enrolled``: once 2+ speakers are enrolled and ``MIN_TARGET_TRIALS`` clips belong to speakers with 2+ clips,
   the EER threshold of the enrolled clips' own trials (``enrolled_calibration``: each clip against the centroid
   of its speaker's *other* clips, and against every other speaker's centroid; AS-Norm'ed with a cohort)
-  + ``PROBE_MARGIN``. Computed when the database changes (cached per change counter), never stored: it follows
-  every enrollment and removal, in read-only databases too.
-- ``shipped``: before that, a calibration shipped for the model (``SHIPPED``: GE2E, measured on real Common Voice
-  voices) + ``PROBE_MARGIN``; cosine scores only.
+  + ``PROBE_MARGIN``, never below the model's shipped one (a few enrolled people who are easy to tell apart say
+  little about how strangers score). Computed when the database changes (cached per change counter; at most
+  ``MAX_SPEAKERS`` speakers, a seeded sample, take part), never stored: it follows every enrollment and removal,
+  in read-only databases too.
+- ``shipped``: before that (or when it would be lower), a calibration shipped for the model (``SHIPPED``: GE2E,
+  measured on real Common Voice voices) + ``PROBE_MARGIN``; cosine scores only.
 - ``default``: else the placeholder stored for the score: :data:`DEFAULT_THRESHOLD` = 0.75 for cosine scores
   (not calibrated for any model or recording condition), :data:`DEFAULT_ASNORM_THRESHOLD` with a cohort.
 - ``user``: set with :meth:`Thresholds.set_threshold` or calibrated from a speaker evaluation of the same model
@@ -124,17 +126,20 @@ class Thresholds:
         cal = enrolled_calibration(groups, cohort)
         cosine_cal = cal if cohort is None else enrolled_calibration(groups)
         shipped = SHIPPED.get(str(m["model_fingerprint"]))
-        if cal is not None:
+        floor = shipped["threshold"] + PROBE_MARGIN if shipped is not None and cohort is None else None
+        if cal is not None and (floor is None or cal["threshold"] + PROBE_MARGIN >= floor):
             kind = "AS-Norm" if cohort is not None else "cosine"
             out = {"threshold": cal["threshold"] + PROBE_MARGIN, "origin": "enrolled",
                    "provenance": f"calibrated on the enrolled clips ({kind} scores): EER threshold "
                                  f"{cal['threshold']:.4f} of {cal['targets']} leave-one-out target and "
                                  f"{cal['nontargets']} non-target trials (EER {cal['eer']:.3f}) + {PROBE_MARGIN} for "
                                  "probes longer than a clip; follows every enrollment until a threshold is set"}
-        elif shipped is not None and cohort is None:
-            out = {"threshold": shipped["threshold"] + PROBE_MARGIN, "origin": "shipped",
-                   "provenance": f"{shipped['provenance']}, + {PROBE_MARGIN} for probes longer than a clip; until "
-                                 "enough clips are enrolled to calibrate on them"}
+        elif floor is not None:
+            below = (f"; the enrolled clips' own threshold ({cal['threshold'] + PROBE_MARGIN:.4f}) is lower: the "
+                     "people enrolled are easy to tell apart, which says little about how strangers score"
+                     if cal is not None else "; until enough clips are enrolled to calibrate on them")
+            out = {"threshold": floor, "origin": "shipped",
+                   "provenance": f"{shipped['provenance']}, + {PROBE_MARGIN} for probes longer than a clip{below}"}
         else:
             out = {"threshold": m["threshold"], "origin": "default", "provenance": m["threshold_provenance"]}
         out["cluster_threshold"] = (cosine_cal["pair_threshold"] if cosine_cal is not None else
