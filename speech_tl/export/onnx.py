@@ -250,8 +250,7 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
         raise InputError(f"{audio_name}: silent or not finite audio; give --check-audio a recording of speech")
     tmp = temporary_dir_beside(out)
     try:
-        info = _export_into(tmp, model, task, settings, wave, optimize=optimize)
-        feeds, wave = info.pop("feeds"), info.pop("wave")
+        info, feeds, wave = _export_into(tmp, model, task, settings, wave, optimize=optimize)
         export = {"format": FORMAT, "version": VERSION, "task": task, **settings, "sample_rate": 16000,
                   "opset": OPSET, "torch": torch.__version__,
                   "meta": {k: v for k, v in meta.items() if k != "folder"},
@@ -281,10 +280,11 @@ def export_onnx(model_ref: str | Path, out: str | Path, check_audio: str | Path 
 
 
 def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: torch.Tensor,
-                 optimize: bool = True) -> dict:
+                 optimize: bool = True) -> tuple[dict, dict, torch.Tensor]:
     """Export the graph into ``tmp/model.onnx`` (with ONNX Runtime's transformer fusions when ``optimize`` and the
     model has attention layers) and compare ONNX Runtime with torch on ``wave``; returns ``{"max_abs_diff",
-    "within_tolerance", "seconds", "fusions"}`` (see :data:`TOLERANCE`)."""
+    "within_tolerance", "seconds", "fusions"}`` (see :data:`TOLERANCE`), and the graph's check inputs and the check
+    audio as used (cut to the graph's longest input), for comparing the int8 graph later."""
     from .ort_graph import fuse_transformer, is_transformer
 
     path = tmp / ONNX_FILE
@@ -316,7 +316,7 @@ def _export_into(tmp: Path, model: nn.Module, task: str, settings: dict, wave: t
     within = all(bool((np.abs(g - w) <= tol["atol"] + tol["rtol"] * np.abs(w)).all())
                  for g, w in zip(got, want, strict=True))
     return {"max_abs_diff": diff, "within_tolerance": within and diff == diff,
-            "seconds": round(wave.numel() / 16000, 2), "fusions": fusions, "feeds": feeds, "wave": wave}
+            "seconds": round(wave.numel() / 16000, 2), "fusions": fusions}, feeds, wave
 
 
 def _outputs(path: Path, model: nn.Module, task: str, graph_kind: str, feeds: dict,

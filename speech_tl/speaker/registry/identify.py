@@ -54,14 +54,19 @@ class Identify:
         return names, matrix, threshold
 
     def _scores(self, v: np.ndarray, raw: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
-        """Cosine scores ``raw`` of probe ``v`` against centroids ``rows``, AS-Norm'ed when there is a cohort."""
+        """Cosine scores ``raw`` of probe ``v`` ``(D,)`` against centroids ``rows`` ``(R,)``, or of probes ``v``
+        ``(N, D)`` ``(N, R)``, AS-Norm'ed when there is a cohort."""
         if self._norm is None:
             return raw
         from ..scoring import cohort_stats
 
         cohort, k, mean_e, std_e = self._norm
-        mean_t, std_t = cohort_stats(v[None, :], cohort, k)
-        return 0.5 * ((raw - mean_e[rows]) / std_e[rows] + (raw - mean_t[0]) / std_t[0])
+        mean_t, std_t = cohort_stats(np.atleast_2d(v), cohort, k)  # (N,)
+        if raw.ndim == 2:
+            mean_t, std_t = mean_t[:, None], std_t[:, None]
+        else:
+            mean_t, std_t = mean_t[0], std_t[0]
+        return 0.5 * ((raw - mean_e[rows]) / std_e[rows] + (raw - mean_t) / std_t)
 
     def _probe(self, embedding, model) -> np.ndarray:
         have = self.model
@@ -122,8 +127,7 @@ class Identify:
         meta = self.meta()
 
         def score(embeddings: np.ndarray) -> np.ndarray:
-            raw = np.asarray(embeddings, dtype=np.float32) @ matrix.T  # (N, S)
-            return np.stack([self._scores(v, r.astype(np.float64), slice(None)) for v, r in zip(embeddings, raw,
-                                                                                                 strict=True)])
+            probes = np.asarray(embeddings, dtype=np.float32)  # (N, D)
+            return self._scores(probes, (probes @ matrix.T).astype(np.float64), slice(None))  # (N, S)
 
         return Judge(names, score, threshold, meta["threshold_origin"], meta["cluster_threshold"])

@@ -124,7 +124,6 @@ class Thresholds:
         groups = [np.stack(v) for v in by_speaker.values()]
         cohort = np.stack([from_blob(r[0]) for r in cohort_rows]) if len(cohort_rows) >= 2 else None
         cal = enrolled_calibration(groups, cohort)
-        cosine_cal = cal if cohort is None else enrolled_calibration(groups)
         shipped = SHIPPED.get(str(m["model_fingerprint"]))
         floor = shipped["threshold"] + PROBE_MARGIN if shipped is not None and cohort is None else None
         if cal is not None and (floor is None or cal["threshold"] + PROBE_MARGIN >= floor):
@@ -142,7 +141,7 @@ class Thresholds:
                    "provenance": f"{shipped['provenance']}, + {PROBE_MARGIN} for probes longer than a clip{below}"}
         else:
             out = {"threshold": m["threshold"], "origin": "default", "provenance": m["threshold_provenance"]}
-        out["cluster_threshold"] = (cosine_cal["pair_threshold"] if cosine_cal is not None else
+        out["cluster_threshold"] = (cal["pair_threshold"] if cal is not None else  # cosines, cohort or not
                                     shipped["pair_threshold"] if shipped is not None else
                                     DEFAULT_THRESHOLD - PAIR_MARGIN) - UNIT_SLACK
         self._auto_cache = (m["change_counter"], out)
