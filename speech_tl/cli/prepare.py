@@ -303,17 +303,21 @@ def prepare_synth_crosslingual_cmd(out_dir, utterances_per_language, num_test_sp
               help="Every call through this codec (at a drawn bit rate) instead of the usual mix.")
 @click.option("--babble", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Take babble talkers from this manifest (default: the other utterances of MANIFEST).")
+@click.option("--babble-language", type=click.Choice(["same", "any"]), default="same", show_default=True,
+              help="same: babble talkers speak the caller's language (where the pool has 4+ utterances of it); "
+                   "any: from the whole pool.")
 @click.option("--max-utterances", type=int, default=None,
               help="The twin of a seeded sample of this many utterances (default: all).")
 @workers_opt
 @overwrite_opt
 @user_errors
-def prepare_channel_cmd(manifest, kind, out, seed, codec, babble, max_utterances, workers, force, overwrite):
+def prepare_channel_cmd(manifest, kind, out, seed, codec, babble, babble_language, max_utterances, workers, force,
+                        overwrite):
     """The telephone twin of MANIFEST (real or synthetic, any language): the same utterances, through phone calls."""
     from ..prepare.channel_twin import prepare_channel_twin
 
     _report(prepare_channel_twin(manifest, out, kind, seed, codec, babble, workers, force, overwrite,
-                                 max_utterances))
+                                 max_utterances, babble_language))
 
 
 @prepare.command("pack")

@@ -40,6 +40,11 @@ def manifest(tmp_path_factory) -> Path:
         clip = COMMONVOICE_DE / "clips" / r["path"]
         lines.append({"id": clip.stem, "audio": str(clip), "duration": round(audio_info(clip).duration, 3),
                       "text": r["sentence"], "speaker": r["client_id"][:12], "language": "de"})
+    # two lines carry a phone channel's draw (the audio stays clean: only the grouping is checked here)
+    lines[1]["channel"] = {"kind": "phone", "noise": {"kind": "babble", "snr_db": 4.0, "talkers": []},
+                           "codec": {"name": "gsm", "kbps": 13.0}}
+    lines[2]["channel"] = {"kind": "phone", "noise": {"kind": "noise", "snr_db": 31.0}, "codec": {"name": "gsm",
+                           "kbps": 13.0}, "loss": {"rate": 0.05, "burst": 2.0}}
     path = tmp_path_factory.mktemp("cv") / "commonvoice_de_dev.jsonl"
     path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
     return path
@@ -73,6 +78,15 @@ def test_evaluate_asr_scores_a_pretrained_source_zero_shot(evaluated, manifest):
     assert r["per_speaker"][refs[0]["speaker"]] == {"utterances": 1, "wer": 0.0, "cer": 0.0}
     c = error_counts([h["ref"] for h in hyps], [normalize(h["hyp"]) for h in hyps])
     assert (r["wer"], r["cer"]) == pytest.approx((c.words.rate(), c.chars.rate()))
+    # per channel condition: the clean first line is in no group; both phone lines are gsm calls
+    chan = r["per_channel"]
+    assert set(chan) == {"noise", "snr", "codec", "impairment"}
+    assert chan["noise"]["babble"]["cer"] == pytest.approx(c.chars.errors[1] / c.chars.ref_length[1])
+    assert chan["snr"]["quiet (25 dB and up)"]["wer"] == pytest.approx(c.words.errors[2] / c.words.ref_length[2])
+    gsm = chan["codec"]["gsm"]
+    assert gsm["utterances"] == 2 and gsm["chars"] == c.chars.ref_length[1:].sum()
+    assert gsm["cer"] == pytest.approx(c.chars.errors[1:].sum() / c.chars.ref_length[1:].sum())
+    assert chan["impairment"] == {"packet loss": {**chan["snr"]["quiet (25 dB and up)"]}}
 
 
 @needs_commonvoice

@@ -180,6 +180,42 @@ def test_babble_talkers_are_other_utterances(tmp_path):
     assert talkers and set(talkers) <= set(other_ids)
 
 
+@needs_mulaw
+def test_babble_talkers_speak_the_callers_language_unless_any(tmp_path):
+    """A bilingual manifest: by default a German call's babble is German talkers and a Dutch call's Dutch ones;
+    --babble-language any draws from both. The choice is one of the twin's parameters (a rerun with the other is
+    refused without --overwrite). A one-language manifest draws the same either way, so its finished twin stays
+    valid (the parameter is recorded only where it changes draws)."""
+    manifest = corpus(tmp_path / "src", 24, seconds=1.0)
+    utts = read_manifest(manifest)
+    for u in utts[12:]:
+        u.language = "nl"
+    write_manifest(manifest, utts, relative=False)
+    language = {u.id: u.language for u in utts}
+
+    def babble_languages(out: Path) -> list[tuple[str, set[str]]]:
+        return [(u.language, {language[t] for t in u.extra["channel"]["noise"]["talkers"]})
+                for u in read_manifest(out) if u.extra["channel"]["noise"]["kind"] == "babble"]
+
+    prepare_channel_twin(manifest, tmp_path / "same.jsonl", seed=0, codec="mulaw", workers=1)
+    same = babble_languages(tmp_path / "same.jsonl")
+    assert {lang for lang, _ in same} == {"de", "nl"}
+    assert all(talkers == {lang} for lang, talkers in same)
+    prepare_channel_twin(manifest, tmp_path / "any.jsonl", seed=0, codec="mulaw", workers=1, babble_language="any")
+    mixed = babble_languages(tmp_path / "any.jsonl")
+    assert any(len(talkers) == 2 for _, talkers in mixed)
+    with pytest.raises(OutputExistsError, match="other parameters"):
+        prepare_channel_twin(manifest, tmp_path / "same.jsonl", seed=0, codec="mulaw", workers=1,
+                             babble_language="any")
+    with pytest.raises(InputError, match="--babble-language must be one of same, any"):
+        prepare_channel_twin(manifest, tmp_path / "x.jsonl", babble_language="german")
+
+    german = corpus(tmp_path / "de", 8, seconds=1.0)
+    a = prepare_channel_twin(german, tmp_path / "de.jsonl", seed=0, codec="mulaw", workers=1, babble_language="any")
+    b = prepare_channel_twin(german, tmp_path / "de.jsonl", seed=0, codec="mulaw", workers=1)
+    assert not a.skipped and b.skipped
+
+
 def test_bad_arguments_are_input_errors(tmp_path):
     manifest = corpus(tmp_path / "src", 1, seconds=1.0)
     with pytest.raises(InputError, match="--channel must be one of phone"):
