@@ -87,6 +87,13 @@ def runs(tone_corpus, tiny_whisper, tmp_path_factory):
         train_asr(cfg, log=quiet)
         evaluate_asr(root / name, tone_corpus / "dev.jsonl", root / name / "test.json", beam=0, device="cpu")
         dirs[name] = root / name
+    # the dev set's telephone twin (real G.711 calls, `prepare channel`): its results carry per-channel rates
+    from speech_tl.prepare.channel_twin import prepare_channel_twin
+
+    prepare_channel_twin(tone_corpus / "dev.jsonl", root / "twin" / "dev_phone.jsonl", seed=0, codec="mulaw",
+                         workers=1)
+    evaluate_asr(root / "full", root / "twin" / "dev_phone.jsonl", root / "full" / "phone.json", beam=0,
+                 device="cpu")
     from speech_tl.probe.asr import probe_asr
 
     probe_asr(tiny_whisper, tone_corpus / "train.jsonl", root / "probe" / "probe.json",
@@ -169,7 +176,7 @@ def expected_ids(runs: dict) -> tuple[set[str], set[str]]:
     sections = {"overview", "contents", "comparison-asr", "run-bottom1", "run-bottom1-training", "run-bottom1-test",
                 "run-bottom1-test-speakers", "run-bottom1-test-confusions", "run-bottom1-test-examples", "run-full",
                 "run-full-training", "run-full-test", "run-full-test-speakers", "run-full-test-confusions",
-                "run-full-test-examples"}
+                "run-full-test-examples", "run-full-phone", "run-full-phone-channels"}
     figures = {"fig-comparison-asr", "fig-bottom1-training", "fig-full-training"}
     sections |= {"run-probe", "run-probe-probe"}
     figures |= {"fig-probe-probe-probe"}
@@ -262,6 +269,13 @@ def test_html_holds_the_numbers_of_the_results(runs, report):
             for x in (runs[n] / "test.hypotheses.jsonl").read_text().splitlines()]
     if any(h["ref"].split() != h["hyp"].split() for h in hyps):
         assert {"sub", "del", "ins"} & set(page.token_classes)
+    # the telephone twin's results: a table of rates per channel condition, the numbers of phone.json
+    phone = json.loads((runs["full"] / "phone.json").read_text())
+    channels = text.split('id="run-full-phone-channels"')[1].split("</section>")[0]
+    mulaw = phone["per_channel"]["codec"]["mulaw"]
+    assert mulaw["utterances"] == phone["num_utterances"]  # every call of the twin went through G.711 mu-law
+    assert "<code>mulaw</code>" in channels and f"{100 * mulaw['cer']:.2f} %" in channels
+    assert set(phone["per_channel"]) <= {"noise", "snr", "codec", "impairment"}
     if "baseline" in runs:
         s = json.loads((runs["baseline"] / "test.json").read_text())
         assert f"{100 * s['eer']:.2f} %" in text and f"{s['min_dcf']:.4f}" in text

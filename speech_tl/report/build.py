@@ -212,6 +212,13 @@ def asr_result(run: Run, res: Result, ids: Ids, examples: int, top: int) -> Sect
             if len(items) > MAX_SPEAKER_ROWS else ""
         sec.children.append(Section(ids(sec.id, "speakers"), "Per speaker").add(
             Table(["speaker", "utterances", "WER", "CER"], rows, [False, True, True, True], note=more)))
+    chan = d.get("per_channel") or {}
+    if chan:  # a telephone twin: rates per noise kind, SNR band, codec and impairment (speech_tl.asr.channel_errors)
+        rows = [[group, [Span(value, "code")], num(v.get("utterances")), num(v.get("chars")), pct(v.get("wer")),
+                 pct(v.get("cer"))] for group, values in chan.items() for value, v in values.items()]
+        sec.children.append(Section(ids(sec.id, "channels"), "Per channel condition").add(
+            Table(["group", "condition", "utterances", "characters", "WER", "CER"], rows,
+                  [False, False, True, True, True, True])))
     conf = d.get("confusions") or {}
     if conf:
         c = Section(ids(sec.id, "confusions"), f"Most frequent word errors (top {top})")

@@ -249,6 +249,8 @@ RESULTS = {
     "asr": Obj({"wer": NUMBER, "cer": NUMBER, "wer_ci95": PAIR, "cer_ci95": PAIR, "num_utterances": NUMBER,
                 "audio_seconds": NUMBER, "decode_seconds": NUMBER, "train": TRAIN,
                 "per_speaker": Obj(each=Obj({"utterances": NUMBER, "wer": NUMBER, "cer": NUMBER})),
+                "per_channel": Obj(each=Obj(each=Obj({"utterances": NUMBER, "wer": NUMBER, "cer": NUMBER,
+                                                      "chars": NUMBER}))),
                 "confusions": Obj({k: ListOf(CONFUSION) for k in ("substitutions", "deletions", "insertions")})}),
     "speaker": Obj({**SCORES, "asnorm": Obj(SCORES), "train": TRAIN,
                     **{k: NUMBER for k in ("num_utterances", "num_speakers", "num_trials", "num_target_trials",
