@@ -406,9 +406,9 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
                          train.checkpoint_every=25";;
     # babble of any language (the recommendation before same-language babble), evaluated at beam 5
     phone_babble_any) echo "$t data.train=$data/phone-mix-any_packed_train.jsonl decode.beam=5";;
-    # the decoder frozen (encoder top 3 only) at twice the rate; LoRA adapters everywhere (every encoder block)
     # the recommended configuration at twice the budget and more: does more of the same close the gap?
     phone_b3_30min) echo "$t train.max_minutes=30 train.eval_every=60 train.checkpoint_every=60";;
+    # the decoder frozen (encoder top 3 only) at twice the rate; LoRA adapters everywhere (every encoder block)
     phone_dec6_lr1e4) echo "$t freeze.decoder_layers=6 train.lr=0.0001";;
     phone_lora_all) echo "$t freeze.mode=lora freeze.bottom_layers=0 freeze.lora_targets=[q_proj,k_proj,v_proj,out_proj,fc1,fc2] \
                           train.lr=0.0005 decode.beam=5";;
@@ -435,9 +435,11 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     ov=$(phone_overrides "$c") || { echo "unknown phone condition $c" >&2; exit 2; }
     if [ ! -f "$p/$c/summary.json" ]; then
       echo "-- $c"
+      set -f  # the overrides split on spaces, never globbed ([q_proj,...] is a list, not a pattern)
       # shellcheck disable=SC2086
       $st train asr --overwrite $ov out_dir=$p/$c > "$p/$c.log" 2>&1 \
         || { tail -20 "$p/$c.log"; exit 1; }
+      set +f
       mv "$p/$c.log" "$p/$c/train.log"
       rm -rf "$p/$c/prefix_cache"
     fi

@@ -2,7 +2,7 @@
 
 A line of a telephone twin (``speech-tl prepare channel``) records its call's draw (``channel``: noise kind and SNR,
 codec, packet loss, clipping; :mod:`speech_tl.channel.phone`). :func:`channel_breakdown` groups a scored manifest's
-utterances by those draws and gives each group's CER and WER, pooled over its characters and words as the whole
+utterances by those draws (``kind: phone``) and gives each group's CER and WER, pooled over its characters and words as the whole
 set's rates are, so ``speech-tl evaluate asr`` on a twin says, for example, that a model gained on coloured noise and
 quiet calls and not on babble. Lines without a ``channel`` draw (clean recordings) form no group.
 
@@ -24,28 +24,29 @@ from ..metrics import ErrorCounts
 SNR_BANDS = ((10.0, "under 10 dB"), (25.0, "10-25 dB"), (float("inf"), "quiet (25 dB and up)"))
 
 
-def _snr_band(snr: float) -> str:
-    return next(name for top, name in SNR_BANDS if snr < top)
+def _snr_band(snr: float) -> str | None:
+    return next((name for top, name in SNR_BANDS if snr < top), None)  # None: not a number (NaN)
 
 
 def channel_groups(u: Utterance) -> list[tuple[str, str]]:
     """``(group, value)`` pairs of one line's channel draw; none for a line without one."""
     ch = u.extra.get("channel")
-    if not isinstance(ch, dict):
+    if not isinstance(ch, dict) or ch.get("kind") != "phone":  # a recording channel (synth-asr realistic) is not a call
         return []
     groups = []
     noise = ch.get("noise")
     if isinstance(noise, dict):
         if noise.get("kind"):
             groups.append(("noise", str(noise["kind"])))
-        if isinstance(noise.get("snr_db"), int | float):
-            groups.append(("snr", _snr_band(float(noise["snr_db"]))))
+        band = _snr_band(float(noise["snr_db"])) if isinstance(noise.get("snr_db"), int | float) else None
+        if band is not None:
+            groups.append(("snr", band))
     codec = ch.get("codec")
     if isinstance(codec, dict) and codec.get("name"):
         groups.append(("codec", str(codec["name"])))
     if ch.get("loss"):
         groups.append(("impairment", "packet loss"))
-    if "clip_db" in ch:
+    if ch.get("clip_db") is not None:
         groups.append(("impairment", "clipping"))
     return groups
 

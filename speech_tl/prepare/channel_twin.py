@@ -16,10 +16,12 @@ the others, and the same seed gives the same audio), renders it, and writes:
 
 Babble noise mixes other utterances of the manifest (or of ``--babble MANIFEST``), never the
 utterance itself; their ids are in the draw. With ``--babble-language same`` (the default) the talkers speak the
-caller's language wherever the pool holds at least :data:`MIN_SAME_LANGUAGE` other utterances of it (the people
-around a caller mostly do, and a model that learned to ignore foreign babble has not learned to ignore its own
-language's: on the real German dev twin, adapting on mixed-language babble left the babble calls where zero-shot
-Whisper was while it cut the other calls' errors by a fifth); elsewhere, and with ``any``, from the whole pool.
+caller's language wherever the pool holds more than :data:`MIN_SAME_LANGUAGE` utterances of it, the caller's own
+line included (the people around a caller mostly do, and a model that learned to ignore foreign babble has not
+learned to ignore its own language's); elsewhere (a language the pool lacks, a line without a language), and with
+``any``, from the whole pool. The talkers' candidates come from the call's own random stream, so on a multilingual
+pool ``same`` and ``any`` draw different calls altogether (each a draw of the same channel distribution), not the
+same calls with other talkers; on a one-language pool they draw the same calls.
 """
 
 from __future__ import annotations
@@ -48,19 +50,21 @@ from .common import (
 
 CHANNEL_KINDS = ("phone",)
 BABBLE_LANGUAGES = ("same", "any")
-MIN_SAME_LANGUAGE = 3  # a babble draws 3-6 talkers
+MIN_SAME_LANGUAGE = 3  # a babble draws 3-6 talkers, never the caller: more than 3 lines, the caller's included
 
 
-def _talker_pools(utts: list[Utterance], pool: list[Utterance], babble_language: str) -> dict[str, list[str]]:
-    """Utterance ids babble may draw from, by the caller's language ("" for every language: the whole pool)."""
-    ids = [u.id for u in pool]
-    pools: dict[str, list[str]] = {"": ids}
+def _talker_pools(utts: list[Utterance], pool: list[Utterance], babble_language: str
+                  ) -> tuple[list[str], dict[str, list[str]]]:
+    """Utterance ids babble may draw from: the whole pool, and the pools of the callers' languages where ``same``
+    narrows them (languages not listed draw from the whole pool)."""
+    whole = [u.id for u in pool]
+    by_language: dict[str, list[str]] = {}
     if babble_language == "same":
-        for lang in {u.language for u in utts}:
+        for lang in {u.language for u in utts if u.language}:
             same = [u.id for u in pool if u.language == lang]
-            if len(same) > MIN_SAME_LANGUAGE:  # the caller may be one of them
-                pools[lang] = same
-    return pools
+            if MIN_SAME_LANGUAGE < len(same) < len(whole):
+                by_language[lang] = same
+    return whole, by_language
 
 
 def _source(u: Utterance) -> dict:
@@ -149,8 +153,8 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
     params = {"manifest": str(manifest.resolve()), "manifest_sha1": file_sha1(manifest), "channel": channel,
               "seed": seed, "codec": codec,
               "babble": str(Path(babble).resolve()) if babble else None, "max_utterances": max_utterances}
-    pools = _talker_pools(utts, pool_utts, babble_language)
-    if any(len(ids) < len(pools[""]) for ids in pools.values()):  # the choice changes draws (a multilingual pool)
+    whole_pool, language_pools = _talker_pools(utts, pool_utts, babble_language)
+    if language_pools:  # the choice changes draws (a multilingual pool)
         params["babble_language"] = babble_language
     if not force and (files := finished_files(marker, params, overwrite, f"the {channel} twin was written here",
                                                "another --out")):
@@ -162,7 +166,7 @@ def prepare_channel_twin(manifest: str | Path, out: str | Path, channel: str = "
     jobs = []
     for u in utts:
         rng = random.Random(f"{seed}/{channel}/{u.id}")
-        ids = pools.get(u.language, pools[""])
+        ids = language_pools.get(u.language, whole_pool)
         draw = draw_phone_channel(rng, talkers=[t for t in rng.sample(ids, min(len(ids), 7)) if t != u.id],
                                   codec=codec)
         talkers = (draw.get("noise") or {}).get("talkers", [])

@@ -25,14 +25,18 @@ def test_groups_follow_the_draw_and_clean_lines_have_none():
                                               ("codec", "opus"), ("impairment", "packet loss")]
     assert channel_groups(line(2, None)) == []
     assert channel_groups(line(3, "phone")) == []  # not a draw: no group rather than a crash
+    # a recording channel of a synthetic corpus has an SNR too, but is not a call
+    assert channel_groups(line(4, {"kind": "realistic", "noise": {"kind": "room", "snr_db": 12.0}})) == []
+    odd = {"kind": "phone", "noise": {"kind": "noise", "snr_db": float("nan")}, "clip_db": None}
+    assert channel_groups(line(5, odd)) == [("noise", "noise")]  # no SNR band for NaN, no clipping for null
 
 
 def test_rates_are_pooled_over_each_groups_characters_and_words():
     refs = ["guten morgen", "wie geht es dir", "das wetter ist schön", "bis morgen"]
     hyps = ["guten morgen", "wie geht das dir", "das weiter ist", "bis morgen früh"]
     c = error_counts(refs, hyps)
-    babble = {"noise": {"kind": "babble", "snr_db": 5.0}, "codec": {"name": "gsm"}}
-    noise = {"noise": {"kind": "noise", "snr_db": 15.0}, "codec": {"name": "gsm"}}
+    babble = {"kind": "phone", "noise": {"kind": "babble", "snr_db": 5.0}, "codec": {"name": "gsm"}}
+    noise = {"kind": "phone", "noise": {"kind": "noise", "snr_db": 15.0}, "codec": {"name": "gsm"}}
     out = channel_breakdown([line(0, None), line(1, babble), line(2, babble), line(3, noise)], c)
     b = out["noise"]["babble"]
     # line 1: "es" -> "das" (1 word; 2 chars substituted + 1 inserted), line 2: "wetter" -> "weiter" and "schön"

@@ -210,6 +210,16 @@ def test_babble_talkers_speak_the_callers_language_unless_any(tmp_path):
     with pytest.raises(InputError, match="--babble-language must be one of same, any"):
         prepare_channel_twin(manifest, tmp_path / "x.jsonl", babble_language="german")
 
+    # lines without a language draw from the whole pool, and an unlabelled group is no language of its own
+    for u in utts[:6]:
+        u.language = ""
+    write_manifest(manifest, utts, relative=False)
+    prepare_channel_twin(manifest, tmp_path / "unlabelled.jsonl", seed=0, codec="mulaw", workers=1)
+    language = {u.id: u.language for u in utts}
+    drawn = babble_languages(tmp_path / "unlabelled.jsonl")
+    assert all(talkers == {"nl"} for lang, talkers in drawn if lang == "nl")
+    assert any(len(talkers) > 1 for lang, talkers in drawn if lang != "nl")
+
     german = corpus(tmp_path / "de", 8, seconds=1.0)
     a = prepare_channel_twin(german, tmp_path / "de.jsonl", seed=0, codec="mulaw", workers=1, babble_language="any")
     b = prepare_channel_twin(german, tmp_path / "de.jsonl", seed=0, codec="mulaw", workers=1)
