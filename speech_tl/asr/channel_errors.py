@@ -2,9 +2,10 @@
 
 A line of a telephone twin (``speech-tl prepare channel``) records its call's draw (``channel``: noise kind and SNR,
 codec, packet loss, clipping; :mod:`speech_tl.channel.phone`). :func:`channel_breakdown` groups a scored manifest's
-utterances by those draws (``kind: phone``) and gives each group's CER and WER, pooled over its characters and words as the whole
-set's rates are, so ``speech-tl evaluate asr`` on a twin says, for example, that a model gained on coloured noise and
-quiet calls and not on babble. Lines without a ``channel`` draw (clean recordings) form no group.
+utterances by those draws (``kind: phone``) and gives each group's CER and WER, pooled over its characters and
+words as the whole set's rates are, so ``speech-tl evaluate asr`` on a twin says, for example, that a model gained
+on coloured noise and quiet calls and not on babble. Lines without a phone draw (clean recordings, a synthetic
+corpus's recording channel) form no group.
 
 Groups (each only where some line falls in it):
 
