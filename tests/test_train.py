@@ -265,6 +265,33 @@ def test_resume_refuses_changed_settings_and_keeps_the_config(tone_corpus, tiny_
     assert any("resuming from step 14" in m for m in logs)
 
 
+def test_resume_refuses_a_training_manifest_prepared_again(tone_corpus, tiny_whisper, tmp_path):
+    """The manifest's bytes are a resume setting: the same path with other lines (a twin drawn again, packs cut
+    again) would put other utterances behind the stored batch positions; the run's summary records them."""
+    import shutil
+
+    from speech_tl.prepare.common import file_sha1
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tone_corpus, corpus)
+    first = file_sha1(corpus / "train.jsonl")
+    cfg = asr_config(corpus, tiny_whisper, tmp_path / "run", max_steps=6)
+    Trainer(AsrTask(cfg, quiet), cfg.train, cfg.out_dir, cfg.data, quiet).run(stop_at_step=3)
+    lines = (corpus / "train.jsonl").read_text().splitlines(keepends=True)
+    (corpus / "train.jsonl").write_text("".join(reversed(lines)))  # the same utterances, another order
+    again = asr_config(corpus, tiny_whisper, tmp_path / "run", max_steps=6)
+    with pytest.raises(ValueError, match=r"data.train_sha1: .*train.jsonl was prepared again since"):
+        Trainer(AsrTask(again, quiet), again.train, again.out_dir, again.data, quiet).run()
+    (corpus / "train.jsonl").write_text("".join(lines))  # back as it was: the run resumes and finishes
+    logs = []
+    summary = Trainer(AsrTask(again, logs.append), again.train, again.out_dir, again.data, logs.append).run()
+    assert any("resuming from step 3" in m for m in logs)
+    assert summary["train_manifest_sha1"] == first
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["train_manifest_sha1"] == first
+    settings = json.loads((tmp_path / "run" / "checkpoint" / "settings.json").read_text())
+    assert settings["data.train_sha1"] == first
+
+
 def test_non_finite_losses_skip_their_step_and_are_counted(tone_corpus, tiny_whisper, tmp_path):
     cfg = asr_config(tone_corpus, tiny_whisper, tmp_path / "nan", max_steps=6)
     task = AsrTask(cfg, quiet)

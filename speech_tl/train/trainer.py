@@ -40,6 +40,19 @@ def lr_factor(step: int, progress: float, warmup: int, min_ratio: float) -> floa
     return warm * cos
 
 
+def manifest_fingerprint(data_cfg) -> dict:
+    """``{"data.train_sha1": SHA-1 of the training manifest's bytes}`` (empty without a manifest file): stored with
+    every checkpoint and in ``summary.json``, so that a resume refuses, and a recipe can tell, a manifest prepared
+    again since (other channel draws, other packs) under the same path. The manifest names every audio file and
+    each derived line records its draw, so its bytes stand for the data."""
+    path = getattr(data_cfg, "train", None)
+    if not path or not Path(path).is_file():
+        return {}
+    from ..prepare.common import file_sha1
+
+    return {"data.train_sha1": file_sha1(path)}
+
+
 class Trainer:
     def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path, data_cfg=None, log=info):
         self.task, self.cfg, self.out_dir = task, cfg, Path(out_dir)
@@ -54,6 +67,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self._groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.state = TrainState()
         self.cache, self.cache_reason = self._make_cache()
+        self.train_fingerprint = manifest_fingerprint(data_cfg)
         speed = data_cfg.speed_perturb if data_cfg is not None else None
         self.items = TrainingItems(task.train_set, cfg.seed, speed)
         self.ddp_model: nn.Module | None = None
@@ -138,7 +152,7 @@ class Trainer:
             files["optimizer.pt"] = self.optimizer.state_dict()
             files["state.pt"] = self.state.to_dict()
             if self.task.cfg is not None:
-                files["settings.json"] = run_settings(self.task.cfg)
+                files["settings.json"] = self._settings()
             if self.scaler is not None:
                 files["scaler.pt"] = self.scaler.state_dict()
         save_checkpoint(self.out_dir / name, files)
@@ -173,22 +187,32 @@ class Trainer:
         raise CheckpointError(f"{self.out_dir}: no readable checkpoint to resume ({'; '.join(problems)}). Move the "
                               "folder away to keep it, then start over with train.resume=false (and --overwrite)")
 
+    def _settings(self) -> dict:
+        """The settings a resume must not change: the config's (:func:`run_settings`) and the training manifest's
+        content (``data.train_sha1``), since a re-prepared manifest under the same name puts other utterances
+        behind the batch positions a checkpoint stores."""
+        return {**run_settings(self.task.cfg), **self.train_fingerprint}
+
     def _check_settings(self, found: Path) -> None:
         """Refuse to resume a checkpoint trained with other settings (``train.resume=force`` goes on anyway)."""
         if self.task.cfg is None or not (found / "settings.json").is_file():
             return  # a checkpoint written before settings were stored
         old = json.loads((found / "settings.json").read_text(encoding="utf-8"))
-        new = json.loads(json.dumps(run_settings(self.task.cfg)))  # the same JSON round trip as the stored ones
+        new = json.loads(json.dumps(self._settings()))  # the same JSON round trip as the stored ones
         changed = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+                   and not (k in self.train_fingerprint and k not in old)]  # stored before fingerprints were
         if not changed:
             return
         if self.cfg.resume == "force":
             self.log_fn(f"train.resume=force: resuming {found} with changed settings: " + "; ".join(changed))
             return
-        raise ConfigError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}). Resuming "
-                         "would restore the old optimizer state under the new settings: use a new out_dir, set "
-                         "train.resume=false to start over there, or train.resume=force to go on anyway")
+        data = "" if not any(c.startswith("data.train_sha1") for c in changed) else (
+            f" (data.train_sha1: the training manifest {self.data_cfg.train} was prepared again since, so the stored "
+            "batch positions point at other utterances)")
+        raise ConfigError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}){data}. "
+                          "Resuming would restore the old optimizer state under the new settings: use a new out_dir, "
+                          "set train.resume=false to start over there, or train.resume=force to go on anyway")
 
     # ------------------------------------------------------------------ limits
     def progress(self, steps_per_epoch: int) -> float:
@@ -535,7 +559,8 @@ class Trainer:
                    "backbone": self.task.model.backbone.source,
                    "prefix_cache": self.cache_reason if self.cache is not None else f"off ({self.cache_reason})",
                    "nonfinite_steps": s.nonfinite_steps, "empty_steps": s.empty_steps,
-                   "rejected_audio": len(self.rejected), **self.task.report()}
+                   "rejected_audio": len(self.rejected),
+                   "train_manifest_sha1": self.train_fingerprint.get("data.train_sha1"), **self.task.report()}
         best_meta = self.out_dir / "best" / "meta.json"
         if best_meta.is_file():  # every dev metric of the checkpoint kept (reports rank ASR runs by WER, say)
             kept = json.loads(best_meta.read_text(encoding="utf-8")).get("metrics") or {}
