@@ -282,7 +282,15 @@ def test_resume_refuses_a_training_manifest_prepared_again(tone_corpus, tiny_whi
     again = asr_config(corpus, tiny_whisper, tmp_path / "run", max_steps=6)
     with pytest.raises(ValueError, match=r"data.train_sha1: .*train.jsonl was prepared again since"):
         Trainer(AsrTask(again, quiet), again.train, again.out_dir, again.data, quiet).run()
-    (corpus / "train.jsonl").write_text("".join(lines))  # back as it was: the run resumes and finishes
+    (corpus / "train.jsonl").write_text("".join(lines))  # back as it was
+    # a checkpoint written before a setting existed: a fingerprint or a default is no change, another value is
+    stored = tmp_path / "run" / "checkpoint" / "settings.json"
+    settings = json.loads(stored.read_text())
+    stored.write_text(json.dumps({k: v for k, v in settings.items() if k != "train.lr"}))
+    with pytest.raises(ValueError, match=r"train.lr: '\(unset\)' -> 0.003"):
+        Trainer(AsrTask(again, quiet), again.train, again.out_dir, again.data, quiet).run()
+    assert settings["model.dropout"] == 0.1  # AsrConfig's default
+    stored.write_text(json.dumps({k: v for k, v in settings.items() if k not in ("data.train_sha1", "model.dropout")}))
     logs = []
     summary = Trainer(AsrTask(again, logs.append), again.train, again.out_dir, again.data, logs.append).run()
     assert any("resuming from step 3" in m for m in logs)

@@ -13,7 +13,15 @@ adaptation via teacher-student learning"), applied to the encoder's output rathe
 because Whisper's decoder reads the encoder's output. A dense target (1,500 frames of 512 numbers per 30 s
 window, against a few dozen tokens) teaches the channel in far fewer steps than transcripts alone.
 
-No maintained library implements this for Whisper encoders with parallel audio; the loss is a few lines.
+The same teacher can also teach at the decoder's output (``model.channel_teacher_kd_weight``): the frozen pretrained
+decoder, reading the teacher encoder's output on the clean audio and teacher-forced on the transcript, gives a
+distribution over the next token at every position; the student, reading the call, is pulled toward it by the
+Kullback-Leibler divergence (knowledge distillation, Hinton, Vinyals and Dean 2015, on parallel clean and noisy
+speech as in Li et al. 2017). Beside the one right token of the transcript, the target says which other tokens the
+zero-shot model found plausible on clean speech: a richer target per token, and on a clean line (its own source) a
+pull toward the zero-shot model's behaviour where it is good.
+
+No maintained library implements this for Whisper encoders with parallel audio; the losses are a few lines.
 """
 
 from __future__ import annotations
@@ -42,8 +50,14 @@ class ChannelTeacher:
     ``encoder``: the student's encoder before training (copied here; the copy never changes).
     """
 
-    def __init__(self, encoder: nn.Module, utterances: list[Utterance], weight: float):
+    def __init__(self, encoder: nn.Module, utterances: list[Utterance], weight: float, decoder: nn.Module | None = None,
+                 kd_weight: float = 0.0):
         self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
+        if kd_weight > 0 and decoder is None:
+            raise ValueError("ChannelTeacher: kd_weight needs the pretrained decoder")
+        # the decoder before training, for the decoder-output term (None when that term is off)
+        self.decoder = copy.deepcopy(decoder).eval().requires_grad_(False) if kd_weight > 0 else None
+        self.kd_weight = kd_weight
         self.sources = [clean_source(u) for u in utterances]
         from pathlib import Path
 
@@ -62,17 +76,46 @@ class ChannelTeacher:
     def targets(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's output ``(B, T', D)`` on the clean sources of ``indices``, and how many of its frames hold
         speech ``(B,)`` (an encoder frame is 20 ms; inputs padded to 30 s give 1,500 frames, mostly silence)."""
+        hidden, _, frames, _ = self._run(indices, device, None)
+        return hidden, frames
+
+    def all_targets(self, indices: list[int], device: torch.device, tokens: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`targets` and, with the decoder-output term on, the pretrained decoder's log-probabilities
+        ``(B, L, V)`` (float32) on its encoding of the clean sources, teacher-forced on ``tokens (B, L)`` (the
+        student's decoder input); one teacher encoder pass for both."""
+        hidden, _, frames, log_probs = self._run(indices, device, tokens)
+        return hidden, frames, log_probs
+
+    def _run(self, indices: list[int], device: torch.device, tokens: torch.Tensor | None):
         from ..audio import load_audio
         from ..data import pad_waves
+        from .seq2seq import run_decoder
 
         waves = [load_audio(s["audio"], offset=s["offset"], duration=s["duration"])
                  for s in (self.sources[int(i)] for i in indices)]
         wave, lengths = pad_waves(waves)
         if next(self.encoder.parameters()).device != device:
             self.encoder.to(device)
+        log_probs = None
         with torch.no_grad():
-            hidden, _ = self.encoder(wave.to(device), lengths.to(device))
-        return hidden.float(), speech_frames(lengths)
+            hidden, enc_lengths = self.encoder(wave.to(device), lengths.to(device))
+            if self.decoder is not None and tokens is not None:
+                if next(self.decoder.parameters()).device != device:
+                    self.decoder.to(device)
+                log_probs = run_decoder(self.decoder, tokens.to(device), hidden, enc_lengths).float().log_softmax(-1)
+        return hidden.float(), enc_lengths, speech_frames(lengths), log_probs
+
+    @staticmethod
+    def kd_loss(logits: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) per predicted token, averaged over the tokens that have a label: ``logits (B, L,
+        V)`` the student's, ``teacher_log_probs (B, L, V)``, ``labels (B, L)`` with -100 where nothing is predicted
+        (prompt, padding)."""
+        mask = labels.to(logits.device) != -100
+        student = logits.float().log_softmax(-1)[mask]
+        teacher = teacher_log_probs.to(logits.device)[mask]
+        kl = (teacher.exp() * (teacher - student)).sum(-1)
+        return kl.sum() / mask.sum().clamp(min=1)
 
     def loss(self, student: torch.Tensor, target: torch.Tensor, speech_frames: torch.Tensor) -> torch.Tensor:
         """Mean squared error between ``student`` and ``target`` ``(B, T', D)`` over the first ``speech_frames``

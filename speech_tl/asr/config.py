@@ -30,12 +30,16 @@ class ModelConfig:
     # decoder head: weight of the teacher-student channel loss (speech_tl.asr.channel_teacher): the encoder's output
     # on a phone twin pulled toward the pretrained encoder's on its clean source; 0: off
     channel_teacher_weight: float = 0.0
+    # decoder head: weight of the same teacher's decoder-output term (KL from the pretrained model's next-token
+    # distributions on the clean source to the student's on the call); 0: off
+    channel_teacher_kd_weight: float = 0.0
 
     def check(self) -> None:
-        if self.channel_teacher_weight < 0:
-            raise ConfigError(f"model.channel_teacher_weight must be >= 0, got {self.channel_teacher_weight}")
-        if self.channel_teacher_weight and self.head != "decoder":
-            raise ConfigError("model.channel_teacher_weight needs model.head=decoder")
+        for key in ("channel_teacher_weight", "channel_teacher_kd_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
+            if getattr(self, key) and self.head != "decoder":
+                raise ConfigError(f"model.{key} needs model.head=decoder")
         if self.head not in ("ctc", "decoder"):
             raise ConfigError(f"model.head must be ctc or decoder, got {self.head!r}")
         if self.head == "decoder" and not self.backbone.startswith(("whisper-ct2:", "hf:")):

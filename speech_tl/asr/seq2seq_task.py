@@ -73,13 +73,14 @@ class Seq2SeqTask(Task):
                 tokens.language_token(lang)  # a language the checkpoint lacks is an error now, not mid-run
         self.train_set = UtteranceDataset(train)
         self.teacher = None
-        if cfg.model.channel_teacher_weight > 0:
+        if cfg.model.channel_teacher_weight > 0 or cfg.model.channel_teacher_kd_weight > 0:
             from .channel_teacher import ChannelTeacher
 
-            self.teacher = ChannelTeacher(parts.encoder, train, cfg.model.channel_teacher_weight)
-            log(f"channel teacher: the pretrained encoder on the clean sources of {self.teacher.paired} of "
-                f"{len(train)} training utterances (the others are their own source), weight "
-                f"{cfg.model.channel_teacher_weight:g}")
+            kd = cfg.model.channel_teacher_kd_weight
+            self.teacher = ChannelTeacher(parts.encoder, train, cfg.model.channel_teacher_weight, parts.decoder, kd)
+            log(f"channel teacher: the pretrained {'model' if kd else 'encoder'} on the clean sources of "
+                f"{self.teacher.paired} of {len(train)} training utterances (the others are their own source), "
+                f"encoder-output weight {cfg.model.channel_teacher_weight:g}, decoder-output weight {kd:g}")
         self._targets: tuple[list[int], tuple[torch.Tensor, torch.Tensor]] | None = None
         self.dev_set = None
         if cfg.data.dev:
@@ -97,7 +98,7 @@ class Seq2SeqTask(Task):
         if self.teacher is None:
             return {"tokens": inputs}
         device = next(self.model.parameters()).device
-        self._targets = ([int(i) for i in indices], self.teacher.targets(indices, device))
+        self._targets = ([int(i) for i in indices], self.teacher.all_targets(indices, device, inputs))
         return {"tokens": inputs, "return_encoded": True}
 
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
@@ -105,10 +106,13 @@ class Seq2SeqTask(Task):
         _, labels = pad_targets([self.pairs[int(i)] for i in indices], self.model.tokens.eot)
         loss = seq2seq_loss(logits, labels)
         if self.teacher is not None:
-            held, (target, frames) = self._targets
+            held, (target, frames, log_probs) = self._targets
             if held != [int(i) for i in indices]:
                 raise RuntimeError("channel teacher: the targets were made for another batch")
-            loss = loss + self.teacher.weight * self.teacher.loss(output[2], target, frames)
+            if self.teacher.weight > 0:
+                loss = loss + self.teacher.weight * self.teacher.loss(output[2], target, frames)
+            if log_probs is not None:
+                loss = loss + self.teacher.kd_weight * self.teacher.kd_loss(logits, log_probs, labels)
         return loss
 
     def evaluate(self, model, device) -> dict:

@@ -199,9 +199,14 @@ class Trainer:
             return  # a checkpoint written before settings were stored
         old = json.loads((found / "settings.json").read_text(encoding="utf-8"))
         new = json.loads(json.dumps(self._settings()))  # the same JSON round trip as the stored ones
+        try:  # a setting added to the config since the checkpoint was written, at its default, is no change
+            defaults = json.loads(json.dumps(run_settings(type(self.task.cfg)())))
+        except (TypeError, ValueError):
+            defaults = {}
+        added = {k for k in set(new) - set(old)  # stored before the key existed: a fingerprint, or a default
+                 if k in self.train_fingerprint or (k in defaults and new[k] == defaults[k])}
         changed = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-                   and not (k in self.train_fingerprint and k not in old)]  # stored before fingerprints were
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in added]
         if not changed:
             return
         if self.cfg.resume == "force":

@@ -418,3 +418,112 @@ def test_speed_perturbation_with_the_teacher_is_refused(twin_corpus, listening_w
     cfg = twin_config(twin_corpus, listening_whisper, tmp_path / "sp0", 0.0)
     cfg.data.speed_perturb = [0.9, 1.1]  # without the teacher: fine
     assert Seq2SeqTask(cfg, quiet).teacher is None
+
+
+# --------------------------------------------------------------------------- the decoder-output term
+
+def kd_config(corpus: Path, source: str, out: Path, kd: float, mse: float = 0.0, **train) -> AsrConfig:
+    cfg = twin_config(corpus, source, out, mse, **train)
+    cfg.model.channel_teacher_kd_weight = kd
+    return cfg
+
+
+def test_the_kd_loss_is_the_kl_from_the_teacher_over_the_labelled_tokens_only():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 7, generator=g)
+    teacher = torch.randn(2, 5, 7, generator=g).log_softmax(-1)
+    labels = torch.tensor([[-100, 3, 1, 2, -100], [-100, -100, 4, -100, -100]])
+    loss = ChannelTeacher.kd_loss(logits, teacher, labels)
+    student = logits.log_softmax(-1)
+    by_hand = sum(float((teacher[b, t].exp() * (teacher[b, t] - student[b, t])).sum())
+                  for b, t in ((0, 1), (0, 2), (0, 3), (1, 2))) / 4
+    assert float(loss) == pytest.approx(by_hand, rel=1e-5)
+    torch.testing.assert_close(loss, torch.nn.functional.kl_div(student[labels != -100], teacher[labels != -100],
+                                                                log_target=True, reduction="batchmean"))
+    assert float(ChannelTeacher.kd_loss(teacher.clone(), teacher, labels)) == pytest.approx(0.0, abs=1e-6)
+    changed = logits.clone()
+    changed[0, 0] += 5.0  # an unlabelled position (the prompt) does not count
+    changed[1, 4] -= 5.0
+    torch.testing.assert_close(ChannelTeacher.kd_loss(changed, teacher, labels), loss)
+    logits.requires_grad_(True)
+    ChannelTeacher.kd_loss(logits, teacher, labels).backward()
+    assert logits.grad[0, 1].abs().sum() > 0 and logits.grad[0, 0].abs().sum() == 0
+
+
+def test_the_kd_targets_are_the_pretrained_models_distributions_on_the_clean_source(twin_corpus, listening_whisper,
+                                                                                    tmp_path):
+    from speech_tl.asr.seq2seq_task import Seq2SeqTask
+    from speech_tl.audio import load_audio
+
+    logs = []
+    task = Seq2SeqTask(kd_config(twin_corpus, listening_whisper, tmp_path / "kd", 0.5), logs.append)
+    assert task.teacher is not None and task.teacher.weight == 0.0 and task.teacher.kd_weight == 0.5
+    assert any("the pretrained model on the clean sources" in m and "decoder-output weight 0.5" in m for m in logs)
+    indices = [1, len(WORDS)]  # a twin and the clean line
+    inputs = task.model_inputs(indices)
+    held, (_, _, log_probs) = task._targets
+    pretrained = tiny_model(listening_whisper)
+    for row, i in enumerate(indices):
+        clean = load_audio(twin_corpus / "clean" / (f"{i}.wav" if i < len(WORDS) else "own.wav"))
+        with torch.no_grad():
+            expected = pretrained(wave=clean[None], lengths=torch.tensor([clean.numel()]),
+                                  tokens=inputs["tokens"][row:row + 1])[0].log_softmax(-1)
+        n = len(task.pairs[i][0])
+        torch.testing.assert_close(log_probs[row, :n], expected[0, :n], atol=1e-4, rtol=0)
+    # the task's loss: cross-entropy + weight x KL, no encoder term at weight 0
+    wave, lengths = pad_waves([task.train_set[i][0] for i in indices])
+    task.model.eval()
+    with torch.no_grad():
+        output = task.model(wave=wave, lengths=lengths, **inputs)
+    _, labels = pad_targets([task.pairs[i] for i in indices], task.model.tokens.eot)
+    kl = ChannelTeacher.kd_loss(output[0], log_probs, labels)
+    # before any step the student is the teacher: on the clean line (its own source) nothing to pull, on the
+    # twin the noise changes the distributions
+    twin, own = (float(ChannelTeacher.kd_loss(output[0][r:r + 1], log_probs[r:r + 1], labels[r:r + 1]))
+                 for r in (0, 1))
+    assert own < 1e-6 and twin > 1e-4 and twin > 1000 * own, (twin, own)
+    torch.testing.assert_close(task.loss(output, torch.tensor(indices)), seq2seq_loss(output[0], labels) + 0.5 * kl)
+    # with both terms
+    both = Seq2SeqTask(kd_config(twin_corpus, listening_whisper, tmp_path / "both", 0.5, mse=2.0), quiet)
+    inputs = both.model_inputs(indices)
+    target, frames, log_probs = both._targets[1]
+    both.model.eval()
+    with torch.no_grad():
+        output = both.model(wave=wave, lengths=lengths, **inputs)
+    expected = (seq2seq_loss(output[0], labels) + 2.0 * both.teacher.loss(output[2], target, frames)
+                + 0.5 * ChannelTeacher.kd_loss(output[0], log_probs, labels))
+    torch.testing.assert_close(both.loss(output, torch.tensor(indices)), expected)
+
+
+def test_training_with_the_kd_term_pulls_the_students_distributions_toward_the_teachers(twin_corpus,
+                                                                                        listening_whisper, tmp_path):
+    """A random tiny teacher's distributions are far from the one-hot transcripts: cross-entropy alone moves the
+    student elsewhere, the KD term toward the teacher's distributions on the clean audio (weighted up here: this
+    teacher's KL is a thousandth of its cross-entropy)."""
+    from speech_tl.asr.seq2seq_task import Seq2SeqTask
+    from speech_tl.train import Trainer
+
+    twins = list(range(len(WORDS)))
+    kls = {}
+    for kd in (0.0, 100.0):
+        cfg = kd_config(twin_corpus, listening_whisper, tmp_path / f"kd{kd:g}", kd, lr=1e-2, max_steps=6)
+        task = Seq2SeqTask(cfg, quiet)
+        Trainer(task, cfg.train, cfg.out_dir, cfg.data, quiet).run()
+        judge = Seq2SeqTask(kd_config(twin_corpus, listening_whisper, tmp_path / f"judge{kd:g}", 1.0), quiet)
+        inputs = judge.model_inputs(twins)
+        wave, lengths = pad_waves([judge.train_set[i][0] for i in twins])
+        _, labels = pad_targets([judge.pairs[i] for i in twins], judge.model.tokens.eot)
+        with torch.no_grad():
+            logits = task.model.eval()(wave=wave, lengths=lengths, tokens=inputs["tokens"])[0]
+        kls[kd] = float(ChannelTeacher.kd_loss(logits, judge._targets[1][2], labels))
+    assert kls[100.0] < 0.7 * kls[0.0], kls
+
+
+def test_a_negative_kd_weight_or_kd_on_a_ctc_head_is_a_config_error():
+    with pytest.raises(ConfigError, match="channel_teacher_kd_weight must be >= 0"):
+        ModelConfig(backbone="hf:x", head="decoder", channel_teacher_kd_weight=-1).check()
+    with pytest.raises(ConfigError, match="channel_teacher_kd_weight needs model.head=decoder"):
+        ModelConfig(backbone="hf:x", head="ctc", channel_teacher_kd_weight=0.5).check()
+    ModelConfig(backbone="hf:x", head="decoder", channel_teacher_kd_weight=0.5).check()
+    with pytest.raises(ValueError, match="needs the pretrained decoder"):
+        ChannelTeacher(torch.nn.Linear(2, 2), [], 0.0, None, kd_weight=1.0)
