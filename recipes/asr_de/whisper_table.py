@@ -3,7 +3,8 @@
 Reads ``<exp>/<condition>/real.json`` (``speech-tl evaluate asr``) and ``summary.json`` of each condition and
 prints a Markdown table (written into the README between ``<!-- whisper:start -->`` and ``<!-- whisper:end -->``
 with ``--readme``). With ``--phone`` (stage 9), also ``phone.json``, the same clips through telephone channels, as
-two more columns and the ratio to zero-shot there (table between ``<!-- phone:start -->`` and ``<!-- phone:end -->``).
+two more columns and the ratio to zero-shot there, and ``amr.json`` / ``gsm.json`` (the mobile-codec twins) as the
+mobile column and its ratio (table between ``<!-- phone:start -->`` and ``<!-- phone:end -->``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ LABELS = {
     "zeroshot_base_beam10": "Whisper base, zero-shot, beam 10",
     "phone_dense_eval100": "the recommended configuration, more speech in its 11 minutes: 18-28 s packs (1,492 "
                            "windows) and a dev evaluation every 100 steps",
+    "phone_kd": "the same with the teacher at the decoder's output (`model.channel_teacher_kd_weight=1`)",
     "recommended": "**recommended** (`conf/transfer.yaml`: phone mix with same-language babble, top 3 + top 2, "
                    "lr 5e-5, bf16, 11 min, beam 10)",
 }
@@ -57,7 +59,9 @@ def mobile_cer(d: Path) -> float | None:
     """CER on the two mobile-codec twins of the real dev set (``amr.json``, ``gsm.json``): the same 54 clips, so the
     same reference characters twice, and the pooled CER is the mean of the two."""
     amr, gsm = load(d / "amr.json"), load(d / "gsm.json")
-    return None if amr is None or gsm is None else (amr["cer"] + gsm["cer"]) / 2
+    if amr is None or gsm is None or amr["num_utterances"] != gsm["num_utterances"]:
+        return None  # not both, or not the same clips (a call rejected in one twin): no pooled figure
+    return (amr["cer"] + gsm["cer"]) / 2
 
 
 def phone_row(name: str, d: Path, zero_shot_phone: float | None, zero_shot_mobile: float | None) -> str:

@@ -45,13 +45,16 @@ def speech_frames(lengths: torch.Tensor) -> torch.Tensor:
 
 
 class ChannelTeacher:
-    """The frozen pretrained encoder and the clean source of every training utterance.
+    """The frozen pretrained encoder (and decoder, for the decoder-output term) and the clean source of every
+    training utterance.
 
-    ``encoder``: the student's encoder before training (copied here; the copy never changes).
+    ``encoder``, ``decoder``: the student's before training (copied here; the copies never change). ``weight``: of
+    the encoder-output term; ``kd_weight``: of the decoder-output term. ``manifest``: the training manifest, named in
+    errors.
     """
 
     def __init__(self, encoder: nn.Module, utterances: list[Utterance], weight: float, decoder: nn.Module | None = None,
-                 kd_weight: float = 0.0):
+                 kd_weight: float = 0.0, manifest: str = "the training manifest"):
         self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
         if kd_weight > 0 and decoder is None:
             raise ValueError("ChannelTeacher: kd_weight needs the pretrained decoder")
@@ -67,9 +70,9 @@ class ChannelTeacher:
                    if not Path(s["audio"]).is_file()]
         if missing:  # found now, not at the step that first draws the line
             u, path = missing[0]
-            raise InputError(f"line {u.line} of the training manifest: the clean source of {u.id!r} ({path}) is "
-                             f"not there ({len(missing)} such); the channel teacher encodes it "
-                             "(model.channel_teacher_weight): prepare the twin again or set the weight to 0")
+            raise InputError(f"{manifest}:{u.line}: the clean source of {u.id!r} ({path}) is not there "
+                             f"({len(missing)} such); the channel teacher encodes it (model.channel_teacher_weight "
+                             "and model.channel_teacher_kd_weight): prepare the twin again or set both weights to 0")
         self.weight = weight
         self.paired = sum(1 for u in utterances if u.extra.get("source_audio"))
 
@@ -79,15 +82,17 @@ class ChannelTeacher:
         hidden, _, frames, _ = self._run(indices, device, None)
         return hidden, frames
 
-    def all_targets(self, indices: list[int], device: torch.device, tokens: torch.Tensor
+    def all_targets(self, indices: list[int], device: torch.device, tokens: torch.Tensor, labelled: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`targets` and, with the decoder-output term on, the pretrained decoder's log-probabilities
-        ``(B, L, V)`` (float32) on its encoding of the clean sources, teacher-forced on ``tokens (B, L)`` (the
-        student's decoder input); one teacher encoder pass for both."""
-        hidden, _, frames, log_probs = self._run(indices, device, tokens)
+        ``(N, V)`` (float32) at the ``N`` labelled positions (``labelled (B, L)``, True where a token is predicted)
+        of its run on its encoding of the clean sources, teacher-forced on ``tokens (B, L)`` (the student's decoder
+        input); one teacher encoder pass for both."""
+        hidden, _, frames, log_probs = self._run(indices, device, tokens, labelled)
         return hidden, frames, log_probs
 
-    def _run(self, indices: list[int], device: torch.device, tokens: torch.Tensor | None):
+    def _run(self, indices: list[int], device: torch.device, tokens: torch.Tensor | None,
+             labelled: torch.Tensor | None = None):
         from ..audio import load_audio
         from ..data import pad_waves
         from .seq2seq import run_decoder
@@ -103,19 +108,22 @@ class ChannelTeacher:
             if self.decoder is not None and tokens is not None:
                 if next(self.decoder.parameters()).device != device:
                     self.decoder.to(device)
-                log_probs = run_decoder(self.decoder, tokens.to(device), hidden, enc_lengths).float().log_softmax(-1)
+                logits = run_decoder(self.decoder, tokens.to(device), hidden, enc_lengths)
+                log_probs = logits[labelled.to(device)].float().log_softmax(-1)  # only where the loss reads them
         return hidden.float(), enc_lengths, speech_frames(lengths), log_probs
 
     @staticmethod
     def kd_loss(logits: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) per predicted token, averaged over the tokens that have a label: ``logits (B, L,
-        V)`` the student's, ``teacher_log_probs (B, L, V)``, ``labels (B, L)`` with -100 where nothing is predicted
-        (prompt, padding)."""
+        V)`` the student's, ``labels (B, L)`` with -100 where nothing is predicted (prompt, padding),
+        ``teacher_log_probs (N, V)`` at the ``N`` labelled positions in row-major order (:meth:`all_targets`)."""
         mask = labels.to(logits.device) != -100
-        student = logits.float().log_softmax(-1)[mask]
-        teacher = teacher_log_probs.to(logits.device)[mask]
-        kl = (teacher.exp() * (teacher - student)).sum(-1)
-        return kl.sum() / mask.sum().clamp(min=1)
+        student = logits[mask].float().log_softmax(-1)
+        teacher = teacher_log_probs.to(logits.device)
+        if teacher.shape != student.shape:
+            raise ValueError(f"kd_loss: teacher log-probabilities {tuple(teacher.shape)} for {tuple(student.shape)} "
+                             "labelled positions of the student")
+        return nn.functional.kl_div(student, teacher, log_target=True, reduction="sum") / max(1, student.shape[0])
 
     def loss(self, student: torch.Tensor, target: torch.Tensor, speech_frames: torch.Tensor) -> torch.Tensor:
         """Mean squared error between ``student`` and ``target`` ``(B, T', D)`` over the first ``speech_frames``

@@ -22,6 +22,7 @@ from ..backbones import checkpoint_backbone
 from ..checkpoint import load_tensors, read_meta, resolve_checkpoint
 from ..data import UtteranceDataset
 from ..device import resolve_device
+from ..digest import file_sha1
 from ..domain import strip_training_modules
 from ..errors import InputError
 from ..manifest import read_manifest, write_jsonl
@@ -151,6 +152,7 @@ def evaluate_asr(checkpoint: str | Path, manifest: str | Path, out: str | Path, 
     speakers = {spk: {"utterances": len(idx), **c.rates(idx)} for spk, idx in sorted(per_speaker.items())}
     results = {
         "task": "asr", "checkpoint": str(meta["folder"]), "backbone": meta["backbone"], "manifest": str(manifest),
+        "manifest_sha1": file_sha1(manifest),  # a recipe tells a result of a manifest drawn again since by it
         "wer": c.words.rate(), "cer": c.chars.rate(),
         "wer_ci95": bootstrap_ci(c.words.errors, c.words.ref_length), "cer_ci95": bootstrap_ci(c.chars.errors,
                                                                                              c.chars.ref_length),

@@ -77,11 +77,13 @@ class Seq2SeqTask(Task):
             from .channel_teacher import ChannelTeacher
 
             kd = cfg.model.channel_teacher_kd_weight
-            self.teacher = ChannelTeacher(parts.encoder, train, cfg.model.channel_teacher_weight, parts.decoder, kd)
+            self.teacher = ChannelTeacher(parts.encoder, train, cfg.model.channel_teacher_weight, parts.decoder, kd,
+                                          manifest=cfg.data.train)
             log(f"channel teacher: the pretrained {'model' if kd else 'encoder'} on the clean sources of "
                 f"{self.teacher.paired} of {len(train)} training utterances (the others are their own source), "
                 f"encoder-output weight {cfg.model.channel_teacher_weight:g}, decoder-output weight {kd:g}")
-        self._targets: tuple[list[int], tuple[torch.Tensor, torch.Tensor]] | None = None
+        # the teacher's targets for the batch in flight: (indices, (encoder output, speech frames, log-probs or None))
+        self._targets: tuple[list[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | None = None
         self.dev_set = None
         if cfg.data.dev:
             dev = load_training_manifest(cfg.data.dev, cfg.data, need_text=True, out_dir=out, name="dev")
@@ -94,11 +96,11 @@ class Seq2SeqTask(Task):
             + (f"; dev {len(self.dev_set)}" if self.dev_set is not None else ""))
 
     def model_inputs(self, indices: list[int]) -> dict:
-        inputs, _ = pad_targets([self.pairs[int(i)] for i in indices], self.model.tokens.eot)
+        inputs, labels = pad_targets([self.pairs[int(i)] for i in indices], self.model.tokens.eot)
         if self.teacher is None:
             return {"tokens": inputs}
         device = next(self.model.parameters()).device
-        self._targets = ([int(i) for i in indices], self.teacher.all_targets(indices, device, inputs))
+        self._targets = ([int(i) for i in indices], self.teacher.all_targets(indices, device, inputs, labels != -100))
         return {"tokens": inputs, "return_encoded": True}
 
     def loss(self, output, indices: torch.Tensor) -> torch.Tensor:
@@ -106,13 +108,15 @@ class Seq2SeqTask(Task):
         _, labels = pad_targets([self.pairs[int(i)] for i in indices], self.model.tokens.eot)
         loss = seq2seq_loss(logits, labels)
         if self.teacher is not None:
-            held, (target, frames, log_probs) = self._targets
-            if held != [int(i) for i in indices]:
-                raise RuntimeError("channel teacher: the targets were made for another batch")
+            if self._targets is None or self._targets[0] != [int(i) for i in indices]:
+                raise RuntimeError("channel teacher: the targets were made for another batch, or were used already "
+                                   "(model_inputs makes them for one loss)")
+            target, frames, log_probs = self._targets[1]
             if self.teacher.weight > 0:
                 loss = loss + self.teacher.weight * self.teacher.loss(output[2], target, frames)
             if log_probs is not None:
                 loss = loss + self.teacher.kd_weight * self.teacher.kd_loss(logits, log_probs, labels)
+            self._targets = None  # not held through the backward pass and the dev evaluation
         return loss
 
     def evaluate(self, model, device) -> dict:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 from ..audio import FFMPEG_HINT, AudioError, audio_info
+from ..digest import file_sha1  # noqa: F401  (the preparers' import of it)
 from ..manifest import Utterance, write_jsonl, write_manifest
 
 
@@ -59,17 +60,6 @@ class Rejection:
 def reject(row: Row, reason: str, detail: str) -> Rejection:
     return Rejection(reason=reason, detail=detail, source=row.source, line=row.line, id=row.id,
                      audio=str(row.audio))
-
-
-def file_sha1(path: str | os.PathLike) -> str:
-    """SHA-1 of a file's bytes: a derived preparation (a twin, packs) records it, so a changed source is redone."""
-    import hashlib
-
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def finished_audio_seconds(path: str | os.PathLike) -> float | None:

@@ -48,7 +48,7 @@ def manifest_fingerprint(data_cfg) -> dict:
     path = getattr(data_cfg, "train", None)
     if not path or not Path(path).is_file():
         return {}
-    from ..prepare.common import file_sha1
+    from ..digest import file_sha1
 
     return {"data.train_sha1": file_sha1(path)}
 
@@ -212,12 +212,14 @@ class Trainer:
         if self.cfg.resume == "force":
             self.log_fn(f"train.resume=force: resuming {found} with changed settings: " + "; ".join(changed))
             return
-        data = "" if not any(c.startswith("data.train_sha1") for c in changed) else (
-            f" (data.train_sha1: the training manifest {self.data_cfg.train} was prepared again since, so the stored "
-            "batch positions point at other utterances)")
-        raise ConfigError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}){data}. "
-                          "Resuming would restore the old optimizer state under the new settings: use a new out_dir, "
-                          "set train.resume=false to start over there, or train.resume=force to go on anyway")
+        if any(c.startswith("data.train_sha1") for c in changed):  # force would replay the stored batch positions
+            raise ConfigError(                                       # over other utterances: not offered
+                f"{self.out_dir} holds a run trained on another training manifest: the content of "
+                f"{getattr(self.data_cfg, 'train', 'data.train')} differs from the one its checkpoint was trained on "
+                f"({'; '.join(changed)}). Start over with train.resume=false (and --overwrite), or use a new out_dir")
+        raise ConfigError(f"{self.out_dir} holds a run trained with other settings ({'; '.join(changed)}). Resuming "
+                          "would restore the old optimizer state under the new settings: use a new out_dir, set "
+                          "train.resume=false to start over there, or train.resume=force to go on anyway")
 
     # ------------------------------------------------------------------ limits
     def progress(self, steps_per_epoch: int) -> float:
@@ -305,7 +307,8 @@ class Trainer:
 
     def _batch_output(self, model: nn.Module, indices: list[int], epoch: int, loaded: dict | None = None):
         depth = self.plan.depth if self.plan.prefix_is_frozen() else None
-        extra = self.task.model_inputs(indices)
+        with self._autocast():  # a task's teacher forward runs at the student's precision (bf16 on such a CPU)
+            extra = self.task.model_inputs(indices)
         masking = self.data_cfg is not None and self.data_cfg.hidden_augment
         if self.cache is not None:
             self.cache.reset(depth)

@@ -3,7 +3,8 @@ encoder-decoder (:func:`tests.tiny_asr.save_tiny_whisper_seq2seq`): where a line
 (:func:`speech_tl.manifest.clean_source`, and what ``prepare channel`` records for it), the masked MSE, a teacher that
 stays the pretrained encoder, the task's loss (cross-entropy + weight x MSE), a short training run on twins of the
 tone corpus (noisy audio, clean source) that pulls the encoder's output on the noise toward the teacher's on the
-clean audio, and the configuration's refusals."""
+clean audio, the same teacher at the decoder's output (the KL term, its targets, a training run pulling the
+student's distributions toward the teacher's), and the configuration's refusals."""
 
 from __future__ import annotations
 
@@ -433,20 +434,21 @@ def test_the_kd_loss_is_the_kl_from_the_teacher_over_the_labelled_tokens_only():
     logits = torch.randn(2, 5, 7, generator=g)
     teacher = torch.randn(2, 5, 7, generator=g).log_softmax(-1)
     labels = torch.tensor([[-100, 3, 1, 2, -100], [-100, -100, 4, -100, -100]])
-    loss = ChannelTeacher.kd_loss(logits, teacher, labels)
+    mask = labels != -100
+    loss = ChannelTeacher.kd_loss(logits, teacher[mask], labels)
     student = logits.log_softmax(-1)
     by_hand = sum(float((teacher[b, t].exp() * (teacher[b, t] - student[b, t])).sum())
                   for b, t in ((0, 1), (0, 2), (0, 3), (1, 2))) / 4
     assert float(loss) == pytest.approx(by_hand, rel=1e-5)
     torch.testing.assert_close(loss, torch.nn.functional.kl_div(student[labels != -100], teacher[labels != -100],
                                                                 log_target=True, reduction="batchmean"))
-    assert float(ChannelTeacher.kd_loss(teacher.clone(), teacher, labels)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ChannelTeacher.kd_loss(teacher.clone(), teacher[mask], labels)) == pytest.approx(0.0, abs=1e-6)
     changed = logits.clone()
     changed[0, 0] += 5.0  # an unlabelled position (the prompt) does not count
     changed[1, 4] -= 5.0
-    torch.testing.assert_close(ChannelTeacher.kd_loss(changed, teacher, labels), loss)
+    torch.testing.assert_close(ChannelTeacher.kd_loss(changed, teacher[mask], labels), loss)
     logits.requires_grad_(True)
-    ChannelTeacher.kd_loss(logits, teacher, labels).backward()
+    ChannelTeacher.kd_loss(logits, teacher[mask], labels).backward()
     assert logits.grad[0, 1].abs().sum() > 0 and logits.grad[0, 0].abs().sum() == 0
 
 
@@ -461,28 +463,37 @@ def test_the_kd_targets_are_the_pretrained_models_distributions_on_the_clean_sou
     assert any("the pretrained model on the clean sources" in m and "decoder-output weight 0.5" in m for m in logs)
     indices = [1, len(WORDS)]  # a twin and the clean line
     inputs = task.model_inputs(indices)
-    held, (_, _, log_probs) = task._targets
+    _, (_, _, log_probs) = task._targets
+    _, labels = pad_targets([task.pairs[i] for i in indices], task.model.tokens.eot)
+    labelled = labels != -100
+    assert log_probs.shape == (int(labelled.sum()), task.model.decoder.embed_tokens.weight.shape[0])
+    assert not labelled[:, 0].any()  # the prompt predicts nothing: no target kept for it
     pretrained = tiny_model(listening_whisper)
+    expected = []
     for row, i in enumerate(indices):
         clean = load_audio(twin_corpus / "clean" / (f"{i}.wav" if i < len(WORDS) else "own.wav"))
         with torch.no_grad():
-            expected = pretrained(wave=clean[None], lengths=torch.tensor([clean.numel()]),
-                                  tokens=inputs["tokens"][row:row + 1])[0].log_softmax(-1)
-        n = len(task.pairs[i][0])
-        torch.testing.assert_close(log_probs[row, :n], expected[0, :n], atol=1e-4, rtol=0)
+            full = pretrained(wave=clean[None], lengths=torch.tensor([clean.numel()]),
+                              tokens=inputs["tokens"][row:row + 1])[0].log_softmax(-1)
+        expected.append(full[0][labelled[row]])
+    torch.testing.assert_close(log_probs, torch.cat(expected), atol=1e-4, rtol=0)
     # the task's loss: cross-entropy + weight x KL, no encoder term at weight 0
     wave, lengths = pad_waves([task.train_set[i][0] for i in indices])
     task.model.eval()
     with torch.no_grad():
         output = task.model(wave=wave, lengths=lengths, **inputs)
-    _, labels = pad_targets([task.pairs[i] for i in indices], task.model.tokens.eot)
     kl = ChannelTeacher.kd_loss(output[0], log_probs, labels)
     # before any step the student is the teacher: on the clean line (its own source) nothing to pull, on the
     # twin the noise changes the distributions
-    twin, own = (float(ChannelTeacher.kd_loss(output[0][r:r + 1], log_probs[r:r + 1], labels[r:r + 1]))
-                 for r in (0, 1))
+    first = int(labelled[0].sum())
+    twin = float(ChannelTeacher.kd_loss(output[0][:1], log_probs[:first], labels[:1]))
+    own = float(ChannelTeacher.kd_loss(output[0][1:], log_probs[first:], labels[1:]))
+    with pytest.raises(ValueError, match="labelled positions"):
+        ChannelTeacher.kd_loss(output[0][:1], log_probs, labels[:1])
     assert own < 1e-6 and twin > 1e-4 and twin > 1000 * own, (twin, own)
     torch.testing.assert_close(task.loss(output, torch.tensor(indices)), seq2seq_loss(output[0], labels) + 0.5 * kl)
+    with pytest.raises(RuntimeError, match="used already"):  # one loss per model_inputs: nothing held after it
+        task.loss(output, torch.tensor(indices))
     # with both terms
     both = Seq2SeqTask(kd_config(twin_corpus, listening_whisper, tmp_path / "both", 0.5, mse=2.0), quiet)
     inputs = both.model_inputs(indices)
@@ -516,6 +527,11 @@ def test_training_with_the_kd_term_pulls_the_students_distributions_toward_the_t
         with torch.no_grad():
             logits = task.model.eval()(wave=wave, lengths=lengths, tokens=inputs["tokens"])[0]
         kls[kd] = float(ChannelTeacher.kd_loss(logits, judge._targets[1][2], labels))
+        if kd:  # the run's teacher decoder is its own frozen copy: unshared, unmoved by the student's training
+            teacher = task.teacher.decoder
+            assert not {p.data_ptr() for p in teacher.parameters()} & {p.data_ptr() for p in task.model.parameters()}
+            assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in judge.teacher.decoder.state_dict().items())
+            assert not torch.equal(task.model.decoder.layers[0].fc1.weight, teacher.layers[0].fc1.weight)
     assert kls[100.0] < 0.7 * kls[0.0], kls
 
 
@@ -527,3 +543,20 @@ def test_a_negative_kd_weight_or_kd_on_a_ctc_head_is_a_config_error():
     ModelConfig(backbone="hf:x", head="decoder", channel_teacher_kd_weight=0.5).check()
     with pytest.raises(ValueError, match="needs the pretrained decoder"):
         ChannelTeacher(torch.nn.Linear(2, 2), [], 0.0, None, kd_weight=1.0)
+
+
+def test_a_missing_clean_source_is_an_error_naming_the_manifest_line_and_both_weights(twin_corpus,
+                                                                                      listening_whisper, tmp_path):
+    from speech_tl.asr.seq2seq_task import Seq2SeqTask
+    from speech_tl.errors import InputError
+
+    lines = [json.loads(x) for x in (twin_corpus / "train.jsonl").read_text().splitlines()]
+    for x in lines:  # absolute paths, so that the copy reads the same audio
+        x["audio"] = str(twin_corpus / x["audio"])
+    lines[2]["source_audio"] = str(tmp_path / "gone.wav")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cfg = kd_config(twin_corpus, listening_whisper, tmp_path / "run", 1.0)
+    cfg.data.train = str(tmp_path / "train.jsonl")
+    with pytest.raises(InputError, match=r"train.jsonl:3: the clean source of 'u2-phone' \(.*gone.wav\) is not "
+                                         r"there .*channel_teacher_kd_weight.*set both weights to 0"):
+        Seq2SeqTask(cfg, quiet)
