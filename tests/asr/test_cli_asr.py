@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def test_evaluate_writes_results(trained, tone_corpus, tmp_path, beam):
     assert r["num_utterances"] == 8 and set(r["per_speaker"]) == {"s0"}
     assert r["wer_ci95"][0] <= r["wer"] <= r["wer_ci95"][1]
     assert r["decoding"] == ("greedy" if beam == 0 else "beam 4 + LM (weight 0.5, word score 0)")
+    # the manifest's content, so that a recipe tells a result of a manifest drawn again since (stage 9)
+    assert r["manifest_sha1"] == hashlib.sha1((tone_corpus / "dev.jsonl").read_bytes()).hexdigest()
+    summary = json.loads((trained / "summary.json").read_text())  # the run's own record of its training manifest
+    assert summary["train_manifest_sha1"] == hashlib.sha1((tone_corpus / "train.jsonl").read_bytes()).hexdigest()
     hyps = [json.loads(x) for x in out.with_name("results.hypotheses.jsonl").read_text().splitlines()]
     assert len(hyps) == 8 and all(h["ref"] == h["ref"].lower() for h in hyps)
 
