@@ -79,7 +79,7 @@ class ChannelTeacher:
     def targets(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's output ``(B, T', D)`` on the clean sources of ``indices``, and how many of its frames hold
         speech ``(B,)`` (an encoder frame is 20 ms; inputs padded to 30 s give 1,500 frames, mostly silence)."""
-        hidden, _, frames, _ = self._run(indices, device, None)
+        hidden, frames, _ = self._run(indices, device, None)
         return hidden, frames
 
     def all_targets(self, indices: list[int], device: torch.device, tokens: torch.Tensor, labelled: torch.Tensor
@@ -88,8 +88,7 @@ class ChannelTeacher:
         ``(N, V)`` (float32) at the ``N`` labelled positions (``labelled (B, L)``, True where a token is predicted)
         of its run on its encoding of the clean sources, teacher-forced on ``tokens (B, L)`` (the student's decoder
         input); one teacher encoder pass for both."""
-        hidden, _, frames, log_probs = self._run(indices, device, tokens, labelled)
-        return hidden, frames, log_probs
+        return self._run(indices, device, tokens, labelled)
 
     def _run(self, indices: list[int], device: torch.device, tokens: torch.Tensor | None,
              labelled: torch.Tensor | None = None):
@@ -110,7 +109,7 @@ class ChannelTeacher:
                     self.decoder.to(device)
                 logits = run_decoder(self.decoder, tokens.to(device), hidden, enc_lengths)
                 log_probs = logits[labelled.to(device)].float().log_softmax(-1)  # only where the loss reads them
-        return hidden.float(), enc_lengths, speech_frames(lengths), log_probs
+        return hidden.float(), speech_frames(lengths), log_probs
 
     @staticmethod
     def kd_loss(logits: torch.Tensor, teacher_log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

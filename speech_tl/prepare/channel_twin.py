@@ -36,13 +36,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
+from ..digest import file_sha1
 from ..errors import InputError
 from ..manifest import Utterance, read_manifest, write_jsonl, write_manifest
 from .common import (
     PrepareResult,
     Rejection,
     default_workers,
-    file_sha1,
     finished_audio_seconds,
     finished_files,
     read_rejections,

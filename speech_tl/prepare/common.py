@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 from ..audio import FFMPEG_HINT, AudioError, audio_info
-from ..digest import file_sha1  # noqa: F401  (the preparers' import of it)
 from ..manifest import Utterance, write_jsonl, write_manifest
 
 

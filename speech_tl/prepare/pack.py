@@ -29,9 +29,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..digest import file_sha1
 from ..errors import InputError
 from ..manifest import Utterance, clean_source, read_manifest, write_manifest
-from .common import PrepareResult, default_workers, file_sha1, finished_audio_seconds, finished_files
+from .common import PrepareResult, default_workers, finished_audio_seconds, finished_files
 
 RATE = 16000
 
